@@ -1,0 +1,252 @@
+// Package app wires the broker from its configuration: listeners, the CARTO
+// client (or, in demo mode, the in-process CARTO emulator), stores, the
+// broker, and the gRPC and REST servers; and runs them until the context
+// ends, then drains them.
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/tokenbroker/tokenbroker/server/internal/api"
+	"github.com/tokenbroker/tokenbroker/server/internal/auth"
+	"github.com/tokenbroker/tokenbroker/server/internal/broker"
+	"github.com/tokenbroker/tokenbroker/server/internal/carto"
+	"github.com/tokenbroker/tokenbroker/server/internal/cartosim"
+	"github.com/tokenbroker/tokenbroker/server/internal/config"
+	"github.com/tokenbroker/tokenbroker/server/internal/policy"
+	"github.com/tokenbroker/tokenbroker/server/internal/tokencache"
+	"github.com/tokenbroker/tokenbroker/server/internal/transport"
+)
+
+// ShutdownTimeout bounds how long in-flight requests may take to finish
+// after a shutdown signal before their connections are closed.
+const ShutdownTimeout = 10 * time.Second
+
+// App is a wired broker, listening but not yet serving.
+type App struct {
+	cfg config.Config
+	log *slog.Logger
+
+	grpcLn, httpLn net.Listener
+	grpcSrv        *grpc.Server
+	health         *health.Server
+	httpSrv        *http.Server
+
+	// demo mode only
+	sim    *cartosim.Sim
+	simLn  net.Listener
+	simSrv *http.Server
+}
+
+// New wires the broker and opens its listeners. Nothing is served until Run.
+func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err error) {
+	a = &App{cfg: cfg, log: log}
+	defer func() {
+		if err != nil {
+			a.closeListeners()
+		}
+	}()
+	if a.grpcLn, err = listen("gRPC (GRPC_PORT)", cfg.GRPCAddr()); err != nil {
+		return nil, err
+	}
+	if a.httpLn, err = listen("REST (PORT)", cfg.HTTPAddr()); err != nil {
+		return nil, err
+	}
+	if cfg.Demo {
+		if err := a.startEmulator(); err != nil {
+			return nil, err
+		}
+	}
+
+	store := tokencache.NewMemory(nil)
+	users, err := auth.NewUsers(cfg.Users)
+	if err != nil {
+		return nil, err
+	}
+	sessions, err := auth.NewSessions(auth.SessionConfig{
+		Secret:   cfg.JWTSecret,
+		Issuer:   cfg.SessionIssuer,
+		Audience: cfg.SessionAudience,
+		TTL:      cfg.SessionTTL,
+		Leeway:   cfg.SessionLeeway,
+		Revoked:  auth.RevocationsFunc(store.SessionRevoked),
+	})
+	if err != nil {
+		return nil, err
+	}
+	policies, err := policy.NewSet(cfg.Groups, cfg.DefaultPolicy)
+	if err != nil {
+		return nil, err
+	}
+	client, err := carto.New(carto.Config{
+		BaseURL:      a.cfg.Carto.BaseURL,
+		AuthURL:      a.cfg.Carto.AuthURL,
+		ClientID:     a.cfg.Carto.ClientID,
+		ClientSecret: a.cfg.Carto.ClientSecret,
+		Logger:       log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	cache := tokencache.New(tokencache.Config{
+		Store:    store,
+		Upstream: broker.Upstream{Carto: client, Policies: policies},
+		Logger:   log,
+	})
+	b := broker.New(broker.Config{
+		Users:      users,
+		Sessions:   sessions,
+		Policies:   policies,
+		Cache:      cache,
+		Store:      store,
+		APIBaseURL: client.BaseURL(),
+		Logger:     log,
+	})
+	svc := api.NewService(b, log)
+	chain := transport.NewChain(transport.ChainConfig{Authenticator: sessions, Logger: log, Public: api.PublicMethods})
+	a.grpcSrv, a.health = transport.NewGRPCServer(svc, chain)
+	gw, err := transport.NewGateway(ctx, transport.GatewayConfig{Service: svc, Chain: chain, CORSOrigins: cfg.CORSOrigins, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	a.httpSrv = newHTTPServer(gw, log)
+	return a, nil
+}
+
+// startEmulator serves a CARTO emulator on loopback and points the broker
+// at it with a fresh OAuth client.
+func (a *App) startEmulator() error {
+	ln, err := listen("CARTO emulator (DEMO_CARTO_PORT)", net.JoinHostPort("127.0.0.1", strconv.Itoa(a.cfg.EmulatorPort)))
+	if err != nil {
+		return err
+	}
+	a.simLn = ln
+	base := "http://" + ln.Addr().String()
+	id, secret := "demo-"+randomHex(4), randomHex(24)
+	sim, err := cartosim.New(cartosim.Options{ClientID: id, ClientSecret: secret, PublicURL: base})
+	if err != nil {
+		return err
+	}
+	a.sim = sim
+	a.simSrv = newHTTPServer(sim, a.log)
+	a.cfg.Carto = config.CartoConfig{BaseURL: base, AuthURL: base + "/oauth/token", ClientID: id, ClientSecret: secret}
+	return nil
+}
+
+func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
+func listen(what, addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s: cannot listen on %s: %w", what, addr, err)
+	}
+	return ln, nil
+}
+
+func (a *App) closeListeners() {
+	for _, ln := range []net.Listener{a.grpcLn, a.httpLn, a.simLn} {
+		if ln != nil {
+			ln.Close()
+		}
+	}
+}
+
+// GRPCAddr, HTTPAddr and EmulatorURL are where the app listens.
+func (a *App) GRPCAddr() string { return a.grpcLn.Addr().String() }
+func (a *App) HTTPAddr() string { return a.httpLn.Addr().String() }
+
+// EmulatorURL is the demo emulator's base URL, "" outside demo mode.
+func (a *App) EmulatorURL() string {
+	if a.simLn == nil {
+		return ""
+	}
+	return "http://" + a.simLn.Addr().String()
+}
+
+// Emulator is the demo mode's CARTO emulator, nil outside demo mode.
+func (a *App) Emulator() *cartosim.Sim { return a.sim }
+
+// Config is the configuration the app runs with (in demo mode, pointing at
+// the emulator).
+func (a *App) Config() config.Config { return a.cfg }
+
+// Run serves until ctx ends, then stops taking requests, lets in-flight ones
+// finish (up to ShutdownTimeout), and returns.
+func (a *App) Run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	serve := func(name string, f func() error) {
+		g.Go(func() error {
+			if err := f(); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, grpc.ErrServerStopped) {
+				return fmt.Errorf("%s server: %w", name, err)
+			}
+			return nil
+		})
+	}
+	serve("gRPC", func() error { return a.grpcSrv.Serve(a.grpcLn) })
+	serve("REST", func() error { return a.httpSrv.Serve(a.httpLn) })
+	if a.simSrv != nil {
+		serve("CARTO emulator", func() error { return a.simSrv.Serve(a.simLn) })
+	}
+	a.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	a.log.Info("tokenbroker serving", "grpc", a.GRPCAddr(), "rest", a.HTTPAddr(), "config", a.cfg)
+
+	g.Go(func() error {
+		<-gctx.Done()
+		a.shutdown()
+		return nil
+	})
+	return g.Wait()
+}
+
+func (a *App) shutdown() {
+	a.log.Info("shutting down: draining in-flight requests")
+	// Probes see NOT_SERVING first, so load balancers stop sending.
+	a.health.Shutdown()
+	ctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+	defer cancel()
+	stopped := make(chan struct{})
+	go func() { a.grpcSrv.GracefulStop(); close(stopped) }()
+	if err := a.httpSrv.Shutdown(ctx); err != nil {
+		a.log.Warn("REST server did not drain in time", "error", err)
+	}
+	select {
+	case <-stopped:
+	case <-ctx.Done():
+		a.log.Warn("gRPC server did not drain in time; closing connections")
+		a.grpcSrv.Stop()
+		<-stopped
+	}
+	if a.simSrv != nil {
+		_ = a.simSrv.Shutdown(ctx)
+	}
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

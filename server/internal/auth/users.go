@@ -1,0 +1,137 @@
+package auth
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"runtime"
+	"strings"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+// MinBcryptCost is the lowest bcrypt cost accepted for stored password hashes.
+const MinBcryptCost = 10
+
+// User is one account of the user store.
+type User struct {
+	Username     string
+	PasswordHash string // bcrypt
+	Group        string
+}
+
+// Users is the broker's own user store: usernames with bcrypt hashes.
+type Users struct {
+	byName map[string]User
+	// dummyHash is compared against when the user does not exist, so an unknown
+	// user costs the same bcrypt work as a wrong password.
+	dummyHash []byte
+	// bcryptSlots bounds concurrent bcrypt comparisons: each costs ~100 ms of
+	// CPU, and a login flood must not starve token issuance.
+	bcryptSlots chan struct{}
+}
+
+// NormalizeUsername is how usernames are compared: case and surrounding
+// spaces do not matter (they are e-mail addresses in practice).
+func NormalizeUsername(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
+
+// ValidateUsers reports every problem of the accounts at once.
+func ValidateUsers(users []User) error {
+	var errs []error
+	seen := make(map[string]bool, len(users))
+	for i, usr := range users {
+		name := NormalizeUsername(usr.Username)
+		where := fmt.Sprintf("user %d (%q)", i+1, name)
+		if name == "" {
+			errs = append(errs, fmt.Errorf("user %d: username is required", i+1))
+		} else if seen[name] {
+			errs = append(errs, fmt.Errorf("%s: duplicate username", where))
+		}
+		seen[name] = true
+		if strings.TrimSpace(usr.Group) == "" {
+			errs = append(errs, fmt.Errorf("%s: group is required", where))
+		}
+		cost, err := bcrypt.Cost([]byte(usr.PasswordHash))
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("%s: password_hash is not a bcrypt hash (make one with `tokenbroker hash-password`)", where))
+		case cost < MinBcryptCost:
+			errs = append(errs, fmt.Errorf("%s: bcrypt cost %d is below the minimum %d", where, cost, MinBcryptCost))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// NewUsers validates the accounts and builds the store.
+func NewUsers(users []User) (*Users, error) {
+	if err := ValidateUsers(users); err != nil {
+		return nil, err
+	}
+	u := &Users{byName: make(map[string]User, len(users)), bcryptSlots: make(chan struct{}, runtime.GOMAXPROCS(0))}
+	maxCost := MinBcryptCost
+	for _, usr := range users {
+		cost, _ := bcrypt.Cost([]byte(usr.PasswordHash))
+		maxCost = max(maxCost, cost)
+		usr.Username = NormalizeUsername(usr.Username)
+		u.byName[usr.Username] = usr
+	}
+	// The dummy hash has the highest cost in use, so an unknown user never
+	// answers faster than a known one.
+	var pw [16]byte
+	if _, err := rand.Read(pw[:]); err != nil {
+		return nil, err
+	}
+	dummy, err := bcrypt.GenerateFromPassword(pw[:], maxCost)
+	if err != nil {
+		return nil, fmt.Errorf("prepare dummy hash: %w", err)
+	}
+	u.dummyHash = dummy
+	return u, nil
+}
+
+// Len is the number of users.
+func (u *Users) Len() int { return len(u.byName) }
+
+// Groups returns the group of every user, for policy validation.
+func (u *Users) Groups() []string {
+	var gs []string
+	for _, usr := range u.byName {
+		gs = append(gs, usr.Group)
+	}
+	return gs
+}
+
+// Authenticate checks a username and password. Every failure is
+// ErrInvalidCredentials, after the same bcrypt work.
+func (u *Users) Authenticate(ctx context.Context, username, password string) (User, error) {
+	select {
+	case u.bcryptSlots <- struct{}{}:
+		defer func() { <-u.bcryptSlots }()
+	case <-ctx.Done():
+		return User{}, ctx.Err()
+	}
+	usr, known := u.byName[NormalizeUsername(username)]
+	hash := u.dummyHash
+	if known {
+		hash = []byte(usr.PasswordHash)
+	}
+	// bcrypt reads at most 72 bytes of the password; longer ones are refused
+	// by the library, which is also a failed login.
+	if err := bcrypt.CompareHashAndPassword(hash, []byte(password)); err != nil || !known {
+		return User{}, ErrInvalidCredentials
+	}
+	return usr, nil
+}
+
+// HashPassword returns a bcrypt hash of password at cost.
+func HashPassword(password string, cost int) (string, error) {
+	if cost < MinBcryptCost {
+		return "", fmt.Errorf("bcrypt cost %d is below the minimum %d", cost, MinBcryptCost)
+	}
+	h, err := bcrypt.GenerateFromPassword([]byte(password), cost)
+	if err != nil {
+		return "", fmt.Errorf("hash password: %w", err)
+	}
+	return string(h), nil
+}

@@ -1,0 +1,271 @@
+package cartosim
+
+import (
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"slices"
+	"strings"
+)
+
+// resultSet is the outcome of a query.
+type resultSet struct {
+	cols  []column
+	rows  [][]any
+	bytes int64 // an estimate of BigQuery's totalBytesProcessed
+}
+
+type valueKind uint8
+
+const (
+	vString valueKind = iota
+	vNumber
+	vBool
+	vNull
+)
+
+// sqlValue is a literal or a bound parameter.
+type sqlValue struct {
+	kind valueKind
+	s    string
+	n    float64
+}
+
+func (v sqlValue) sqlType() string {
+	switch v.kind {
+	case vString:
+		return "STRING"
+	case vBool:
+		return "BOOL"
+	case vNull:
+		return "NULL"
+	}
+	if v.n == math.Trunc(v.n) {
+		return "INT64"
+	}
+	return "FLOAT64"
+}
+
+// execute runs st against t. params are the decoded queryParameters
+// (json.Number for numbers). Errors are *sqlError.
+func (t *table) execute(st *selectStmt, params map[string]any) (*resultSet, error) {
+	if !strings.EqualFold(strings.Join(st.Table, "."), t.name) {
+		return nil, &sqlError{status: http.StatusNotFound, msg: "Table not found"}
+	}
+	// Resolve every column first, so errors do not depend on the data.
+	var proj []int
+	if st.Columns == nil {
+		for i := range t.cols {
+			proj = append(proj, i)
+		}
+	}
+	for _, c := range st.Columns {
+		i, err := t.colIndex(c)
+		if err != nil {
+			return nil, err
+		}
+		proj = append(proj, i)
+	}
+	used := slices.Clone(proj)
+	var conds []boundCond
+	for _, c := range st.Where {
+		i, err := t.colIndex(c.Column)
+		if err != nil {
+			return nil, err
+		}
+		bc := boundCond{col: i, op: c.Op}
+		for _, o := range c.Values {
+			v, err := bindOperand(o, params)
+			if err != nil {
+				return nil, err
+			}
+			if err := checkComparable(t.cols[i], c.Op, v); err != nil {
+				return nil, err
+			}
+			bc.vals = append(bc.vals, v)
+		}
+		conds = append(conds, bc)
+		used = append(used, i)
+	}
+	order := -1
+	if st.OrderBy != "" {
+		i, err := t.colIndex(st.OrderBy)
+		if err != nil {
+			return nil, err
+		}
+		if t.cols[i].typ == colGeo {
+			return nil, badSQL("ORDER BY does not support expressions of type GEOGRAPHY")
+		}
+		order = i
+		used = append(used, i)
+	}
+
+	var rows [][]any
+	for _, row := range t.rows {
+		ok := true
+		for _, c := range conds {
+			if !c.matches(row[c.col]) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			rows = append(rows, row)
+		}
+	}
+	if order >= 0 {
+		slices.SortStableFunc(rows, func(a, b []any) int {
+			r := compareCells(a[order], b[order])
+			if st.Desc {
+				return -r
+			}
+			return r
+		})
+	}
+	if st.Limit >= 0 && int64(len(rows)) > st.Limit {
+		rows = rows[:st.Limit]
+	}
+	rs := &resultSet{}
+	for _, i := range proj {
+		rs.cols = append(rs.cols, t.cols[i])
+	}
+	for _, row := range rows {
+		out := make([]any, len(proj))
+		for j, i := range proj {
+			out[j] = row[i]
+		}
+		rs.rows = append(rs.rows, out)
+	}
+	// BigQuery bills the columns referenced, over the whole table.
+	slices.Sort(used)
+	for _, i := range slices.Compact(used) {
+		for _, row := range t.rows {
+			rs.bytes += cellBytes(row[i])
+		}
+	}
+	return rs, nil
+}
+
+func (t *table) colIndex(name string) (int, error) {
+	for i, c := range t.cols {
+		if strings.EqualFold(c.name, name) {
+			return i, nil
+		}
+	}
+	return -1, &sqlError{status: http.StatusBadRequest, msg: "Column not found: " + name, column: name}
+}
+
+// bindOperand turns an operand into a value, looking parameters up in
+// params (BigQuery parameter names are case-insensitive).
+func bindOperand(o operand, params map[string]any) (sqlValue, error) {
+	switch o.Kind {
+	case opString:
+		return sqlValue{kind: vString, s: o.Str}, nil
+	case opNumber:
+		return sqlValue{kind: vNumber, n: o.Num}, nil
+	}
+	raw, ok := params[o.Param]
+	if !ok {
+		for k, v := range params {
+			if strings.EqualFold(k, o.Param) {
+				raw, ok = v, true
+				break
+			}
+		}
+	}
+	if !ok {
+		return sqlValue{}, badSQL("Query parameter '%s' not found", o.Param)
+	}
+	switch v := raw.(type) {
+	case string:
+		return sqlValue{kind: vString, s: v}, nil
+	case json.Number:
+		f, err := v.Float64()
+		if err != nil {
+			return sqlValue{}, badSQL("Query parameter '%s' is not a valid number", o.Param)
+		}
+		return sqlValue{kind: vNumber, n: f}, nil
+	case float64:
+		return sqlValue{kind: vNumber, n: v}, nil
+	case bool:
+		return sqlValue{kind: vBool}, nil
+	case nil:
+		return sqlValue{kind: vNull}, nil
+	}
+	return sqlValue{}, badSQL("Query parameter '%s' must be a string, number, boolean or null", o.Param)
+}
+
+// checkComparable rejects comparisons BigQuery has no signature for.
+func checkComparable(c column, op string, v sqlValue) error {
+	ok := v.kind == vNull ||
+		(c.typ == colString && v.kind == vString) ||
+		((c.typ == colInt || c.typ == colFloat) && v.kind == vNumber)
+	if ok {
+		return nil
+	}
+	return badSQL("No matching signature for operator %s for argument types: %s, %s", op, c.typ.sqlType(), v.sqlType())
+}
+
+// boundCond is a WHERE condition with its column and values resolved.
+type boundCond struct {
+	col  int
+	op   string
+	vals []sqlValue
+}
+
+// matches applies SQL semantics: a NULL value never matches, not even !=.
+func (c boundCond) matches(cell any) bool {
+	switch c.op {
+	case "!=":
+		return c.vals[0].kind != vNull && !cellEquals(cell, c.vals[0])
+	default: // "=" and "IN"
+		return slices.ContainsFunc(c.vals, func(v sqlValue) bool { return cellEquals(cell, v) })
+	}
+}
+
+func cellEquals(cell any, v sqlValue) bool {
+	switch x := cell.(type) {
+	case string:
+		return v.kind == vString && x == v.s
+	case int64:
+		return v.kind == vNumber && float64(x) == v.n
+	case float64:
+		return v.kind == vNumber && x == v.n
+	}
+	return false
+}
+
+func compareCells(a, b any) int {
+	switch x := a.(type) {
+	case string:
+		return strings.Compare(x, b.(string))
+	case int64:
+		return cmp.Compare(x, b.(int64))
+	case float64:
+		return cmp.Compare(x, b.(float64))
+	}
+	return 0
+}
+
+func cellBytes(cell any) int64 {
+	switch x := cell.(type) {
+	case string:
+		return int64(len(x)) + 2
+	case point:
+		return 21 // a WKB point
+	}
+	return 8
+}
+
+// MarshalJSON renders a point as a GeoJSON geometry, as CARTO does for
+// geography columns in SQL API rows.
+func (p point) MarshalJSON() ([]byte, error) {
+	return fmt.Appendf(nil, `{"type":"Point","coordinates":[%s,%s]}`, jsonFloat(p.lon), jsonFloat(p.lat)), nil
+}
+
+func jsonFloat(f float64) string {
+	b, _ := json.Marshal(f)
+	return string(b)
+}

@@ -1,0 +1,347 @@
+// Package config reads the broker's configuration: environment variables with
+// the reference backend's names (also read from a .env file), the YAML file
+// named by TOKENBROKER_CONFIG (users and group policies), and flags, which
+// override both. Validate reports every problem at once, each naming the
+// setting to fix.
+package config
+
+import (
+	"bytes"
+	"crypto/rand"
+	_ "embed"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tokenbroker/tokenbroker/server/internal/auth"
+	"github.com/tokenbroker/tokenbroker/server/internal/carto"
+	"github.com/tokenbroker/tokenbroker/server/internal/policy"
+)
+
+//go:embed demo.yaml
+var demoYAML []byte
+
+// DemoYAML is the configuration file demo mode uses.
+func DemoYAML() []byte { return bytes.Clone(demoYAML) }
+
+// Defaults.
+const (
+	DefaultHTTPPort     = 8000
+	DefaultGRPCPort     = 9090
+	DefaultEmulatorPort = 8001
+	DefaultSessionTTL   = time.Hour
+	DefaultIssuer       = "tokenbroker"
+	DefaultAudience     = "tokenbroker"
+	DefaultLeeway       = 30 * time.Second
+)
+
+// Config is the broker's configuration.
+type Config struct {
+	Demo bool
+
+	Host     string // listen host; all interfaces when empty
+	HTTPPort int    // REST gateway; 0 picks a free port
+	GRPCPort int    // gRPC; 0 picks a free port
+	// EmulatorPort is where demo mode's CARTO emulator listens (loopback).
+	EmulatorPort int
+
+	JWTSecret       []byte
+	SessionTTL      time.Duration
+	SessionIssuer   string
+	SessionAudience string
+	SessionLeeway   time.Duration
+
+	Carto CartoConfig
+
+	ConfigFile    string // TOKENBROKER_CONFIG, or "(demo)"
+	Users         []auth.User
+	Groups        map[string]policy.Template // named groups
+	DefaultPolicy *policy.Template           // for groups not named; nil if none
+
+	CORSOrigins []string
+	LogFormat   string // "text" or "json"
+	LogLevel    slog.Level
+}
+
+// CartoConfig holds the CARTO OAuth client.
+type CartoConfig struct {
+	BaseURL      string
+	AuthURL      string
+	ClientID     string
+	ClientSecret string
+}
+
+// HTTPAddr and GRPCAddr are the listen addresses.
+func (c Config) HTTPAddr() string { return net.JoinHostPort(c.Host, strconv.Itoa(c.HTTPPort)) }
+func (c Config) GRPCAddr() string { return net.JoinHostPort(c.Host, strconv.Itoa(c.GRPCPort)) }
+
+// LogValue describes the configuration without its secrets.
+func (c Config) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.Bool("demo", c.Demo),
+		slog.String("http", c.HTTPAddr()),
+		slog.String("grpc", c.GRPCAddr()),
+		slog.String("carto_base_url", c.Carto.BaseURL),
+		slog.String("carto_auth_url", c.Carto.AuthURL),
+		slog.String("config_file", c.ConfigFile),
+		slog.Int("users", len(c.Users)),
+		slog.Int("groups", len(c.Groups)),
+		slog.Bool("default_policy", c.DefaultPolicy != nil),
+		slog.Duration("session_ttl", c.SessionTTL),
+	)
+}
+
+// Env looks up an environment variable.
+type Env func(key string) (string, bool)
+
+// Load reads flags from args, then the environment (with .env file values
+// under real ones), then the YAML file, and validates the result.
+func Load(args []string, env Env) (Config, error) {
+	flags := flag.NewFlagSet("tokenbroker", flag.ContinueOnError)
+	flags.SetOutput(io.Discard)
+	var (
+		demo      = flags.Bool("demo", false, "run with the built-in CARTO emulator and demo users; no account needed")
+		file      = flags.String("config", "", "YAML file with users: and groups: (overrides TOKENBROKER_CONFIG)")
+		envFile   = flags.String("env-file", ".env", "file of KEY=VALUE lines read under the environment, if it exists")
+		host      = flags.String("host", "", "listen host (overrides HOST)")
+		port      = flags.String("port", "", "REST port (overrides PORT)")
+		grpcPort  = flags.String("grpc-port", "", "gRPC port (overrides GRPC_PORT)")
+		emuPort   = flags.String("emulator-port", "", "demo mode: CARTO emulator port (overrides DEMO_CARTO_PORT)")
+		logFormat = flags.String("log-format", "", "text or json (overrides LOG_FORMAT)")
+		logLevel  = flags.String("log-level", "", "debug, info, warn or error (overrides LOG_LEVEL)")
+	)
+	if err := flags.Parse(args); err != nil {
+		return Config{}, fmt.Errorf("%w\n\nflags:\n%s", err, flagUsage(flags))
+	}
+	if flags.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected argument %q\n\nflags:\n%s", flags.Arg(0), flagUsage(flags))
+	}
+
+	dotenv := map[string]string{}
+	if b, err := os.ReadFile(*envFile); err == nil {
+		if dotenv, err = parseDotenv(bytes.NewReader(b)); err != nil {
+			return Config{}, fmt.Errorf("read %s: %w", *envFile, err)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return Config{}, fmt.Errorf("read %s: %w", *envFile, err)
+	}
+	get := func(key, flagVal string) string {
+		if flagVal != "" {
+			return flagVal
+		}
+		if v, ok := env(key); ok {
+			return v
+		}
+		return dotenv[key]
+	}
+
+	var errs []error
+	c := Config{
+		Demo:            *demo,
+		Host:            get("HOST", *host),
+		SessionIssuer:   DefaultIssuer,
+		SessionAudience: DefaultAudience,
+		SessionLeeway:   DefaultLeeway,
+		LogFormat:       strings.ToLower(orDefault(get("LOG_FORMAT", *logFormat), "text")),
+	}
+	c.HTTPPort = parsePort(&errs, "PORT", get("PORT", *port), DefaultHTTPPort)
+	c.GRPCPort = parsePort(&errs, "GRPC_PORT", get("GRPC_PORT", *grpcPort), DefaultGRPCPort)
+	c.EmulatorPort = parsePort(&errs, "DEMO_CARTO_PORT", get("DEMO_CARTO_PORT", *emuPort), DefaultEmulatorPort)
+	c.SessionTTL = parseDuration(&errs, "SESSION_TTL", get("SESSION_TTL", ""), DefaultSessionTTL)
+	if err := c.LogLevel.UnmarshalText([]byte(orDefault(get("LOG_LEVEL", *logLevel), "info"))); err != nil {
+		errs = append(errs, fmt.Errorf("LOG_LEVEL: %q is not one of debug, info, warn, error", get("LOG_LEVEL", *logLevel)))
+	}
+	for _, o := range strings.Split(orDefault(get("CORS_ALLOWED_ORIGINS", ""), "*"), ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			c.CORSOrigins = append(c.CORSOrigins, o)
+		}
+	}
+
+	c.JWTSecret = []byte(get("JWT_SECRET", ""))
+	c.Carto = CartoConfig{
+		BaseURL:      get("CARTO_BASE_URL", ""),
+		AuthURL:      orDefault(get("CARTO_AUTH_URL", ""), carto.DefaultAuthURL),
+		ClientID:     get("CARTO_CLIENT_ID", ""),
+		ClientSecret: get("CARTO_CLIENT_SECRET", ""),
+	}
+	// The CARTO guides call the base URL CARTO_API_BASE_URL: accept it too.
+	if alias := get("CARTO_API_BASE_URL", ""); alias != "" {
+		if c.Carto.BaseURL != "" && c.Carto.BaseURL != alias {
+			errs = append(errs, errors.New("CARTO_BASE_URL and CARTO_API_BASE_URL are both set, to different URLs: set one"))
+		}
+		c.Carto.BaseURL = alias
+	}
+
+	c.ConfigFile = get("TOKENBROKER_CONFIG", *file)
+	var fc fileConfig
+	switch {
+	case c.ConfigFile != "":
+		b, err := os.ReadFile(c.ConfigFile)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("TOKENBROKER_CONFIG: %w", err))
+			break
+		}
+		if fc, err = parseFile(bytes.NewReader(b)); err != nil {
+			errs = append(errs, fmt.Errorf("TOKENBROKER_CONFIG %s: %w", c.ConfigFile, err))
+		}
+	case c.Demo:
+		c.ConfigFile = "(built-in demo configuration)"
+		var err error
+		if fc, err = parseFile(bytes.NewReader(demoYAML)); err != nil {
+			return Config{}, fmt.Errorf("built-in demo configuration: %w", err)
+		}
+	}
+	c.Users = fc.users()
+	c.Groups, c.DefaultPolicy = fc.policies()
+
+	if c.Demo {
+		// Demo mode signs sessions with a fresh random secret (sessions end
+		// with the process) and talks to the in-process emulator, whose
+		// address and client the caller fills in.
+		secret := make([]byte, 32)
+		_, _ = rand.Read(secret)
+		c.JWTSecret = secret
+		c.Carto = CartoConfig{}
+	}
+	errs = append(errs, c.validate()...)
+	if len(errs) > 0 {
+		return Config{}, &ValidationError{Errs: errs}
+	}
+	return c, nil
+}
+
+// validate checks what Load could not check field by field.
+func (c Config) validate() []error {
+	var errs []error
+	if !c.Demo {
+		switch {
+		case len(c.JWTSecret) == 0:
+			errs = append(errs, fmt.Errorf("JWT_SECRET is not set: it signs session tokens and must be at least %d bytes (e.g. `openssl rand -base64 48`)", auth.MinSecretLen))
+		case len(c.JWTSecret) < auth.MinSecretLen:
+			errs = append(errs, fmt.Errorf("JWT_SECRET is %d bytes: at least %d are required", len(c.JWTSecret), auth.MinSecretLen))
+		}
+		if c.Carto.BaseURL == "" {
+			errs = append(errs, errors.New("CARTO_BASE_URL is not set: the CARTO API base URL of your region, e.g. https://gcp-us-east1.api.carto.com"))
+		} else if err := checkURL(c.Carto.BaseURL); err != nil {
+			errs = append(errs, fmt.Errorf("CARTO_BASE_URL: %w", err))
+		}
+		if err := checkURL(c.Carto.AuthURL); err != nil {
+			errs = append(errs, fmt.Errorf("CARTO_AUTH_URL: %w", err))
+		}
+		if c.Carto.ClientID == "" {
+			errs = append(errs, errors.New("CARTO_CLIENT_ID is not set: the id of your CARTO machine-to-machine OAuth client"))
+		}
+		if c.Carto.ClientSecret == "" {
+			errs = append(errs, errors.New("CARTO_CLIENT_SECRET is not set: the secret of your CARTO machine-to-machine OAuth client"))
+		}
+		if c.ConfigFile == "" {
+			errs = append(errs, errors.New("no user store: set TOKENBROKER_CONFIG to a YAML file with users: (see the README), or run with --demo"))
+		}
+	}
+	if c.ConfigFile != "" && len(c.Users) == 0 {
+		errs = append(errs, fmt.Errorf("%s has no users:", c.ConfigFile))
+	}
+	if c.SessionTTL < time.Minute || c.SessionTTL > 7*24*time.Hour {
+		errs = append(errs, fmt.Errorf("SESSION_TTL %s is outside [1m, 168h]", c.SessionTTL))
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		errs = append(errs, fmt.Errorf("LOG_FORMAT %q is not text or json", c.LogFormat))
+	}
+	if err := auth.ValidateUsers(c.Users); err != nil {
+		errs = append(errs, prefixed("users", err)...)
+	}
+	if _, err := policy.NewSet(c.Groups, c.DefaultPolicy); err != nil {
+		errs = append(errs, prefixed("groups", err)...)
+	}
+	for _, u := range c.Users {
+		if _, named := c.Groups[u.Group]; !named && c.DefaultPolicy == nil && u.Group != "" {
+			errs = append(errs, fmt.Errorf("groups: user %q is in group %q, which has no policy and there is no %q default", u.Username, u.Group, DefaultGroup))
+		}
+	}
+	return errs
+}
+
+func checkURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		return fmt.Errorf("%q is not an http(s) URL", s)
+	}
+	return nil
+}
+
+// prefixed splits a joined error into its parts, each prefixed.
+func prefixed(prefix string, err error) []error {
+	var parts []error
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		parts = j.Unwrap()
+	} else {
+		parts = []error{err}
+	}
+	out := make([]error, len(parts))
+	for i, p := range parts {
+		out[i] = fmt.Errorf("%s: %w", prefix, p)
+	}
+	return out
+}
+
+func parsePort(errs *[]error, name, v string, def int) int {
+	if v == "" {
+		return def
+	}
+	p, err := strconv.Atoi(v)
+	if err != nil || p < 0 || p > 65535 {
+		*errs = append(*errs, fmt.Errorf("%s: %q is not a port number", name, v))
+		return def
+	}
+	return p
+}
+
+func parseDuration(errs *[]error, name, v string, def time.Duration) time.Duration {
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		*errs = append(*errs, fmt.Errorf("%s: %q is not a duration such as 1h or 30m", name, v))
+		return def
+	}
+	return d
+}
+
+func orDefault(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+func flagUsage(flags *flag.FlagSet) string {
+	var b strings.Builder
+	flags.SetOutput(&b)
+	flags.PrintDefaults()
+	return b.String()
+}
+
+// ValidationError lists every configuration problem.
+type ValidationError struct{ Errs []error }
+
+func (e *ValidationError) Error() string {
+	var b strings.Builder
+	b.WriteString("invalid configuration:")
+	for _, err := range e.Errs {
+		b.WriteString("\n  - ")
+		b.WriteString(err.Error())
+	}
+	return b.String()
+}
+
+func (e *ValidationError) Unwrap() []error { return e.Errs }

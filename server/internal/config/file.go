@@ -1,0 +1,84 @@
+package config
+
+import (
+	"errors"
+	"io"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/tokenbroker/tokenbroker/server/internal/auth"
+	"github.com/tokenbroker/tokenbroker/server/internal/policy"
+)
+
+// DefaultGroup is the key under groups: whose policy applies to every group
+// not named there.
+const DefaultGroup = "*"
+
+// fileConfig is the YAML file named by TOKENBROKER_CONFIG.
+type fileConfig struct {
+	Users  []fileUser            `yaml:"users"`
+	Groups map[string]filePolicy `yaml:"groups"`
+}
+
+type fileUser struct {
+	Username     string `yaml:"username"`
+	PasswordHash string `yaml:"password_hash"`
+	Group        string `yaml:"group"`
+}
+
+type filePolicy struct {
+	Grants      []fileGrant   `yaml:"grants"`
+	AllowedAPIs []string      `yaml:"allowed_apis"`
+	Referers    []string      `yaml:"referers"`
+	TokenTTL    time.Duration `yaml:"token_ttl"`
+}
+
+type fileGrant struct {
+	Connection string `yaml:"connection"`
+	Source     string `yaml:"source"`
+	Dialect    string `yaml:"dialect"`
+}
+
+// parseFile decodes the YAML strictly: an unknown field is an error, since a
+// misspelt key would otherwise be silently ignored.
+func parseFile(r io.Reader) (fileConfig, error) {
+	var fc fileConfig
+	dec := yaml.NewDecoder(r)
+	dec.KnownFields(true)
+	if err := dec.Decode(&fc); err != nil && !errors.Is(err, io.EOF) {
+		return fileConfig{}, err
+	}
+	return fc, nil
+}
+
+func (fc fileConfig) users() []auth.User {
+	out := make([]auth.User, len(fc.Users))
+	for i, u := range fc.Users {
+		out[i] = auth.User{Username: u.Username, PasswordHash: u.PasswordHash, Group: u.Group}
+	}
+	return out
+}
+
+// policies returns the named groups' templates and the default one. With no
+// groups: section every group gets the reference policy.
+func (fc fileConfig) policies() (map[string]policy.Template, *policy.Template) {
+	if fc.Groups == nil {
+		ref := policy.Reference()
+		return nil, &ref
+	}
+	named := map[string]policy.Template{}
+	var fallback *policy.Template
+	for g, fp := range fc.Groups {
+		t := policy.Template{AllowedAPIs: fp.AllowedAPIs, Referers: fp.Referers, TokenTTL: fp.TokenTTL}
+		for _, gr := range fp.Grants {
+			t.Grants = append(t.Grants, policy.GrantTemplate{Connection: gr.Connection, Source: gr.Source, Dialect: policy.Dialect(gr.Dialect)})
+		}
+		if g == DefaultGroup {
+			fallback = &t
+			continue
+		}
+		named[g] = t
+	}
+	return named, fallback
+}

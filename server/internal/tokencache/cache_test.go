@@ -1,0 +1,299 @@
+package tokencache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// clock is a settable clock for tests.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newClock() *clock { return &clock{now: time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)} }
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+
+func (c *clock) Advance(d time.Duration) { c.mu.Lock(); defer c.mu.Unlock(); c.now = c.now.Add(d) }
+
+// fakeUpstream mints numbered tokens. gate, when set, holds every mint until
+// closed; fail makes mints fail.
+type fakeUpstream struct {
+	mints, deletes atomic.Int64
+	gate           chan struct{}
+	fail           atomic.Bool
+	failDelete     atomic.Bool
+	mu             sync.Mutex
+	deleted        []string
+}
+
+var errUpstream = errors.New("upstream down")
+
+func (f *fakeUpstream) Mint(ctx context.Context, key Key, _ time.Time) (string, error) {
+	if f.gate != nil {
+		select {
+		case <-f.gate:
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+	}
+	if f.fail.Load() {
+		return "", errUpstream
+	}
+	return fmt.Sprintf("%s-token-%d", key.Group, f.mints.Add(1)), nil
+}
+
+func (f *fakeUpstream) Delete(_ context.Context, token string) error {
+	if f.failDelete.Load() {
+		return errUpstream
+	}
+	f.deletes.Add(1)
+	f.mu.Lock()
+	f.deleted = append(f.deleted, token)
+	f.mu.Unlock()
+	return nil
+}
+
+// failingStore fails every Put.
+type failingStore struct{ *Memory }
+
+func (failingStore) Put(context.Context, Entry) error { return errors.New("disk full") }
+
+var boston = Key{Group: "BOSTON", PolicyHash: "0123456789abcdef0123456789abcdef"}
+
+func newTestCache(t *testing.T, up *fakeUpstream, clk *clock, store Store) *Cache {
+	t.Helper()
+	if store == nil {
+		store = NewMemory(clk.Now)
+	}
+	return New(Config{Store: store, Upstream: up, Now: clk.Now})
+}
+
+func TestConcurrentMissesMintOnce(t *testing.T) {
+	up := &fakeUpstream{gate: make(chan struct{})}
+	c := newTestCache(t, up, newClock(), nil)
+	const callers = 50
+	var wg sync.WaitGroup
+	tokens := make([]string, callers)
+	errs := make([]error, callers)
+	for i := range callers {
+		wg.Go(func() {
+			e, _, err := c.Get(context.Background(), boston, 24*time.Hour)
+			tokens[i], errs[i] = e.Token, err
+		})
+	}
+	time.Sleep(20 * time.Millisecond) // let every caller reach the shared mint
+	close(up.gate)
+	wg.Wait()
+	for i := range callers {
+		if errs[i] != nil || tokens[i] != tokens[0] {
+			t.Fatalf("caller %d got %q, %v; caller 0 got %q", i, tokens[i], errs[i], tokens[0])
+		}
+	}
+	if n := up.mints.Load(); n != 1 {
+		t.Fatalf("%d mints for %d concurrent callers, want 1", n, callers)
+	}
+	if _, minted, _ := c.Get(context.Background(), boston, 24*time.Hour); minted || up.mints.Load() != 1 {
+		t.Fatal("a hit minted")
+	}
+}
+
+// The caller that started a mint gives up; the others still get the token,
+// from the same single mint.
+func TestFirstCallerCancelDoesNotFailOthers(t *testing.T) {
+	up := &fakeUpstream{gate: make(chan struct{})}
+	c := newTestCache(t, up, newClock(), nil)
+	first, cancel := context.WithCancel(context.Background())
+	firstErr := make(chan error, 1)
+	go func() { _, _, err := c.Get(first, boston, time.Hour); firstErr <- err }()
+	time.Sleep(10 * time.Millisecond)
+	var wg sync.WaitGroup
+	var ok atomic.Int64
+	for range 10 {
+		wg.Go(func() {
+			if _, _, err := c.Get(context.Background(), boston, time.Hour); err == nil {
+				ok.Add(1)
+			}
+		})
+	}
+	time.Sleep(10 * time.Millisecond)
+	cancel()
+	if err := <-firstErr; !errors.Is(err, context.Canceled) {
+		t.Fatalf("first caller: %v, want canceled", err)
+	}
+	close(up.gate)
+	wg.Wait()
+	if ok.Load() != 10 || up.mints.Load() != 1 {
+		t.Fatalf("%d of 10 waiters served, %d mints; want 10 and 1", ok.Load(), up.mints.Load())
+	}
+}
+
+func TestErrorsAreNotCached(t *testing.T) {
+	up := &fakeUpstream{}
+	up.fail.Store(true)
+	c := newTestCache(t, up, newClock(), nil)
+	if _, _, err := c.Get(context.Background(), boston, time.Hour); !errors.Is(err, errUpstream) {
+		t.Fatalf("err = %v, want the upstream error", err)
+	}
+	up.fail.Store(false)
+	e, minted, err := c.Get(context.Background(), boston, time.Hour)
+	if err != nil || !minted || e.Token == "" {
+		t.Fatalf("after recovery: %+v, %v, %v", e, minted, err)
+	}
+}
+
+func TestRefreshAheadAndSafetyMargin(t *testing.T) {
+	clk := newClock()
+	up := &fakeUpstream{}
+	store := NewMemory(clk.Now)
+	c := newTestCache(t, up, clk, store)
+	ctx := context.Background()
+	first, _, err := c.Get(ctx, boston, 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := first.RefreshAt.Sub(first.CreatedAt); d < 10*time.Hour+48*time.Minute || d > 13*time.Hour+12*time.Minute {
+		t.Fatalf("refresh after %v, want half-life ±10%%", d)
+	}
+
+	// Past the refresh point: the current token is served at once and a
+	// background refresh replaces it.
+	clk.Advance(14 * time.Hour)
+	e, minted, err := c.Get(ctx, boston, 24*time.Hour)
+	if err != nil || minted || e.Token != first.Token {
+		t.Fatalf("during refresh got %q minted=%v err=%v; want the current token", e.Token, minted, err)
+	}
+	waitFor(t, func() bool { cur, _, _ := store.Current(ctx, boston); return cur.Token != first.Token })
+	second, _, _ := c.Get(ctx, boston, 24*time.Hour)
+	if second.Token == first.Token || up.mints.Load() != 2 {
+		t.Fatalf("after refresh: %q, %d mints", second.Token, up.mints.Load())
+	}
+	// The replaced token is still known, so it can still be revoked.
+	if _, ok, _ := store.ByToken(ctx, first.Token); !ok {
+		t.Fatal("the replaced token was forgotten before it expired")
+	}
+
+	// Within the safety margin of expiry a token is never served: the caller
+	// waits for a new one.
+	clk.Advance(24*time.Hour - 4*time.Minute - (clk.Now().Sub(second.CreatedAt)))
+	third, minted, err := c.Get(ctx, boston, 24*time.Hour)
+	if err != nil || !minted || third.Token == second.Token {
+		t.Fatalf("inside the safety margin got %q minted=%v err=%v", third.Token, minted, err)
+	}
+}
+
+func TestRefreshFailureKeepsServing(t *testing.T) {
+	clk := newClock()
+	up := &fakeUpstream{}
+	c := newTestCache(t, up, clk, nil)
+	ctx := context.Background()
+	first, _, _ := c.Get(ctx, boston, time.Hour)
+	up.fail.Store(true)
+	clk.Advance(40 * time.Minute)
+	for range 5 {
+		e, _, err := c.Get(ctx, boston, time.Hour)
+		if err != nil || e.Token != first.Token {
+			t.Fatalf("while refresh fails: %q, %v", e.Token, err)
+		}
+	}
+	// One failed background attempt, then a back-off: not one per call.
+	waitFor(t, func() bool { c.mu.Lock(); defer c.mu.Unlock(); return !c.backoff[boston].IsZero() })
+	if n := up.mints.Load(); n != 1 {
+		t.Fatalf("%d successful mints, want 1", n)
+	}
+}
+
+func TestRevoke(t *testing.T) {
+	up := &fakeUpstream{}
+	clk := newClock()
+	store := NewMemory(clk.Now)
+	c := newTestCache(t, up, clk, store)
+	ctx := context.Background()
+	b, _, _ := c.Get(ctx, boston, time.Hour)
+	ny, _, _ := c.Get(ctx, Key{Group: "NEW YORK", PolicyHash: boston.PolicyHash}, time.Hour)
+
+	for name, tc := range map[string]struct{ group, token string }{
+		"another group's token": {"BOSTON", ny.Token},
+		"unknown token":         {"BOSTON", "no-such-token"},
+	} {
+		if _, err := c.Revoke(ctx, tc.group, tc.token); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("%s: err = %v, want ErrNotFound", name, err)
+		}
+	}
+	if up.deletes.Load() != 0 {
+		t.Fatal("a refused revocation deleted something upstream")
+	}
+
+	up.failDelete.Store(true)
+	if _, err := c.Revoke(ctx, "BOSTON", b.Token); !errors.Is(err, errUpstream) {
+		t.Fatalf("upstream failure: err = %v", err)
+	}
+	if cur, _, _ := c.Get(ctx, boston, time.Hour); cur.Token != b.Token {
+		t.Fatal("a token whose upstream delete failed is no longer served")
+	}
+	up.failDelete.Store(false)
+	if _, err := c.Revoke(ctx, "BOSTON", b.Token); err != nil {
+		t.Fatal(err)
+	}
+	next, minted, _ := c.Get(ctx, boston, time.Hour)
+	if !minted || next.Token == b.Token {
+		t.Fatalf("after revoke got %q minted=%v", next.Token, minted)
+	}
+	if _, err := c.Revoke(ctx, "BOSTON", b.Token); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("second revoke: %v", err)
+	}
+}
+
+func TestUnstorableTokenIsDeleted(t *testing.T) {
+	up := &fakeUpstream{}
+	clk := newClock()
+	c := newTestCache(t, up, clk, failingStore{NewMemory(clk.Now)})
+	if _, _, err := c.Get(context.Background(), boston, time.Hour); err == nil {
+		t.Fatal("no error when the store fails")
+	}
+	if up.mints.Load() != 1 || up.deletes.Load() != 1 {
+		t.Fatalf("%d minted, %d deleted: the unstored token must be deleted upstream", up.mints.Load(), up.deletes.Load())
+	}
+}
+
+func TestMemorySessions(t *testing.T) {
+	clk := newClock()
+	m := NewMemory(clk.Now)
+	ctx := context.Background()
+	if err := m.RevokeSession(ctx, "s1", clk.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := m.SessionRevoked(ctx, "s1"); !r {
+		t.Fatal("revoked session not reported")
+	}
+	if r, _ := m.SessionRevoked(ctx, "s2"); r {
+		t.Fatal("unrevoked session reported")
+	}
+	clk.Advance(2 * time.Hour)
+	for i := range pruneEvery {
+		_ = m.RevokeSession(ctx, fmt.Sprint("x", i), clk.Now().Add(time.Hour))
+	}
+	m.mu.RLock()
+	_, kept := m.sessions["s1"]
+	m.mu.RUnlock()
+	if kept {
+		t.Fatal("an expired revocation was never pruned")
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 5s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

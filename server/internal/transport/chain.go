@@ -1,0 +1,138 @@
+// Package transport serves the TokenBroker over gRPC and REST. Both run the
+// same interceptor chain (recovery, logging, authentication): the gRPC server
+// installs it, and the REST gateway, which calls the service in process for
+// speed, wraps the service so every call passes through the same chain. No
+// route reaches the service around it.
+package transport
+
+import (
+	"context"
+	"log/slog"
+	"runtime/debug"
+	"slices"
+	"strings"
+
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
+	grpcauth "github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/tokenbroker/tokenbroker/server/internal/api"
+	"github.com/tokenbroker/tokenbroker/server/internal/auth"
+)
+
+// ChainConfig configures the interceptor chain.
+type ChainConfig struct {
+	Authenticator auth.Authenticator
+	Logger        *slog.Logger
+	// Public lists the full method names callable without credentials.
+	Public []string
+}
+
+// Chain is the interceptor chain of both transports.
+type Chain struct {
+	Unary  grpc.UnaryServerInterceptor
+	Stream grpc.StreamServerInterceptor
+}
+
+// Health checks and reflection are infrastructure: callable without
+// credentials (probes and grpcurl have none) and kept out of request logs.
+func infrastructure(fullMethod string) bool {
+	return strings.HasPrefix(fullMethod, "/grpc.health.v1.Health/") ||
+		strings.HasPrefix(fullMethod, "/grpc.reflection.")
+}
+
+// NewChain builds the chain: recovery outermost, so a panic anywhere becomes
+// INTERNAL without details; then the request log; then authentication.
+func NewChain(cfg ChainConfig) Chain {
+	log := cfg.Logger
+	onPanic := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
+		log.ErrorContext(ctx, "panic in request", "panic", p, "stack", string(debug.Stack()))
+		return status.Error(codes.Internal, "internal error")
+	})
+	logged := selector.MatchFunc(func(_ context.Context, c interceptors.CallMeta) bool { return !infrastructure(c.FullMethod()) })
+	authenticated := selector.MatchFunc(func(_ context.Context, c interceptors.CallMeta) bool {
+		return !infrastructure(c.FullMethod()) && !slices.Contains(cfg.Public, c.FullMethod())
+	})
+	logger := logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
+		log.Log(ctx, slog.Level(lvl), msg, fields...)
+	})
+	// Only the end of a call is logged, with method, code and duration:
+	// payloads hold passwords and tokens and are never logged.
+	logOpts := []logging.Option{logging.WithLogOnEvents(logging.FinishCall)}
+	authFn := authenticate(cfg.Authenticator, log)
+	return Chain{
+		Unary: chainUnary(
+			recovery.UnaryServerInterceptor(onPanic),
+			selector.UnaryServerInterceptor(logging.UnaryServerInterceptor(logger, logOpts...), logged),
+			selector.UnaryServerInterceptor(grpcauth.UnaryServerInterceptor(authFn), authenticated),
+		),
+		Stream: chainStream(
+			recovery.StreamServerInterceptor(onPanic),
+			selector.StreamServerInterceptor(logging.StreamServerInterceptor(logger, logOpts...), logged),
+			selector.StreamServerInterceptor(grpcauth.StreamServerInterceptor(authFn), authenticated),
+		),
+	}
+}
+
+// authenticate reads `authorization: Bearer <token>` and puts the caller's
+// Principal in the context.
+func authenticate(a auth.Authenticator, log *slog.Logger) grpcauth.AuthFunc {
+	return func(ctx context.Context) (context.Context, error) {
+		tok, err := bearer(ctx)
+		if err != nil {
+			return nil, err
+		}
+		p, err := a.Authenticate(ctx, tok)
+		if err != nil {
+			return nil, api.Status(ctx, log, err)
+		}
+		return auth.WithPrincipal(ctx, p), nil
+	}
+}
+
+// bearer extracts the one bearer token of the request.
+func bearer(ctx context.Context) (string, error) {
+	vals := metadata.ValueFromIncomingContext(ctx, "authorization")
+	switch {
+	case len(vals) == 0:
+		return "", status.Error(codes.Unauthenticated, "authentication required: send `authorization: Bearer <session token>`")
+	case len(vals) > 1:
+		return "", status.Error(codes.Unauthenticated, "more than one authorization value")
+	}
+	scheme, tok, ok := strings.Cut(strings.TrimSpace(vals[0]), " ")
+	tok = strings.TrimSpace(tok)
+	if !ok || !strings.EqualFold(scheme, "bearer") || tok == "" {
+		return "", status.Error(codes.Unauthenticated, "authorization must be `Bearer <session token>`")
+	}
+	return tok, nil
+}
+
+// chainUnary composes interceptors into one, the first outermost, as
+// grpc.ChainUnaryInterceptor does; the gateway needs the composed value.
+func chainUnary(ics ...grpc.UnaryServerInterceptor) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		next := h
+		for i := len(ics) - 1; i >= 0; i-- {
+			ic, inner := ics[i], next
+			next = func(ctx context.Context, req any) (any, error) { return ic(ctx, req, info, inner) }
+		}
+		return next(ctx, req)
+	}
+}
+
+func chainStream(ics ...grpc.StreamServerInterceptor) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+		next := h
+		for i := len(ics) - 1; i >= 0; i-- {
+			ic, inner := ics[i], next
+			next = func(srv any, ss grpc.ServerStream) error { return ic(srv, ss, info, inner) }
+		}
+		return next(srv, ss)
+	}
+}

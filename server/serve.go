@@ -1,0 +1,105 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+
+	"github.com/tokenbroker/tokenbroker/server/internal/app"
+	"github.com/tokenbroker/tokenbroker/server/internal/config"
+)
+
+func serve(ctx context.Context, args []string, env func(string) (string, bool), stdout, stderr io.Writer) error {
+	cfg, err := config.Load(args, config.Env(env))
+	if errors.Is(err, flag.ErrHelp) {
+		_, err = fmt.Fprint(stdout, usageText, "\n", strings.SplitN(err.Error(), "\n\n", 2)[1])
+		return err
+	}
+	var verr *config.ValidationError
+	switch {
+	case errors.As(err, &verr):
+		return err
+	case err != nil:
+		return usageError{err}
+	}
+	log := newLogger(cfg, stderr)
+	a, err := app.New(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	if cfg.Demo {
+		printHowTo(stdout, a)
+	}
+	return a.Run(ctx)
+}
+
+func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// printHowTo tells a demo user what to try, with commands that work as
+// printed against the addresses actually bound.
+func printHowTo(w io.Writer, a *app.App) {
+	rest := "localhost:" + port(a.HTTPAddr())
+	grpcAddr := "localhost:" + port(a.GRPCAddr())
+	sim := a.EmulatorURL()
+	bostonSQL := "SELECT * FROM `carto-demo-data`.demo_tables.retail_stores WHERE city = 'BOSTON'"
+	nySQL := "SELECT * FROM `carto-demo-data`.demo_tables.retail_stores WHERE city = 'NEW YORK'"
+	extract := `sed -E 's/.*"token": *"([^"]+)".*/\1/'`
+	fmt.Fprintf(w, `
+TokenBroker demo: an in-process CARTO emulator, the reference guide's users and
+a random session secret. Nothing leaves this machine.
+
+  REST            http://%[1]s   (POST /login, /carto-token, /v1/login, /v1/carto-token, /v1/revoke)
+  gRPC            %[2]s           (grpcurl -plaintext %[2]s list)
+  CARTO emulator  %[3]s
+
+  users  user.boston@acme.com / boston   group BOSTON    (Maps and SQL APIs)
+         user.ny@acme.com / ny           group NEW YORK  (Maps API only, as in the reference)
+
+Try it (curl; the second block is the same over gRPC):
+
+  SESSION=$(curl -s -X POST http://%[1]s/login -d '{"username":"user.boston@acme.com","password":"boston"}' | %[4]s)
+  curl -s -X POST http://%[1]s/carto-token -H "Authorization: Bearer $SESSION"
+  CARTO=$(curl -s -X POST http://%[1]s/carto-token -H "Authorization: Bearer $SESSION" | %[4]s)
+
+  # Boston's stores, with exactly the granted query:
+  curl -s -G %[3]s/v3/sql/carto_dw/query -H "Authorization: Bearer $CARTO" --data-urlencode %[5]s
+  curl -s -G %[3]s/v3/maps/carto_dw/query -H "Authorization: Bearer $CARTO" --data-urlencode %[5]s
+  # New York's stores with Boston's token: 403
+  curl -s -G %[3]s/v3/sql/carto_dw/query -H "Authorization: Bearer $CARTO" --data-urlencode %[6]s
+
+  # revoke the CARTO token (the next /carto-token mints a new one), then log out
+  curl -s -X POST http://%[1]s/v1/revoke -H "Authorization: Bearer $SESSION" -d "{\"carto_token\":\"$CARTO\"}"
+  curl -s -X POST http://%[1]s/v1/revoke -H "Authorization: Bearer $SESSION" -d '{"session":true}'
+  curl -s -X POST http://%[1]s/carto-token -H "Authorization: Bearer $SESSION"     # now 401
+
+  grpcurl -plaintext -d '{"username":"user.ny@acme.com","password":"ny"}' %[2]s tokenbroker.v1.TokenBroker/Login
+  grpcurl -plaintext -H "authorization: Bearer <token from Login>" %[2]s tokenbroker.v1.TokenBroker/IssueCartoToken
+
+  emulator counters: curl -s %[3]s/_sim/stats
+
+`, rest, grpcAddr, sim, extract, shellQuote("q="+bostonSQL), shellQuote("q="+nySQL))
+}
+
+func port(addr string) string {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	return p
+}
+
+// shellQuote quotes s for a POSIX shell.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
