@@ -54,7 +54,8 @@ func printHowTo(w io.Writer, a *app.App) {
 	sim := a.EmulatorURL()
 	bostonSQL := "SELECT * FROM `carto-demo-data`.demo_tables.retail_stores WHERE city = 'BOSTON'"
 	nySQL := "SELECT * FROM `carto-demo-data`.demo_tables.retail_stores WHERE city = 'NEW YORK'"
-	extract := `sed -E 's/.*"token": *"([^"]+)".*/\1/'`
+	// Reads "token" from REST's one-line JSON and grpcurl's indented JSON.
+	extract := `sed -nE 's/.*"token": *"([^"]+)".*/\1/p'`
 	fmt.Fprintf(w, `
 TokenBroker demo: an in-process CARTO emulator, the reference guide's users and
 a random session secret. Nothing leaves this machine.
@@ -66,7 +67,7 @@ a random session secret. Nothing leaves this machine.
   users  user.boston@acme.com / boston   group BOSTON    (Maps and SQL APIs)
          user.ny@acme.com / ny           group NEW YORK  (Maps API only, as in the reference)
 
-Try it (curl; the second block is the same over gRPC):
+Try it with curl (a shell, as printed):
 
   SESSION=$(curl -s -X POST http://%[1]s/login -d '{"username":"user.boston@acme.com","password":"boston"}' | %[4]s)
   curl -s -X POST http://%[1]s/carto-token -H "Authorization: Bearer $SESSION"
@@ -83,8 +84,11 @@ Try it (curl; the second block is the same over gRPC):
   curl -s -X POST http://%[1]s/v1/revoke -H "Authorization: Bearer $SESSION" -d '{"session":true}'
   curl -s -X POST http://%[1]s/carto-token -H "Authorization: Bearer $SESSION"     # now 401
 
-  grpcurl -plaintext -d '{"username":"user.ny@acme.com","password":"ny"}' %[2]s tokenbroker.v1.TokenBroker/Login
-  grpcurl -plaintext -H "authorization: Bearer <token from Login>" %[2]s tokenbroker.v1.TokenBroker/IssueCartoToken
+And over gRPC (go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4):
+
+  grpcurl -plaintext %[2]s list
+  NY=$(grpcurl -plaintext -d '{"username":"user.ny@acme.com","password":"ny"}' %[2]s tokenbroker.v1.TokenBroker/Login | %[4]s)
+  grpcurl -plaintext -H "authorization: Bearer $NY" %[2]s tokenbroker.v1.TokenBroker/IssueCartoToken
 
   emulator counters: curl -s %[3]s/_sim/stats
 

@@ -46,6 +46,10 @@ type App struct {
 	health         *health.Server
 	httpSrv        *http.Server
 
+	// draining ends when shutdown starts, ending long-lived streams.
+	draining   context.Context
+	startDrain context.CancelFunc
+
 	// demo mode only
 	sim    *cartosim.Sim
 	simLn  net.Listener
@@ -55,6 +59,7 @@ type App struct {
 // New wires the broker and opens its listeners. Nothing is served until Run.
 func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err error) {
 	a = &App{cfg: cfg, log: log}
+	a.draining, a.startDrain = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
 			a.closeListeners()
@@ -117,7 +122,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 		Logger:     log,
 	})
 	svc := api.NewService(b, log)
-	chain := transport.NewChain(transport.ChainConfig{Authenticator: sessions, Logger: log, Public: api.PublicMethods})
+	chain := transport.NewChain(transport.ChainConfig{Authenticator: sessions, Logger: log, Public: api.PublicMethods, Draining: a.draining})
 	a.grpcSrv, a.health = transport.NewGRPCServer(svc, chain)
 	gw, err := transport.NewGateway(ctx, transport.GatewayConfig{Service: svc, Chain: chain, CORSOrigins: cfg.CORSOrigins, Logger: log})
 	if err != nil {
@@ -224,8 +229,10 @@ func (a *App) Run(ctx context.Context) error {
 
 func (a *App) shutdown() {
 	a.log.Info("shutting down: draining in-flight requests")
-	// Probes see NOT_SERVING first, so load balancers stop sending.
+	// Probes see NOT_SERVING first, so load balancers stop sending; then
+	// watch streams end, since they would otherwise hold the drain open.
 	a.health.Shutdown()
+	a.startDrain()
 	ctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
 	defer cancel()
 	stopped := make(chan struct{})

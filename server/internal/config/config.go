@@ -48,7 +48,7 @@ const (
 type Config struct {
 	Demo bool
 
-	Host     string // listen host; all interfaces when empty
+	Host     string // listen host; all interfaces when empty (loopback in demo mode)
 	HTTPPort int    // REST gateway; 0 picks a free port
 	GRPCPort int    // gRPC; 0 picks a free port
 	// EmulatorPort is where demo mode's CARTO emulator listens (loopback).
@@ -204,6 +204,11 @@ func Load(args []string, env Env) (Config, error) {
 	c.Groups, c.DefaultPolicy = fc.policies()
 
 	if c.Demo {
+		// Demo users have published passwords: listen on loopback only,
+		// unless HOST (or --host) says otherwise.
+		if c.Host == "" {
+			c.Host = "127.0.0.1"
+		}
 		// Demo mode signs sessions with a fresh random secret (sessions end
 		// with the process) and talks to the in-process emulator, whose
 		// address and client the caller fills in.

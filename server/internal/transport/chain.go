@@ -32,6 +32,10 @@ type ChainConfig struct {
 	Logger        *slog.Logger
 	// Public lists the full method names callable without credentials.
 	Public []string
+	// Draining ends when the server starts to shut down. Streams (health
+	// Watch, reflection) are ended then: they never finish by themselves and
+	// would hold a graceful stop until its timeout. Nil means never.
+	Draining context.Context
 }
 
 // Chain is the interceptor chain of both transports.
@@ -74,11 +78,33 @@ func NewChain(cfg ChainConfig) Chain {
 		),
 		Stream: chainStream(
 			recovery.StreamServerInterceptor(onPanic),
+			endOnDrain(cfg.Draining),
 			selector.StreamServerInterceptor(logging.StreamServerInterceptor(logger, logOpts...), logged),
 			selector.StreamServerInterceptor(grpcauth.StreamServerInterceptor(authFn), authenticated),
 		),
 	}
 }
+
+// endOnDrain cancels a stream's context when draining starts.
+func endOnDrain(draining context.Context) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+		if draining == nil {
+			return h(srv, ss)
+		}
+		ctx, cancel := context.WithCancel(ss.Context())
+		defer cancel()
+		stop := context.AfterFunc(draining, cancel)
+		defer stop()
+		return h(srv, &streamWithContext{ServerStream: ss, ctx: ctx})
+	}
+}
+
+type streamWithContext struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s *streamWithContext) Context() context.Context { return s.ctx }
 
 // authenticate reads `authorization: Bearer <token>` and puts the caller's
 // Principal in the context.

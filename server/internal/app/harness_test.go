@@ -1,0 +1,261 @@
+package app_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
+	"github.com/tokenbroker/tokenbroker/server/internal/app"
+	"github.com/tokenbroker/tokenbroker/server/internal/cartosim"
+	"github.com/tokenbroker/tokenbroker/server/internal/config"
+)
+
+const (
+	jwtSecret = "e2e-test-secret-e2e-test-secret-0123"
+	// bcrypt hashes (cost 10) of "boston", "ny" and "obrien".
+	bostonHash = "$2a$10$qN8jcbw5Vh/n23PA2JXl1OsgZNkQer1PUXFZZh75heal85AzWBkye"
+	nyHash     = "$2a$10$KSc9nNFavwVbb83BMH9Ri.yvxVEvIl2ysDu0KsVYvbQmU4JU6NZAm"
+)
+
+const bostonSQL = "SELECT * FROM `carto-demo-data`.demo_tables.retail_stores WHERE city = 'BOSTON'"
+const nySQL = "SELECT * FROM `carto-demo-data`.demo_tables.retail_stores WHERE city = 'NEW YORK'"
+
+// testConfig is a TOKENBROKER_CONFIG like a customer's: Boston may use Maps
+// and SQL, every other group gets the reference policy (Maps only).
+const testConfig = `
+users:
+  - {username: user.boston@acme.com, password_hash: "` + bostonHash + `", group: BOSTON}
+  - {username: user2.boston@acme.com, password_hash: "` + bostonHash + `", group: BOSTON}
+  - {username: user.ny@acme.com, password_hash: "` + nyHash + `", group: NEW YORK}
+groups:
+  BOSTON:
+    grants:
+      - connection: carto_dw
+        source: "SELECT * FROM ` + "`carto-demo-data`" + `.demo_tables.retail_stores WHERE city = {{group}}"
+    allowed_apis: [maps, sql]
+  "*":
+    grants:
+      - connection: carto_dw
+        source: "SELECT * FROM ` + "`carto-demo-data`" + `.demo_tables.retail_stores WHERE city = {{group}}"
+    allowed_apis: [maps]
+`
+
+// broker is a running TokenBroker wired by app.New from a real configuration,
+// against a real CARTO emulator over loopback HTTP.
+type broker struct {
+	t      *testing.T
+	app    *app.App
+	sim    *cartosim.Sim
+	simURL string
+	rest   string // http://host:port
+	grpc   tokenbrokerv1.TokenBrokerClient
+	conn   *grpc.ClientConn
+	logs   *syncBuffer
+	stop   func() error
+}
+
+// startBroker starts the broker; env entries override the defaults.
+func startBroker(t *testing.T, env map[string]string) *broker {
+	t.Helper()
+	sim, err := cartosim.New(cartosim.Options{ClientID: "e2e-client", ClientSecret: "e2e-client-secret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	simSrv := httptest.NewServer(sim)
+	t.Cleanup(simSrv.Close)
+
+	dir := t.TempDir()
+	cfgFile := filepath.Join(dir, "tokenbroker.yaml")
+	if err := os.WriteFile(cfgFile, []byte(testConfig), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]string{
+		"HOST":                "127.0.0.1",
+		"PORT":                "0",
+		"GRPC_PORT":           "0",
+		"JWT_SECRET":          jwtSecret,
+		"CARTO_BASE_URL":      simSrv.URL,
+		"CARTO_AUTH_URL":      simSrv.URL + "/oauth/token",
+		"CARTO_CLIENT_ID":     "e2e-client",
+		"CARTO_CLIENT_SECRET": "e2e-client-secret",
+		"TOKENBROKER_CONFIG":  cfgFile,
+	}
+	for k, v := range env {
+		vars[k] = v
+	}
+	cfg, err := config.Load([]string{"--env-file", filepath.Join(dir, "none.env")}, func(k string) (string, bool) { v, ok := vars[k]; return v, ok })
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &broker{t: t, sim: sim, simURL: simSrv.URL, logs: &syncBuffer{}}
+	b.start(cfg)
+	return b
+}
+
+func (b *broker) start(cfg config.Config) {
+	t := b.t
+	log := slog.New(slog.NewJSONHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	ctx, cancel := context.WithCancel(context.Background())
+	a, err := app.New(ctx, cfg, log)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	b.app = a
+	b.rest = "http://" + a.HTTPAddr()
+	if b.sim == nil {
+		b.sim, b.simURL = a.Emulator(), a.EmulatorURL()
+	}
+	conn, err := grpc.NewClient(a.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.conn, b.grpc = conn, tokenbrokerv1.NewTokenBrokerClient(conn)
+	stopped := false
+	b.stop = func() error {
+		if stopped {
+			return nil
+		}
+		stopped = true
+		defer conn.Close() // after the drain, so in-flight calls can finish
+		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(app.ShutdownTimeout + 5*time.Second):
+			t.Fatal("broker did not stop")
+			return nil
+		}
+	}
+	t.Cleanup(func() {
+		if err := b.stop(); err != nil {
+			t.Errorf("Run returned %v", err)
+		}
+	})
+}
+
+// login signs in over REST and returns the session token.
+func (b *broker) login(user, password string) string {
+	b.t.Helper()
+	status, body := b.post("/login", "", `{"username":"`+user+`","password":"`+password+`"}`)
+	if status != http.StatusOK {
+		b.t.Fatalf("login %s: %d %v", user, status, body)
+	}
+	return body["token"].(string)
+}
+
+// post sends a REST request and decodes the JSON answer.
+func (b *broker) post(path, bearer, body string) (int, map[string]any) {
+	b.t.Helper()
+	resp := b.do(http.MethodPost, path, bearer, body, nil)
+	return resp.StatusCode, decode(b.t, resp)
+}
+
+func (b *broker) do(method, path, bearer, body string, hdr http.Header) *http.Response {
+	b.t.Helper()
+	req, err := http.NewRequest(method, b.rest+path, strings.NewReader(body))
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return resp
+}
+
+func decode(t *testing.T, resp *http.Response) map[string]any {
+	t.Helper()
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]any{}
+	if len(raw) > 0 {
+		if err := json.Unmarshal(raw, &m); err != nil {
+			t.Fatalf("response %d is not JSON: %q", resp.StatusCode, raw)
+		}
+	}
+	return m
+}
+
+// withBearer is a gRPC call context carrying a session token.
+func withBearer(token string) context.Context {
+	return metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+token)
+}
+
+// query calls one of the emulator's data APIs ("sql" or "maps") with an API
+// access token, as a frontend would, and returns the status and JSON.
+func (b *broker) query(api, token, sql string) (int, map[string]any) {
+	b.t.Helper()
+	u := b.simURL + "/v3/" + api + "/carto_dw/query?" + url.Values{"q": {sql}}.Encode()
+	return b.get(u, token)
+}
+
+func (b *broker) get(u, token string) (int, map[string]any) {
+	b.t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, u, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return resp.StatusCode, decode(b.t, resp)
+}
+
+// cities lists the distinct city of each row of a SQL answer.
+func cities(t *testing.T, body map[string]any) map[string]int {
+	t.Helper()
+	rows, ok := body["rows"].([]any)
+	if !ok {
+		t.Fatalf("no rows in %v", body)
+	}
+	out := map[string]int{}
+	for _, r := range rows {
+		out[r.(map[string]any)["city"].(string)]++
+	}
+	return out
+}
+
+// syncBuffer is a log sink safe for the broker's concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

@@ -1,0 +1,155 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const hash10 = "$2a$10$qN8jcbw5Vh/n23PA2JXl1OsgZNkQer1PUXFZZh75heal85AzWBkye"
+
+func write(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func envOf(m map[string]string) Env {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+// valid returns a complete environment with a users file.
+func valid(t *testing.T, dir string) map[string]string {
+	return map[string]string{
+		"JWT_SECRET":          strings.Repeat("k", 32),
+		"CARTO_BASE_URL":      "https://gcp-us-east1.api.carto.com",
+		"CARTO_CLIENT_ID":     "id",
+		"CARTO_CLIENT_SECRET": "secret",
+		"TOKENBROKER_CONFIG":  write(t, dir, "tb.yaml", "users:\n  - {username: a@acme.com, password_hash: \""+hash10+"\", group: BOSTON}\n"),
+	}
+}
+
+func TestLoadDefaultsAndPrecedence(t *testing.T) {
+	dir := t.TempDir()
+	env := valid(t, dir)
+	env["PORT"] = "8100"
+	dotenv := write(t, dir, ".env", "# comment\nexport GRPC_PORT=9100\nPORT=1 # overridden by the environment\nSESSION_TTL=\"2h\"\nCORS_ALLOWED_ORIGINS='https://a.example, https://b.example'\n")
+	c, err := Load([]string{"--env-file", dotenv, "--grpc-port", "9200"}, envOf(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HTTPPort != 8100 || c.GRPCPort != 9200 || c.SessionTTL != 2*time.Hour {
+		t.Fatalf("ports %d/%d ttl %v: want env over .env, flag over both", c.HTTPPort, c.GRPCPort, c.SessionTTL)
+	}
+	if strings.Join(c.CORSOrigins, " ") != "https://a.example https://b.example" {
+		t.Fatalf("CORS origins %v", c.CORSOrigins)
+	}
+	if c.Carto.AuthURL != "https://auth.carto.com/oauth/token" || c.SessionIssuer != DefaultIssuer {
+		t.Fatalf("defaults: %+v", c)
+	}
+	// With no groups: section every group gets the reference policy.
+	if len(c.Groups) != 0 || c.DefaultPolicy == nil || c.DefaultPolicy.AllowedAPIs[0] != "maps" {
+		t.Fatalf("policies: %v %+v", c.Groups, c.DefaultPolicy)
+	}
+	if v := c.LogValue().String(); strings.Contains(v, "secret") || strings.Contains(v, strings.Repeat("k", 32)) {
+		t.Fatalf("LogValue shows a secret: %s", v)
+	}
+}
+
+func TestCartoAPIBaseURLAlias(t *testing.T) {
+	dir := t.TempDir()
+	env := valid(t, dir)
+	delete(env, "CARTO_BASE_URL")
+	env["CARTO_API_BASE_URL"] = "https://gcp-europe-west1.api.carto.com"
+	c, err := Load([]string{"--env-file", filepath.Join(dir, "none")}, envOf(env))
+	if err != nil || c.Carto.BaseURL != env["CARTO_API_BASE_URL"] {
+		t.Fatalf("alias: %v %v", c.Carto.BaseURL, err)
+	}
+	env["CARTO_BASE_URL"] = "https://gcp-us-east1.api.carto.com"
+	if _, err := Load([]string{"--env-file", filepath.Join(dir, "none")}, envOf(env)); err == nil || !strings.Contains(err.Error(), "both set") {
+		t.Fatalf("conflicting base URLs: %v", err)
+	}
+}
+
+func TestValidationReportsEverything(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		name string
+		env  map[string]string
+		yaml string
+		want []string
+	}{
+		{"nothing", map[string]string{}, "", []string{"JWT_SECRET is not set", "CARTO_BASE_URL is not set", "CARTO_CLIENT_ID is not set", "CARTO_CLIENT_SECRET is not set", "no user store"}},
+		{"bad scalars", map[string]string{"PORT": "http", "GRPC_PORT": "70000", "SESSION_TTL": "forever", "LOG_LEVEL": "loud", "LOG_FORMAT": "xml", "JWT_SECRET": "short", "CARTO_BASE_URL": "gcp-us-east1", "CARTO_AUTH_URL": "ftp://x"},
+			"", []string{"PORT: \"http\"", "GRPC_PORT: \"70000\"", "SESSION_TTL", "LOG_LEVEL", "LOG_FORMAT", "JWT_SECRET is 5 bytes", "CARTO_BASE_URL: \"gcp-us-east1\"", "CARTO_AUTH_URL"}},
+		{"unknown YAML field", nil, "users:\n  - {username: a, passwd: x, group: G}\n", []string{"field passwd not found"}},
+		{"bad users and groups", nil, `
+users:
+  - {username: a@acme.com, password_hash: plain, group: BOSTON}
+  - {username: b@acme.com, password_hash: "` + hash10 + `", group: CHICAGO}
+groups:
+  BOSTON:
+    grants: [{connection: carto_dw, source: "SELECT {{city}}"}]
+    allowed_apis: [maps, tiles]
+    referers: ["https://app.acme.com/"]
+`, []string{"not a bcrypt hash", "unknown placeholder", "unknown API \"tiles\"", "trailing slash", "group \"CHICAGO\", which has no policy"}},
+		{"no users", nil, "groups: {}\n", []string{"has no users"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := tt.env
+			if env == nil {
+				env = valid(t, dir)
+			}
+			if tt.yaml != "" {
+				env["TOKENBROKER_CONFIG"] = write(t, t.TempDir(), "tb.yaml", tt.yaml)
+			}
+			_, err := Load([]string{"--env-file", filepath.Join(dir, "none")}, envOf(env))
+			var verr *ValidationError
+			if !errors.As(err, &verr) {
+				t.Fatalf("err = %v, want a ValidationError", err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q:\n%v", w, err)
+				}
+			}
+		})
+	}
+}
+
+func TestDemo(t *testing.T) {
+	c, err := Load([]string{"--demo", "--env-file", filepath.Join(t.TempDir(), "none")}, envOf(map[string]string{"CARTO_CLIENT_SECRET": "ignored"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.JWTSecret) < 32 || len(c.Users) != 2 || c.Carto.ClientSecret != "" || c.Host != "127.0.0.1" {
+		t.Fatalf("demo config: users %d, secret %d bytes, carto %+v, host %q", len(c.Users), len(c.JWTSecret), c.Carto, c.Host)
+	}
+	d2, _ := Load([]string{"--demo", "--env-file", filepath.Join(t.TempDir(), "none")}, envOf(nil))
+	if string(d2.JWTSecret) == string(c.JWTSecret) {
+		t.Fatal("demo secrets repeat")
+	}
+}
+
+func TestParseDotenv(t *testing.T) {
+	got, err := parseDotenv(strings.NewReader("A=1\n  B = two words # c\nC=\"x\\ny\"\nD='#not comment'\nexport E=e\n\n# x=y\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"A": "1", "B": "two words", "C": "x\ny", "D": "#not comment", "E": "e"}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %q, want %q", k, got[k], v)
+		}
+	}
+	if _, err := parseDotenv(strings.NewReader("no equals sign\n")); err == nil {
+		t.Fatal("accepted a line without =")
+	}
+}
