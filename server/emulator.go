@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -36,7 +34,7 @@ func runEmulator(ctx context.Context, args []string, env func(string) (string, b
 	id, _ := env("CARTO_CLIENT_ID")
 	secret, _ := env("CARTO_CLIENT_SECRET")
 	if id == "" || secret == "" {
-		id, secret = "sim-"+randomHex(4), randomHex(24)
+		id, secret = cartosim.NewClient()
 	}
 	ln, err := net.Listen("tcp", net.JoinHostPort(*host, strconv.Itoa(*port)))
 	if err != nil {
@@ -68,10 +66,4 @@ Counters: GET %s/_sim/stats   faults: PUT %s/_sim/faults
 		return err
 	}
 	return nil
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }

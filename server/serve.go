@@ -16,16 +16,15 @@ import (
 
 func serve(ctx context.Context, args []string, env func(string) (string, bool), stdout, stderr io.Writer) error {
 	cfg, err := config.Load(args, config.Env(env))
-	if errors.Is(err, flag.ErrHelp) {
-		_, err = fmt.Fprint(stdout, usageText, "\n", strings.SplitN(err.Error(), "\n\n", 2)[1])
-		return err
-	}
 	var verr *config.ValidationError
 	switch {
+	case errors.Is(err, flag.ErrHelp):
+		_, err = fmt.Fprint(stdout, usageText, "\nflags:\n", config.FlagUsage())
+		return err
 	case errors.As(err, &verr):
 		return err
 	case err != nil:
-		return usageError{err}
+		return usageError{fmt.Errorf("%w\n\nflags:\n%s", err, config.FlagUsage())}
 	}
 	log := newLogger(cfg, stderr)
 	a, err := app.New(ctx, cfg, log)

@@ -7,6 +7,7 @@ package api
 import (
 	"context"
 	"log/slog"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -77,27 +78,22 @@ func (s *Service) RevokeToken(ctx context.Context, req *tokenbrokerv1.RevokeToke
 	if err != nil {
 		return nil, err
 	}
-	var until = timestamppb.Now()
+	var until time.Time
 	switch t := req.GetTarget().(type) {
 	case *tokenbrokerv1.RevokeTokenRequest_Session:
 		if !t.Session {
 			return nil, status.Error(codes.InvalidArgument, "session must be true when given")
 		}
-		u, err := s.broker.RevokeSession(ctx, p)
-		if err != nil {
-			return nil, Status(ctx, s.log, err)
-		}
-		until = timestamppb.New(u)
+		until, err = s.broker.RevokeSession(ctx, p)
 	case *tokenbrokerv1.RevokeTokenRequest_CartoToken:
-		u, err := s.broker.RevokeCartoToken(ctx, p, t.CartoToken)
-		if err != nil {
-			return nil, Status(ctx, s.log, err)
-		}
-		until = timestamppb.New(u)
+		until, err = s.broker.RevokeCartoToken(ctx, p, t.CartoToken)
 	default:
 		return nil, status.Error(codes.InvalidArgument, "a target is required: session or carto_token")
 	}
-	return &tokenbrokerv1.RevokeTokenResponse{RevokedUntil: until}, nil
+	if err != nil {
+		return nil, Status(ctx, s.log, err)
+	}
+	return &tokenbrokerv1.RevokeTokenResponse{RevokedUntil: timestamppb.New(until)}, nil
 }
 
 // principal returns the authenticated caller. The auth interceptor guarantees

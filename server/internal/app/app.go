@@ -6,8 +6,6 @@ package app
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -124,7 +122,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 	svc := api.NewService(b, log)
 	chain := transport.NewChain(transport.ChainConfig{Authenticator: sessions, Logger: log, Public: api.PublicMethods, Draining: a.draining})
 	a.grpcSrv, a.health = transport.NewGRPCServer(svc, chain)
-	gw, err := transport.NewGateway(ctx, transport.GatewayConfig{Service: svc, Chain: chain, CORSOrigins: cfg.CORSOrigins, Logger: log})
+	gw, err := transport.NewGateway(ctx, transport.GatewayConfig{Service: svc, Chain: chain, CORSOrigins: cfg.CORSOrigins})
 	if err != nil {
 		return nil, err
 	}
@@ -141,7 +139,7 @@ func (a *App) startEmulator() error {
 	}
 	a.simLn = ln
 	base := "http://" + ln.Addr().String()
-	id, secret := "demo-"+randomHex(4), randomHex(24)
+	id, secret := cartosim.NewClient()
 	sim, err := cartosim.New(cartosim.Options{ClientID: id, ClientSecret: secret, PublicURL: base})
 	if err != nil {
 		return err
@@ -250,10 +248,4 @@ func (a *App) shutdown() {
 	if a.simSrv != nil {
 		_ = a.simSrv.Shutdown(ctx)
 	}
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }

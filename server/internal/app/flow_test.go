@@ -87,6 +87,21 @@ func TestRESTFlow(t *testing.T) {
 	if again["token"] == carto || again["token"] == "" {
 		t.Fatalf("after revocation the broker issued %v", again["token"])
 	}
+	b.post("/login", "", `{"username":"user.boston@acme.com","password":"wrong-pw-xyz"}`)
+
+	// The log has a line per call, and none of the secrets it handled.
+	logs := b.logs.String()
+	if !strings.Contains(logs, "IssueCartoToken") || !strings.Contains(logs, "Login") {
+		t.Fatalf("calls were not logged:\n%s", logs)
+	}
+	for name, secret := range map[string]string{
+		"session token": session, "CARTO token": carto, "new CARTO token": again["token"].(string),
+		"JWT secret": jwtSecret, "CARTO client secret": "e2e-client-secret", "password": "wrong-pw-xyz",
+	} {
+		if strings.Contains(logs, secret) {
+			t.Errorf("the log contains the %s", name)
+		}
+	}
 }
 
 // The same flow over gRPC.

@@ -90,18 +90,6 @@ func NewUsers(users []User) (*Users, error) {
 	return u, nil
 }
 
-// Len is the number of users.
-func (u *Users) Len() int { return len(u.byName) }
-
-// Groups returns the group of every user, for policy validation.
-func (u *Users) Groups() []string {
-	var gs []string
-	for _, usr := range u.byName {
-		gs = append(gs, usr.Group)
-	}
-	return gs
-}
-
 // Authenticate checks a username and password. Every failure is
 // ErrInvalidCredentials, after the same bcrypt work.
 func (u *Users) Authenticate(ctx context.Context, username, password string) (User, error) {

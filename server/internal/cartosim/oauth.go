@@ -143,6 +143,10 @@ func isJSONBody(mediaType string, body []byte) bool {
 	return len(b) > 0 && b[0] == '{'
 }
 
+// NewClient returns fresh credentials for an emulated M2M OAuth client, for
+// running a Sim without configured ones.
+func NewClient() (id, secret string) { return "sim-" + randomHex(4), randomHex(24) }
+
 func randomHex(n int) string {
 	b := make([]byte, n)
 	rand.Read(b)

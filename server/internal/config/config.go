@@ -103,36 +103,57 @@ func (c Config) LogValue() slog.Value {
 // Env looks up an environment variable.
 type Env func(key string) (string, bool)
 
-// Load reads flags from args, then the environment (with .env file values
-// under real ones), then the YAML file, and validates the result.
-func Load(args []string, env Env) (Config, error) {
+// flagValues are the command-line flags; empty means "not given".
+type flagValues struct {
+	demo                                                              bool
+	file, envFile, host, port, grpcPort, emuPort, logFormat, logLevel string
+}
+
+func newFlagSet() (*flag.FlagSet, *flagValues) {
 	flags := flag.NewFlagSet("tokenbroker", flag.ContinueOnError)
 	flags.SetOutput(io.Discard)
-	var (
-		demo      = flags.Bool("demo", false, "run with the built-in CARTO emulator and demo users; no account needed")
-		file      = flags.String("config", "", "YAML file with users: and groups: (overrides TOKENBROKER_CONFIG)")
-		envFile   = flags.String("env-file", ".env", "file of KEY=VALUE lines read under the environment, if it exists")
-		host      = flags.String("host", "", "listen host (overrides HOST)")
-		port      = flags.String("port", "", "REST port (overrides PORT)")
-		grpcPort  = flags.String("grpc-port", "", "gRPC port (overrides GRPC_PORT)")
-		emuPort   = flags.String("emulator-port", "", "demo mode: CARTO emulator port (overrides DEMO_CARTO_PORT)")
-		logFormat = flags.String("log-format", "", "text or json (overrides LOG_FORMAT)")
-		logLevel  = flags.String("log-level", "", "debug, info, warn or error (overrides LOG_LEVEL)")
-	)
+	v := &flagValues{}
+	flags.BoolVar(&v.demo, "demo", false, "run with the built-in CARTO emulator and demo users; no account needed")
+	flags.StringVar(&v.file, "config", "", "YAML file with users: and groups: (overrides TOKENBROKER_CONFIG)")
+	flags.StringVar(&v.envFile, "env-file", ".env", "file of KEY=VALUE lines read under the environment, if it exists")
+	flags.StringVar(&v.host, "host", "", "listen host (overrides HOST)")
+	flags.StringVar(&v.port, "port", "", "REST port (overrides PORT)")
+	flags.StringVar(&v.grpcPort, "grpc-port", "", "gRPC port (overrides GRPC_PORT)")
+	flags.StringVar(&v.emuPort, "emulator-port", "", "demo mode: CARTO emulator port (overrides DEMO_CARTO_PORT)")
+	flags.StringVar(&v.logFormat, "log-format", "", "text or json (overrides LOG_FORMAT)")
+	flags.StringVar(&v.logLevel, "log-level", "", "debug, info, warn or error (overrides LOG_LEVEL)")
+	return flags, v
+}
+
+// FlagUsage describes the flags Load accepts.
+func FlagUsage() string {
+	flags, _ := newFlagSet()
+	var b strings.Builder
+	flags.SetOutput(&b)
+	flags.PrintDefaults()
+	return b.String()
+}
+
+// Load reads flags from args, then the environment (with .env file values
+// under real ones), then the YAML file, and validates the result. A mistake
+// in the flags is returned as is (flag.ErrHelp for -h); configuration
+// problems as a *ValidationError listing all of them.
+func Load(args []string, env Env) (Config, error) {
+	flags, f := newFlagSet()
 	if err := flags.Parse(args); err != nil {
-		return Config{}, fmt.Errorf("%w\n\nflags:\n%s", err, flagUsage(flags))
+		return Config{}, err
 	}
 	if flags.NArg() > 0 {
-		return Config{}, fmt.Errorf("unexpected argument %q\n\nflags:\n%s", flags.Arg(0), flagUsage(flags))
+		return Config{}, fmt.Errorf("unexpected argument %q", flags.Arg(0))
 	}
 
 	dotenv := map[string]string{}
-	if b, err := os.ReadFile(*envFile); err == nil {
+	if b, err := os.ReadFile(f.envFile); err == nil {
 		if dotenv, err = parseDotenv(bytes.NewReader(b)); err != nil {
-			return Config{}, fmt.Errorf("read %s: %w", *envFile, err)
+			return Config{}, fmt.Errorf("read %s: %w", f.envFile, err)
 		}
 	} else if !errors.Is(err, fs.ErrNotExist) {
-		return Config{}, fmt.Errorf("read %s: %w", *envFile, err)
+		return Config{}, fmt.Errorf("read %s: %w", f.envFile, err)
 	}
 	get := func(key, flagVal string) string {
 		if flagVal != "" {
@@ -146,19 +167,19 @@ func Load(args []string, env Env) (Config, error) {
 
 	var errs []error
 	c := Config{
-		Demo:            *demo,
-		Host:            get("HOST", *host),
+		Demo:            f.demo,
+		Host:            get("HOST", f.host),
 		SessionIssuer:   DefaultIssuer,
 		SessionAudience: DefaultAudience,
 		SessionLeeway:   DefaultLeeway,
-		LogFormat:       strings.ToLower(orDefault(get("LOG_FORMAT", *logFormat), "text")),
+		LogFormat:       strings.ToLower(orDefault(get("LOG_FORMAT", f.logFormat), "text")),
 	}
-	c.HTTPPort = parsePort(&errs, "PORT", get("PORT", *port), DefaultHTTPPort)
-	c.GRPCPort = parsePort(&errs, "GRPC_PORT", get("GRPC_PORT", *grpcPort), DefaultGRPCPort)
-	c.EmulatorPort = parsePort(&errs, "DEMO_CARTO_PORT", get("DEMO_CARTO_PORT", *emuPort), DefaultEmulatorPort)
+	c.HTTPPort = parsePort(&errs, "PORT", get("PORT", f.port), DefaultHTTPPort)
+	c.GRPCPort = parsePort(&errs, "GRPC_PORT", get("GRPC_PORT", f.grpcPort), DefaultGRPCPort)
+	c.EmulatorPort = parsePort(&errs, "DEMO_CARTO_PORT", get("DEMO_CARTO_PORT", f.emuPort), DefaultEmulatorPort)
 	c.SessionTTL = parseDuration(&errs, "SESSION_TTL", get("SESSION_TTL", ""), DefaultSessionTTL)
-	if err := c.LogLevel.UnmarshalText([]byte(orDefault(get("LOG_LEVEL", *logLevel), "info"))); err != nil {
-		errs = append(errs, fmt.Errorf("LOG_LEVEL: %q is not one of debug, info, warn, error", get("LOG_LEVEL", *logLevel)))
+	if err := c.LogLevel.UnmarshalText([]byte(orDefault(get("LOG_LEVEL", f.logLevel), "info"))); err != nil {
+		errs = append(errs, fmt.Errorf("LOG_LEVEL: %q is not one of debug, info, warn, error", get("LOG_LEVEL", f.logLevel)))
 	}
 	for _, o := range strings.Split(orDefault(get("CORS_ALLOWED_ORIGINS", ""), "*"), ",") {
 		if o = strings.TrimSpace(o); o != "" {
@@ -181,7 +202,7 @@ func Load(args []string, env Env) (Config, error) {
 		c.Carto.BaseURL = alias
 	}
 
-	c.ConfigFile = get("TOKENBROKER_CONFIG", *file)
+	c.ConfigFile = get("TOKENBROKER_CONFIG", f.file)
 	var fc fileConfig
 	switch {
 	case c.ConfigFile != "":
@@ -267,8 +288,10 @@ func (c Config) validate() []error {
 	if _, err := policy.NewSet(c.Groups, c.DefaultPolicy); err != nil {
 		errs = append(errs, prefixed("groups", err)...)
 	}
+	// Coverage is checked even when some policy is invalid, so every problem
+	// is reported in one go.
 	for _, u := range c.Users {
-		if _, named := c.Groups[u.Group]; !named && c.DefaultPolicy == nil && u.Group != "" {
+		if _, named := c.Groups[u.Group]; u.Group != "" && !named && c.DefaultPolicy == nil {
 			errs = append(errs, fmt.Errorf("groups: user %q is in group %q, which has no policy and there is no %q default", u.Username, u.Group, DefaultGroup))
 		}
 	}
@@ -327,13 +350,6 @@ func orDefault(v, def string) string {
 		return def
 	}
 	return v
-}
-
-func flagUsage(flags *flag.FlagSet) string {
-	var b strings.Builder
-	flags.SetOutput(&b)
-	flags.PrintDefaults()
-	return b.String()
 }
 
 // ValidationError lists every configuration problem.

@@ -206,9 +206,8 @@ func hashOf(p Policy) string {
 // groups without one. Rendered policies are computed once per group and reused,
 // so the hot path renders nothing.
 type Set struct {
-	templates map[string]Template
-	fallback  *Template
-	rendered  map[string]Policy // named groups, rendered by NewSet
+	fallback *Template
+	rendered map[string]Policy // named groups, rendered by NewSet
 	// byDefault memoises groups rendered from fallback. With an external
 	// identity provider the groups are not known in advance; they are still
 	// few and come from a trusted issuer, so the memo needs no bound.
@@ -218,7 +217,7 @@ type Set struct {
 // NewSet validates the templates and renders one policy per named group. A nil
 // fallback means groups not named in perGroup have no policy.
 func NewSet(perGroup map[string]Template, fallback *Template) (*Set, error) {
-	s := &Set{templates: perGroup, fallback: fallback, rendered: make(map[string]Policy, len(perGroup))}
+	s := &Set{fallback: fallback, rendered: make(map[string]Policy, len(perGroup))}
 	var errs []error
 	for _, g := range slices.Sorted(maps.Keys(perGroup)) {
 		t := perGroup[g]
@@ -244,12 +243,6 @@ func NewSet(perGroup map[string]Template, fallback *Template) (*Set, error) {
 		return nil, errors.Join(errs...)
 	}
 	return s, nil
-}
-
-// Covers reports whether group has a policy, named or default.
-func (s *Set) Covers(group string) bool {
-	_, ok := s.templates[group]
-	return ok || s.fallback != nil
 }
 
 // For returns the rendered policy of group.

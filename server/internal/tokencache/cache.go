@@ -152,8 +152,11 @@ func (c *Cache) mintNow(ctx context.Context, key Key, lifetime time.Duration) (E
 	}
 	if err := c.cfg.Store.Put(ctx, e); err != nil {
 		// A token the store does not know would be live at CARTO with no one
-		// to serve or revoke it: delete it rather than leave an orphan.
-		if derr := c.cfg.Upstream.Delete(context.WithoutCancel(ctx), tok); derr != nil {
+		// to serve or revoke it: delete it rather than leave an orphan, with
+		// a deadline of its own (ctx's may be what just ran out).
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.MintTimeout)
+		defer cancel()
+		if derr := c.cfg.Upstream.Delete(dctx, tok); derr != nil {
 			c.cfg.Logger.Error("minted token could not be stored nor deleted upstream", "group", key.Group, "error", derr)
 		}
 		return Entry{}, fmt.Errorf("store minted token: %w", err)

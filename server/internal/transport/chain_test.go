@@ -69,7 +69,7 @@ func serve(t *testing.T) (tokenbrokerv1.TokenBrokerClient, string, *bytes.Buffer
 	}
 	go func() { _ = gs.Serve(ln) }()
 	t.Cleanup(gs.Stop)
-	gw, err := NewGateway(context.Background(), GatewayConfig{Service: fakeService{}, Chain: chain, CORSOrigins: []string{"*"}, Logger: log})
+	gw, err := NewGateway(context.Background(), GatewayConfig{Service: fakeService{}, Chain: chain, CORSOrigins: []string{"*"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"slices"
@@ -33,7 +32,6 @@ type GatewayConfig struct {
 	// any. Sessions travel in the Authorization header, never in cookies, so
 	// a cross-origin page cannot use a session it does not hold.
 	CORSOrigins []string
-	Logger      *slog.Logger
 }
 
 // NewGateway returns the REST/JSON handler: the /v1 routes and the reference
