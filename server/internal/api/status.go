@@ -38,6 +38,8 @@ var mapping = []struct {
 	{policy.ErrNoPolicy, codes.PermissionDenied, "no CARTO token policy is configured for your group"},
 	{policy.ErrUnsafeValue, codes.PermissionDenied, "your group's name cannot be used in a CARTO grant"},
 	{tokencache.ErrNotFound, codes.NotFound, "no token of your group matches"},
+	{tokencache.ErrQuotaExceeded, codes.ResourceExhausted, ""},
+	{tokencache.ErrUnavailable, codes.Unavailable, "the broker's token store is unavailable; retry shortly"},
 	{carto.ErrRateLimited, codes.Unavailable, "CARTO is rate limiting the broker; retry later"},
 	{carto.ErrUnavailable, codes.Unavailable, "CARTO cannot be reached right now; retry later"},
 	{carto.ErrCredentials, codes.Internal, "the broker's CARTO credentials were refused; contact the broker's operator"},

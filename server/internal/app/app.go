@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -48,6 +49,10 @@ type App struct {
 	draining   context.Context
 	startDrain context.CancelFunc
 
+	store      tokencache.Store
+	cache      *tokencache.Cache
+	reconciler *broker.Reconciler
+
 	// demo mode only
 	sim    *cartosim.Sim
 	simLn  net.Listener
@@ -61,6 +66,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 	defer func() {
 		if err != nil {
 			a.closeListeners()
+			if a.store != nil {
+				a.store.Close()
+			}
 		}
 	}()
 	if a.grpcLn, err = listen("gRPC (GRPC_PORT)", cfg.GRPCAddr()); err != nil {
@@ -75,7 +83,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 		}
 	}
 
-	store := tokencache.NewMemory(nil)
+	if a.store, err = openStore(ctx, cfg); err != nil {
+		return nil, err
+	}
 	users, err := auth.NewUsers(cfg.Users)
 	if err != nil {
 		return nil, err
@@ -86,7 +96,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 		Audience: cfg.SessionAudience,
 		TTL:      cfg.SessionTTL,
 		Leeway:   cfg.SessionLeeway,
-		Revoked:  auth.RevocationsFunc(store.SessionRevoked),
+		Revoked:  auth.RevocationsFunc(func(ctx context.Context, id string) (bool, error) { return a.cache.SessionRevoked(ctx, id) }),
 	})
 	if err != nil {
 		return nil, err
@@ -101,21 +111,39 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 		ClientID:     a.cfg.Carto.ClientID,
 		ClientSecret: a.cfg.Carto.ClientSecret,
 		Logger:       log,
+		// One OAuth token for the whole deployment, kept across restarts.
+		Shared: tokencache.SharedSecret{Store: a.store, Name: "carto-oauth"},
 	})
 	if err != nil {
 		return nil, err
 	}
-	cache := tokencache.New(tokencache.Config{
-		Store:    store,
-		Upstream: broker.Upstream{Carto: client, Policies: policies},
-		Logger:   log,
+	upstream := broker.Upstream{Carto: client, Policies: policies, NamePrefix: broker.TokenNamePrefix(cfg.Deployment)}
+	a.cache = tokencache.New(tokencache.Config{
+		Store:         a.store,
+		Upstream:      upstream,
+		Logger:        log,
+		MaxLiveTokens: cfg.MaxLiveTokens,
+		MaxMints:      cfg.MaxMintsPerHour,
+		MintWindow:    time.Hour,
+	})
+	if err := a.cache.Load(ctx); err != nil {
+		return nil, err
+	}
+	a.reconciler = broker.NewReconciler(broker.ReconcilerConfig{
+		Cache:      a.cache,
+		Store:      a.store,
+		Policies:   policies,
+		Carto:      client,
+		Upstream:   upstream,
+		NamePrefix: broker.TokenNamePrefix(cfg.Deployment),
+		Interval:   cfg.ReconcileInterval,
+		Logger:     log,
 	})
 	b := broker.New(broker.Config{
 		Users:      users,
 		Sessions:   sessions,
 		Policies:   policies,
-		Cache:      cache,
-		Store:      store,
+		Cache:      a.cache,
 		APIBaseURL: client.BaseURL(),
 		Logger:     log,
 	})
@@ -198,8 +226,27 @@ func (a *App) Emulator() *cartosim.Sim { return a.sim }
 func (a *App) Config() config.Config { return a.cfg }
 
 // Run serves until ctx ends, then stops taking requests, lets in-flight ones
-// finish (up to ShutdownTimeout), and returns.
+// finish (up to ShutdownTimeout), stops the background work and closes the
+// store, and returns.
 func (a *App) Run(ctx context.Context) error {
+	// Background work (the shared store's feed, reconciliation) outlives the
+	// drain: in-flight requests still need fresh views to finish.
+	bg, stopBg := context.WithCancel(context.WithoutCancel(ctx))
+	var bgWG sync.WaitGroup
+	bgWG.Go(func() {
+		if err := a.cache.Run(bg); err != nil {
+			a.log.Error("token store feed stopped", "error", err)
+		}
+	})
+	bgWG.Go(func() { a.reconciler.Run(bg) })
+	defer func() {
+		stopBg()
+		bgWG.Wait()
+		if err := a.store.Close(); err != nil {
+			a.log.Warn("closing the token store", "error", err)
+		}
+	}()
+
 	g, gctx := errgroup.WithContext(ctx)
 	serve := func(name string, f func() error) {
 		g.Go(func() error {
@@ -214,6 +261,13 @@ func (a *App) Run(ctx context.Context) error {
 	if a.simSrv != nil {
 		serve("CARTO emulator", func() error { return a.simSrv.Serve(a.simLn) })
 	}
+	// A replica is ready once its views of a shared store are in sync;
+	// until then its requests fail closed.
+	syncCtx, cancelSync := context.WithTimeout(gctx, 10*time.Second)
+	if err := a.cache.WaitSynced(syncCtx); err != nil && gctx.Err() == nil {
+		a.log.Warn("not in sync with the shared token store yet; requests fail closed until it is", "error", err)
+	}
+	cancelSync()
 	a.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	a.log.Info("tokenbroker serving", "grpc", a.GRPCAddr(), "rest", a.HTTPAddr(), "config", a.cfg)
 

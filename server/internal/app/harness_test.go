@@ -18,6 +18,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
@@ -95,6 +96,9 @@ func startBroker(t *testing.T, env map[string]string) *broker {
 		"CARTO_CLIENT_ID":     "e2e-client",
 		"CARTO_CLIENT_SECRET": "e2e-client-secret",
 		"TOKENBROKER_CONFIG":  cfgFile,
+		// The default store: a bbolt file, sealed with this key.
+		"TOKENBROKER_DB":        filepath.Join(dir, "tokenbroker.db"),
+		"TOKENBROKER_STORE_KEY": "q1Yt9vWcZ3m0xJ7aR2bN5pL8sD4fG6hK0uE1iO3yT9w=",
 	}
 	for k, v := range env {
 		vars[k] = v
@@ -129,6 +133,18 @@ func (b *broker) start(cfg config.Config) {
 		t.Fatal(err)
 	}
 	b.conn, b.grpc = conn, tokenbrokerv1.NewTokenBrokerClient(conn)
+	// Ready when health says so (it starts NOT_SERVING).
+	h := healthpb.NewHealthClient(conn)
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		r, err := h.Check(context.Background(), &healthpb.HealthCheckRequest{})
+		if err == nil && r.GetStatus() == healthpb.HealthCheckResponse_SERVING {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("broker not SERVING after 10s: %v %v", r, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	stopped := false
 	b.stop = func() error {
 		if stopped {

@@ -46,7 +46,6 @@ type Config struct {
 	Sessions   SessionIssuer
 	Policies   Policies
 	Cache      *tokencache.Cache
-	Store      tokencache.Store
 	APIBaseURL string // the CARTO API base URL tokens are valid for
 	Logger     *slog.Logger
 }
@@ -119,7 +118,7 @@ func (b *Broker) RevokeSession(ctx context.Context, p auth.Principal) (time.Time
 	if p.SessionID == "" {
 		return time.Time{}, fmt.Errorf("%w: the caller is not authenticated with a session", ErrInvalidArgument)
 	}
-	if err := b.cfg.Store.RevokeSession(ctx, p.SessionID, p.SessionExpiry); err != nil {
+	if err := b.cfg.Cache.RevokeSession(ctx, p.SessionID, p.SessionExpiry); err != nil {
 		return time.Time{}, fmt.Errorf("record session revocation: %w", err)
 	}
 	b.cfg.Logger.InfoContext(ctx, "session revoked", "subject", p.Subject, "group", p.Group)

@@ -37,7 +37,7 @@ func policies(t *testing.T) *policy.Set {
 func TestUpstreamMint(t *testing.T) {
 	f := &fakeCarto{}
 	pols := policies(t)
-	up := Upstream{Carto: f, Policies: pols}
+	up := Upstream{Carto: f, Policies: pols, NamePrefix: TokenNamePrefix("test")}
 	p, _ := pols.For("O'BRIEN")
 	exp := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
 	if _, err := up.Mint(context.Background(), tokencache.Key{Group: "O'BRIEN", PolicyHash: p.Hash}, exp); err != nil {
@@ -45,7 +45,7 @@ func TestUpstreamMint(t *testing.T) {
 	}
 	req := f.created[0]
 	if req.Grants[0].Source != p.Grants[0].Source || req.Grants[0].ConnectionName != "carto_dw" || !req.ExpiresAt.Equal(exp) ||
-		req.AllowedAPIs[0] != "maps" || req.Name != TokenNamePrefix+"O'BRIEN:"+p.Hash[:16] {
+		req.AllowedAPIs[0] != "maps" || req.Name != "tokenbroker/test/O'BRIEN/"+p.Hash[:16] {
 		t.Fatalf("create request %+v", req)
 	}
 	// A key whose hash is no longer the group's policy mints nothing: it
@@ -76,7 +76,6 @@ func TestIssueAndRevokeRules(t *testing.T) {
 	store := tokencache.NewMemory(nil)
 	b := New(Config{
 		Policies: pols,
-		Store:    store,
 		Cache:    tokencache.New(tokencache.Config{Store: store, Upstream: Upstream{Carto: &fakeCarto{}, Policies: pols}}),
 	})
 	ctx := context.Background()
@@ -98,7 +97,7 @@ func TestIssueAndRevokeRules(t *testing.T) {
 	if err != nil || !until.Equal(p.SessionExpiry) {
 		t.Fatalf("revoke session: %v, %v", until, err)
 	}
-	if r, _ := store.SessionRevoked(ctx, "s1"); !r {
+	if r, _ := store.RevokedSessions(ctx); r["s1"].IsZero() {
 		t.Fatal("session not recorded as revoked")
 	}
 	if _, err := b.Login(ctx, "", "x"); !errors.Is(err, ErrInvalidArgument) {

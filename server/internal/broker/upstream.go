@@ -10,9 +10,10 @@ import (
 	"github.com/tokenbroker/tokenbroker/server/internal/tokencache"
 )
 
-// TokenNamePrefix starts the name of every token the broker creates at CARTO,
-// so its tokens can be told apart from others of the same OAuth client.
-const TokenNamePrefix = "tokenbroker:"
+// TokenNamePrefix is how the name of every token a deployment of the broker
+// creates at CARTO starts, so reconciliation can tell its tokens from any
+// other of the same OAuth client (another deployment's included).
+func TokenNamePrefix(deployment string) string { return "tokenbroker/" + deployment + "/" }
 
 // CartoTokens is the part of the CARTO client the broker uses.
 type CartoTokens interface {
@@ -23,8 +24,9 @@ type CartoTokens interface {
 // Upstream adapts the CARTO client to tokencache.Upstream: it mints a key's
 // token with the grants of the group's current policy.
 type Upstream struct {
-	Carto    CartoTokens
-	Policies Policies
+	Carto      CartoTokens
+	Policies   Policies
+	NamePrefix string // TokenNamePrefix(deployment)
 }
 
 var _ tokencache.Upstream = Upstream{}
@@ -49,7 +51,7 @@ func (u Upstream) Mint(ctx context.Context, key tokencache.Key, expiresAt time.T
 		AllowedAPIs: pol.AllowedAPIs,
 		Referers:    pol.Referers,
 		ExpiresAt:   expiresAt,
-		Name:        TokenNamePrefix + key.Group + ":" + key.PolicyHash[:16],
+		Name:        u.NamePrefix + key.Group + "/" + key.PolicyHash[:16],
 	})
 	if err != nil {
 		return "", err

@@ -45,6 +45,9 @@ type Config struct {
 	// FetchTimeout bounds one OAuth token fetch, which runs detached from the
 	// callers that wait for it. 30 s when zero.
 	FetchTimeout time.Duration
+	// Shared, when set, shares the OAuth token between replicas: one fetches
+	// it, all use it, and a restart finds it again.
+	Shared SharedTokens
 }
 
 // Client calls CARTO. It is safe for concurrent use.
@@ -247,7 +250,7 @@ func (c *Client) tokensCall(ctx context.Context, op, method, path string, body [
 		case status >= 200 && status < 300:
 			return respBody, nil
 		case status == http.StatusUnauthorized && attempt == 0:
-			c.oauth.invalidate(bearer)
+			c.oauth.invalidate(ctx, bearer)
 			continue
 		}
 		return nil, statusError(op, status, respBody, hdr)

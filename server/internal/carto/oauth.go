@@ -13,10 +13,22 @@ import (
 	"golang.org/x/sync/singleflight"
 )
 
+// SharedTokens keeps the OAuth token where every replica can see it, with a
+// lock so that only one of them fetches a new one.
+type SharedTokens interface {
+	Load(ctx context.Context) (token string, obtained, expires time.Time, ok bool, err error)
+	Save(ctx context.Context, token string, obtained, expires time.Time) error
+	// Drop forgets token if it is still the shared one (CARTO refused it).
+	Drop(ctx context.Context, token string) error
+	// TryLock takes the fetch lock; acquired is false while another holds it.
+	TryLock(ctx context.Context, ttl time.Duration) (release func(), acquired bool, err error)
+}
+
 // oauthSource holds the client's OAuth access token. CARTO counts token
-// issuance against a quota, so the token is shared by every call, fetched by
-// one request at a time, and refreshed in the background at 80% of its
-// lifetime, while the current one is still served.
+// issuance against a quota, so the token is shared by every call (and, with
+// Config.Shared, by every replica), fetched by one request at a time, and
+// refreshed in the background at 80% of its lifetime while the current one
+// is still served.
 type oauthSource struct {
 	c      *Client
 	flight singleflight.Group
@@ -31,6 +43,9 @@ type oauthSource struct {
 // refreshBackoff spaces background refresh attempts after a failure, while the
 // current token is still good.
 const refreshBackoff = 30 * time.Second
+
+// sharedPoll is how often a replica waiting for another's fetch looks again.
+const sharedPoll = 50 * time.Millisecond
 
 func newOAuthSource(c *Client) *oauthSource { return &oauthSource{c: c} }
 
@@ -66,30 +81,109 @@ func (o *oauthSource) fetch(ctx context.Context) <-chan singleflight.Result {
 	return o.flight.DoChan("oauth", func() (any, error) {
 		fctx, cancel := context.WithTimeout(detached, o.c.cfg.FetchTimeout)
 		defer cancel()
-		obtained := o.c.cfg.Now()
-		tok, lifetime, err := o.c.fetchOAuth(fctx)
-		o.mu.Lock()
-		defer o.mu.Unlock()
+		tok, err := o.obtain(fctx)
 		if err != nil {
+			o.mu.Lock()
 			o.nextAttempt = o.c.cfg.Now().Add(refreshBackoff)
+			o.mu.Unlock()
 			o.c.cfg.Logger.Warn("CARTO OAuth token fetch failed", "error", err)
 			return "", err
 		}
-		margin := min(30*time.Second, lifetime/10)
-		o.tok = tok
-		o.usableUntil = obtained.Add(lifetime - margin)
-		o.refreshAt = obtained.Add(lifetime * 8 / 10)
-		o.nextAttempt = time.Time{}
 		return tok, nil
 	})
 }
 
-// invalidate drops tok if it is still the current token.
-func (o *oauthSource) invalidate(tok string) {
+// obtain gets a fresh token: the shared one if another replica refreshed it,
+// else from CARTO, under the shared lock so replicas fetch one between them.
+func (o *oauthSource) obtain(ctx context.Context) (string, error) {
+	sh := o.c.cfg.Shared
+	if sh == nil {
+		return o.fetchFromCarto(ctx)
+	}
+	for {
+		if tok, ok, err := o.adoptShared(ctx); err != nil || ok {
+			return tok, err
+		}
+		release, acquired, err := sh.TryLock(ctx, o.c.cfg.FetchTimeout)
+		if err != nil {
+			return "", err
+		}
+		if acquired {
+			tok, err := o.obtainLocked(ctx)
+			release()
+			return tok, err
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("carto: wait for another replica's OAuth token: %w", ctx.Err())
+		case <-time.After(sharedPoll):
+		}
+	}
+}
+
+func (o *oauthSource) obtainLocked(ctx context.Context) (string, error) {
+	// The previous holder may have saved a token just before releasing.
+	if tok, ok, err := o.adoptShared(ctx); err != nil || ok {
+		return tok, err
+	}
+	return o.fetchFromCarto(ctx)
+}
+
+func (o *oauthSource) fetchFromCarto(ctx context.Context) (string, error) {
+	obtained := o.c.cfg.Now()
+	tok, lifetime, err := o.c.fetchOAuth(ctx)
+	if err != nil {
+		return "", err
+	}
+	if sh := o.c.cfg.Shared; sh != nil {
+		if err := sh.Save(ctx, tok, obtained, obtained.Add(lifetime)); err != nil {
+			o.c.cfg.Logger.Warn("CARTO OAuth token not shared with other replicas", "error", err)
+		}
+	}
+	o.set(tok, obtained, lifetime)
+	return tok, nil
+}
+
+// adoptShared takes the shared token if it is usable and not yet due for
+// refresh (a due one must be refreshed, by whoever takes the lock).
+func (o *oauthSource) adoptShared(ctx context.Context) (string, bool, error) {
+	tok, obtained, expires, ok, err := o.c.cfg.Shared.Load(ctx)
+	if err != nil || !ok {
+		return "", false, err
+	}
+	lifetime := expires.Sub(obtained)
+	now := o.c.cfg.Now()
+	if lifetime <= 0 || !now.Before(obtained.Add(lifetime*8/10)) || !now.Before(expires.Add(-skewMargin(lifetime))) {
+		return "", false, nil
+	}
+	o.set(tok, obtained, lifetime)
+	return tok, true, nil
+}
+
+// skewMargin is how long before its expiry a token is no longer used, so
+// clock skew with CARTO never makes it arrive expired.
+func skewMargin(lifetime time.Duration) time.Duration { return min(30*time.Second, lifetime/10) }
+
+func (o *oauthSource) set(tok string, obtained time.Time, lifetime time.Duration) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	o.tok = tok
+	o.usableUntil = obtained.Add(lifetime - skewMargin(lifetime))
+	o.refreshAt = obtained.Add(lifetime * 8 / 10)
+	o.nextAttempt = time.Time{}
+}
+
+// invalidate drops tok, here and for every replica, if it is still current.
+func (o *oauthSource) invalidate(ctx context.Context, tok string) {
+	o.mu.Lock()
 	if o.tok == tok {
 		o.tok = ""
+	}
+	o.mu.Unlock()
+	if sh := o.c.cfg.Shared; sh != nil {
+		if err := sh.Drop(ctx, tok); err != nil {
+			o.c.cfg.Logger.Warn("refused CARTO OAuth token not dropped from the shared store", "error", err)
+		}
 	}
 }
 

@@ -25,6 +25,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/server/internal/auth"
 	"github.com/tokenbroker/tokenbroker/server/internal/carto"
 	"github.com/tokenbroker/tokenbroker/server/internal/policy"
+	"github.com/tokenbroker/tokenbroker/server/internal/seal"
 )
 
 //go:embed demo.yaml
@@ -42,6 +43,19 @@ const (
 	DefaultIssuer       = "tokenbroker"
 	DefaultAudience     = "tokenbroker"
 	DefaultLeeway       = 30 * time.Second
+
+	DefaultDBPath            = "tokenbroker.db"
+	DefaultDeployment        = "default"
+	DefaultMaxLiveTokens     = 500
+	DefaultMaxMintsPerHour   = 300
+	DefaultReconcileInterval = 10 * time.Minute
+)
+
+// Store kinds.
+const (
+	StoreMemory = "memory"
+	StoreBolt   = "bbolt"
+	StoreRedis  = "redis"
 )
 
 // Config is the broker's configuration.
@@ -70,6 +84,23 @@ type Config struct {
 	CORSOrigins []string
 	LogFormat   string // "text" or "json"
 	LogLevel    slog.Level
+
+	Store StoreConfig
+	// Deployment names this broker's tokens at CARTO, so reconciliation
+	// only ever deletes its own: deployments sharing a CARTO client need
+	// different names.
+	Deployment        string
+	MaxLiveTokens     int // 0: no ceiling
+	MaxMintsPerHour   int // 0: no ceiling
+	ReconcileInterval time.Duration
+}
+
+// StoreConfig selects where tokens and revocations are kept.
+type StoreConfig struct {
+	Kind     string // StoreMemory, StoreBolt or StoreRedis
+	Path     string // bbolt file
+	RedisURL string
+	Key      []byte // seals tokens at rest (bbolt, Redis)
 }
 
 // CartoConfig holds the CARTO OAuth client.
@@ -97,6 +128,8 @@ func (c Config) LogValue() slog.Value {
 		slog.Int("groups", len(c.Groups)),
 		slog.Bool("default_policy", c.DefaultPolicy != nil),
 		slog.Duration("session_ttl", c.SessionTTL),
+		slog.String("store", c.Store.Kind),
+		slog.String("deployment", c.Deployment),
 	)
 }
 
@@ -107,6 +140,7 @@ type Env func(key string) (string, bool)
 type flagValues struct {
 	demo                                                              bool
 	file, envFile, host, port, grpcPort, emuPort, logFormat, logLevel string
+	store, db                                                         string
 }
 
 func newFlagSet() (*flag.FlagSet, *flagValues) {
@@ -122,6 +156,8 @@ func newFlagSet() (*flag.FlagSet, *flagValues) {
 	flags.StringVar(&v.emuPort, "emulator-port", "", "demo mode: CARTO emulator port (overrides DEMO_CARTO_PORT)")
 	flags.StringVar(&v.logFormat, "log-format", "", "text or json (overrides LOG_FORMAT)")
 	flags.StringVar(&v.logLevel, "log-level", "", "debug, info, warn or error (overrides LOG_LEVEL)")
+	flags.StringVar(&v.store, "store", "", "memory, bbolt or redis (overrides TOKENBROKER_STORE)")
+	flags.StringVar(&v.db, "db", "", "bbolt file (overrides TOKENBROKER_DB)")
 	return flags, v
 }
 
@@ -201,6 +237,33 @@ func Load(args []string, env Env) (Config, error) {
 		}
 		c.Carto.BaseURL = alias
 	}
+
+	c.Store = StoreConfig{
+		Kind:     strings.ToLower(get("TOKENBROKER_STORE", f.store)),
+		Path:     orDefault(get("TOKENBROKER_DB", f.db), DefaultDBPath),
+		RedisURL: get("REDIS_URL", ""),
+	}
+	if c.Store.Kind == "" {
+		switch {
+		case f.demo:
+			c.Store.Kind = StoreMemory
+		case c.Store.RedisURL != "":
+			c.Store.Kind = StoreRedis
+		default:
+			c.Store.Kind = StoreBolt
+		}
+	}
+	if k := get("TOKENBROKER_STORE_KEY", ""); k != "" {
+		key, err := seal.ParseKey(k)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("TOKENBROKER_STORE_KEY: %w", err))
+		}
+		c.Store.Key = key
+	}
+	c.Deployment = orDefault(get("TOKENBROKER_DEPLOYMENT", ""), DefaultDeployment)
+	c.MaxLiveTokens = parseCount(&errs, "MAX_LIVE_TOKENS", get("MAX_LIVE_TOKENS", ""), DefaultMaxLiveTokens)
+	c.MaxMintsPerHour = parseCount(&errs, "MAX_MINTS_PER_HOUR", get("MAX_MINTS_PER_HOUR", ""), DefaultMaxMintsPerHour)
+	c.ReconcileInterval = parseDuration(&errs, "RECONCILE_INTERVAL", get("RECONCILE_INTERVAL", ""), DefaultReconcileInterval)
 
 	c.ConfigFile = get("TOKENBROKER_CONFIG", f.file)
 	var fc fileConfig
@@ -282,6 +345,27 @@ func (c Config) validate() []error {
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("LOG_FORMAT %q is not text or json", c.LogFormat))
 	}
+	switch c.Store.Kind {
+	case StoreMemory:
+	case StoreBolt, StoreRedis:
+		if c.Store.Key == nil && !c.Demo {
+			errs = append(errs, fmt.Errorf("TOKENBROKER_STORE_KEY is not set: tokens kept in the %s store are encrypted with it (make one with `openssl rand -base64 32`)", c.Store.Kind))
+		}
+		if c.Store.Kind == StoreRedis && c.Store.RedisURL == "" {
+			errs = append(errs, errors.New("TOKENBROKER_STORE is redis but REDIS_URL is not set"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("TOKENBROKER_STORE %q is not memory, bbolt or redis", c.Store.Kind))
+	}
+	if c.Demo && c.Store.Kind != StoreMemory && c.Store.Key == nil {
+		errs = append(errs, fmt.Errorf("TOKENBROKER_STORE_KEY is not set: demo mode with the %s store needs it", c.Store.Kind))
+	}
+	if !validDeployment(c.Deployment) {
+		errs = append(errs, fmt.Errorf("TOKENBROKER_DEPLOYMENT %q: use 1 to 40 letters, digits, '.', '_' or '-'", c.Deployment))
+	}
+	if c.ReconcileInterval != 0 && c.ReconcileInterval < time.Minute {
+		errs = append(errs, fmt.Errorf("RECONCILE_INTERVAL %s is below 1m (0 turns periodic reconciliation off)", c.ReconcileInterval))
+	}
 	if err := auth.ValidateUsers(c.Users); err != nil {
 		errs = append(errs, prefixed("users", err)...)
 	}
@@ -331,6 +415,30 @@ func parsePort(errs *[]error, name, v string, def int) int {
 		return def
 	}
 	return p
+}
+
+func parseCount(errs *[]error, name, v string, def int) int {
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		*errs = append(*errs, fmt.Errorf("%s: %q is not a count (0 means no limit)", name, v))
+		return def
+	}
+	return n
+}
+
+func validDeployment(s string) bool {
+	if len(s) == 0 || len(s) > 40 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 func parseDuration(errs *[]error, name, v string, def time.Duration) time.Duration {

@@ -31,7 +31,9 @@ func valid(t *testing.T, dir string) map[string]string {
 		"CARTO_BASE_URL":      "https://gcp-us-east1.api.carto.com",
 		"CARTO_CLIENT_ID":     "id",
 		"CARTO_CLIENT_SECRET": "secret",
-		"TOKENBROKER_CONFIG":  write(t, dir, "tb.yaml", "users:\n  - {username: a@acme.com, password_hash: \""+hash10+"\", group: BOSTON}\n"),
+		// openssl rand -base64 32
+		"TOKENBROKER_STORE_KEY": "q1Yt9vWcZ3m0xJ7aR2bN5pL8sD4fG6hK0uE1iO3yT9w=",
+		"TOKENBROKER_CONFIG":    write(t, dir, "tb.yaml", "users:\n  - {username: a@acme.com, password_hash: \""+hash10+"\", group: BOSTON}\n"),
 	}
 }
 
@@ -85,7 +87,10 @@ func TestValidationReportsEverything(t *testing.T) {
 		yaml string
 		want []string
 	}{
-		{"nothing", map[string]string{}, "", []string{"JWT_SECRET is not set", "CARTO_BASE_URL is not set", "CARTO_CLIENT_ID is not set", "CARTO_CLIENT_SECRET is not set", "no user store"}},
+		{"nothing", map[string]string{}, "", []string{"JWT_SECRET is not set", "CARTO_BASE_URL is not set", "CARTO_CLIENT_ID is not set", "CARTO_CLIENT_SECRET is not set", "no user store", "TOKENBROKER_STORE_KEY is not set"}},
+		{"bad store settings", map[string]string{"TOKENBROKER_STORE": "etcd", "TOKENBROKER_STORE_KEY": "short", "TOKENBROKER_DEPLOYMENT": "a/b", "MAX_LIVE_TOKENS": "-1", "MAX_MINTS_PER_HOUR": "many", "RECONCILE_INTERVAL": "5s"},
+			"", []string{"TOKENBROKER_STORE \"etcd\"", "TOKENBROKER_STORE_KEY: key is not base64", "TOKENBROKER_DEPLOYMENT \"a/b\"", "MAX_LIVE_TOKENS", "MAX_MINTS_PER_HOUR", "RECONCILE_INTERVAL 5s"}},
+		{"redis without URL", map[string]string{"TOKENBROKER_STORE": "redis"}, "", []string{"REDIS_URL is not set"}},
 		{"bad scalars", map[string]string{"PORT": "http", "GRPC_PORT": "70000", "SESSION_TTL": "forever", "LOG_LEVEL": "loud", "LOG_FORMAT": "xml", "JWT_SECRET": "short", "CARTO_BASE_URL": "gcp-us-east1", "CARTO_AUTH_URL": "ftp://x"},
 			"", []string{"PORT: \"http\"", "GRPC_PORT: \"70000\"", "SESSION_TTL", "LOG_LEVEL", "LOG_FORMAT", "JWT_SECRET is 5 bytes", "CARTO_BASE_URL: \"gcp-us-east1\"", "CARTO_AUTH_URL"}},
 		{"unknown YAML field", nil, "users:\n  - {username: a, passwd: x, group: G}\n", []string{"field passwd not found"}},
@@ -151,5 +156,40 @@ func TestParseDotenv(t *testing.T) {
 	}
 	if _, err := parseDotenv(strings.NewReader("no equals sign\n")); err == nil {
 		t.Fatal("accepted a line without =")
+	}
+}
+
+func TestStoreSelection(t *testing.T) {
+	dir := t.TempDir()
+	none := filepath.Join(dir, "none")
+	tests := []struct {
+		name     string
+		args     []string
+		env      map[string]string
+		wantKind string
+	}{
+		{"default is bbolt", nil, nil, StoreBolt},
+		{"REDIS_URL selects redis", nil, map[string]string{"REDIS_URL": "redis://127.0.0.1:6379"}, StoreRedis},
+		{"explicit memory", nil, map[string]string{"TOKENBROKER_STORE": "memory"}, StoreMemory},
+		{"flag over env", []string{"--store", "memory"}, map[string]string{"TOKENBROKER_STORE": "bbolt"}, StoreMemory},
+		{"demo is memory", []string{"--demo"}, nil, StoreMemory},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := valid(t, dir)
+			for k, v := range tt.env {
+				env[k] = v
+			}
+			c, err := Load(append([]string{"--env-file", none}, tt.args...), envOf(env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Store.Kind != tt.wantKind || len(c.Store.Key) != 32 || c.Store.Path != DefaultDBPath {
+				t.Fatalf("store %+v, want kind %s", c.Store, tt.wantKind)
+			}
+			if c.Deployment != "default" || c.MaxLiveTokens != 500 || c.MaxMintsPerHour != 300 || c.ReconcileInterval != 10*time.Minute {
+				t.Fatalf("defaults: %+v", c)
+			}
+		})
 	}
 }

@@ -2,14 +2,19 @@ package tokencache
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/singleflight"
 )
+
+// ErrQuotaExceeded wraps a description of the guard that refused a mint.
+var ErrQuotaExceeded = errors.New("token quota exceeded")
 
 // Upstream mints and deletes tokens (CARTO, through an adapter).
 type Upstream interface {
@@ -29,24 +34,49 @@ type Config struct {
 	// MintTimeout bounds one mint, which runs detached from the callers that
 	// wait for it. 30 s when zero.
 	MintTimeout time.Duration
+	// MaxLiveTokens caps the unexpired tokens the broker holds (0: no cap).
+	MaxLiveTokens int
+	// MaxMints caps token creations per MintWindow (0: no cap).
+	MaxMints   int
+	MintWindow time.Duration // 1 h when zero
+	// MaxStaleness: with a shared store, how long the local views (tokens,
+	// revoked sessions) are trusted without news from the store. Past it,
+	// requests fail closed. 2 s when zero.
+	MaxStaleness time.Duration
+	// LockTTL is the mint lock's lifetime, renewed while a mint runs, so a
+	// crashed holder blocks the others for at most this long. 10 s when zero.
+	LockTTL time.Duration
+	// WaitPoll is how often a replica waiting for another's mint looks for
+	// the result. 50 ms when zero.
+	WaitPoll time.Duration
 }
 
-// Cache hands out one token per key, minting on a miss. Concurrent misses
-// of a key share one mint; tokens are replaced in the background about
-// half-way through their life and never served within a safety margin of
-// their expiry.
+// Cache hands out one token per key. Hits are served from an in-process
+// front cache. Concurrent misses share one mint: within a process through
+// singleflight, across replicas through the store's lock. Tokens are replaced
+// in the background about half-way through their life and never served
+// within a safety margin of their expiry. It also keeps the local view of
+// revoked sessions.
 type Cache struct {
-	cfg    Config
-	flight singleflight.Group
+	cfg     Config
+	flight  singleflight.Group
+	watched bool // the store is shared: local views follow its event feed
 
-	mu      sync.Mutex
-	backoff map[Key]time.Time // no background refresh of key before this
+	mu       sync.RWMutex
+	front    map[Key]Entry
+	frontIDs map[string]Key       // token id -> key, for evictions by id
+	sessions map[string]time.Time // revoked session -> until
+	backoff  map[Key]time.Time    // no background refresh of key before this
+
+	syncedAt   atomic.Int64 // unix ns of the last EventSynced, for shared stores
+	needResync atomic.Bool
 }
 
 // refreshBackoff spaces background refresh attempts of a key after a failure.
 const refreshBackoff = 30 * time.Second
 
-// New returns a Cache.
+// New returns a Cache. Call Load before serving, and Run to follow a shared
+// store's changes.
 func New(cfg Config) *Cache {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -54,10 +84,176 @@ func New(cfg Config) *Cache {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	if cfg.MintTimeout <= 0 {
-		cfg.MintTimeout = 30 * time.Second
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
 	}
-	return &Cache{cfg: cfg, backoff: make(map[Key]time.Time)}
+	def(&cfg.MintTimeout, 30*time.Second)
+	def(&cfg.MintWindow, time.Hour)
+	def(&cfg.MaxStaleness, 2*time.Second)
+	def(&cfg.LockTTL, 10*time.Second)
+	def(&cfg.WaitPoll, 50*time.Millisecond)
+	_, watched := cfg.Store.(Watcher)
+	return &Cache{
+		cfg:      cfg,
+		watched:  watched,
+		front:    make(map[Key]Entry),
+		frontIDs: make(map[string]Key),
+		sessions: make(map[string]time.Time),
+		backoff:  make(map[Key]time.Time),
+	}
+}
+
+// Load reads the revoked sessions from the store.
+func (c *Cache) Load(ctx context.Context) error {
+	revoked, err := c.cfg.Store.RevokedSessions(ctx)
+	if err != nil {
+		return fmt.Errorf("load revoked sessions: %w", err)
+	}
+	c.mu.Lock()
+	c.sessions = revoked
+	c.mu.Unlock()
+	return nil
+}
+
+// Run follows a shared store's event feed until ctx ends; with a store of
+// one process it just waits for ctx.
+func (c *Cache) Run(ctx context.Context) error {
+	w, ok := c.cfg.Store.(Watcher)
+	if !ok {
+		<-ctx.Done()
+		return nil
+	}
+	err := w.Watch(ctx, c.apply)
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// apply brings the local views up to date with one event of the feed.
+func (c *Cache) apply(ev Event) {
+	switch ev.Kind {
+	case EventEvicted:
+		c.mu.Lock()
+		c.forgetLocked(ev.TokenID)
+		c.mu.Unlock()
+	case EventSessionRevoked:
+		c.mu.Lock()
+		if ev.Until.After(c.sessions[ev.SessionID]) {
+			c.sessions[ev.SessionID] = ev.Until
+		}
+		c.mu.Unlock()
+	case EventResync:
+		c.needResync.Store(true)
+		c.resync()
+	case EventSynced:
+		// Until a resync has succeeded, news of the feed proves nothing:
+		// what was missed before it is still missing.
+		if c.needResync.Load() && !c.resync() {
+			return
+		}
+		c.syncedAt.Store(ev.At.UnixNano())
+	}
+}
+
+// resync rebuilds the local views after events may have been missed. The
+// front cache is dropped (a missed eviction must not be served). Revoked
+// sessions are merged, never replaced: a revocation this replica has seen is
+// kept until it expires even if the store lost it (a Redis restarted
+// without persistence), and is written back so the other replicas and the
+// store learn it again.
+func (c *Cache) resync() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.MaxStaleness)
+	defer cancel()
+	stored, err := c.cfg.Store.RevokedSessions(ctx)
+	if err != nil {
+		c.cfg.Logger.Warn("token store resync failed; requests fail closed until it succeeds", "error", err)
+		return false
+	}
+	now := c.cfg.Now()
+	c.mu.Lock()
+	var lost map[string]time.Time
+	for id, until := range c.sessions {
+		if !now.Before(until) {
+			delete(c.sessions, id)
+		} else if stored[id].Before(until) {
+			if lost == nil {
+				lost = map[string]time.Time{}
+			}
+			lost[id] = until
+		}
+	}
+	for id, until := range stored {
+		if until.After(c.sessions[id]) {
+			c.sessions[id] = until
+		}
+	}
+	c.front = make(map[Key]Entry)
+	c.frontIDs = make(map[string]Key)
+	c.mu.Unlock()
+	for id, until := range lost {
+		if err := c.cfg.Store.RevokeSession(ctx, id, until); err != nil {
+			c.cfg.Logger.Warn("could not restore a revocation the store lost", "error", err)
+			return false
+		}
+	}
+	if len(lost) > 0 {
+		c.cfg.Logger.Warn("the token store had lost session revocations; restored them", "count", len(lost))
+	}
+	c.needResync.Store(false)
+	return true
+}
+
+// fresh reports whether the local views can be trusted: always with a store
+// of one process; with a shared one, only shortly after news from it.
+func (c *Cache) fresh() error {
+	if !c.watched {
+		return nil
+	}
+	synced := time.Unix(0, c.syncedAt.Load())
+	if age := c.cfg.Now().Sub(synced); c.syncedAt.Load() == 0 || age > c.cfg.MaxStaleness {
+		return fmt.Errorf("%w: no news from the shared store for %s", ErrUnavailable, age.Round(time.Millisecond))
+	}
+	return nil
+}
+
+// WaitSynced waits until the local views can be trusted, or ctx ends.
+func (c *Cache) WaitSynced(ctx context.Context) error {
+	for c.fresh() != nil {
+		select {
+		case <-ctx.Done():
+			return c.fresh()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// RevokeSession records a revoked session, in the store and locally.
+func (c *Cache) RevokeSession(ctx context.Context, id string, until time.Time) error {
+	if err := c.cfg.Store.RevokeSession(ctx, id, until); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	if until.After(c.sessions[id]) {
+		c.sessions[id] = until
+	}
+	c.mu.Unlock()
+	return nil
+}
+
+// SessionRevoked reports whether a session is revoked. It fails closed: when
+// the local view cannot be trusted it returns an error, never "no".
+func (c *Cache) SessionRevoked(_ context.Context, id string) (bool, error) {
+	if err := c.fresh(); err != nil {
+		return false, err
+	}
+	c.mu.RLock()
+	until, ok := c.sessions[id]
+	c.mu.RUnlock()
+	return ok && c.cfg.Now().Before(until), nil
 }
 
 // SafetyMargin is how long before its expiry a token stops being handed out:
@@ -70,15 +266,46 @@ func (c *Cache) servable(e Entry, now time.Time) bool {
 	return now.Before(e.ExpiresAt.Add(-SafetyMargin(e.ExpiresAt.Sub(e.CreatedAt))))
 }
 
+func (c *Cache) remember(e Entry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old, ok := c.front[e.Key]; ok {
+		delete(c.frontIDs, TokenID(old.Token))
+	}
+	c.front[e.Key] = e
+	c.frontIDs[TokenID(e.Token)] = e.Key
+}
+
+// forgetLocked drops token id from the front cache. Called with mu held.
+func (c *Cache) forgetLocked(id string) {
+	if key, ok := c.frontIDs[id]; ok {
+		delete(c.frontIDs, id)
+		if e := c.front[key]; TokenID(e.Token) == id {
+			delete(c.front, key)
+		}
+	}
+}
+
 // Get returns the token for key, minting one with the given lifetime if there
 // is no servable token. The second result tells whether it was minted for
 // this call (a miss).
 func (c *Cache) Get(ctx context.Context, key Key, lifetime time.Duration) (Entry, bool, error) {
-	e, ok, err := c.cfg.Store.Current(ctx, key)
-	if err != nil {
-		return Entry{}, false, fmt.Errorf("read token cache: %w", err)
+	if err := c.fresh(); err != nil {
+		return Entry{}, false, err
 	}
 	now := c.cfg.Now()
+	c.mu.RLock()
+	e, ok := c.front[key]
+	c.mu.RUnlock()
+	if !ok || !c.servable(e, now) {
+		var err error
+		if e, ok, err = c.cfg.Store.Current(ctx, key); err != nil {
+			return Entry{}, false, fmt.Errorf("read token cache: %w", err)
+		}
+		if ok && c.servable(e, now) {
+			c.remember(e)
+		}
+	}
 	if ok && c.servable(e, now) {
 		if !now.Before(e.RefreshAt) && c.refreshDue(key, now) {
 			c.mint(ctx, key, lifetime, e.Token) // in the background
@@ -101,25 +328,22 @@ func (c *Cache) Get(ctx context.Context, key Key, lifetime time.Duration) (Entry
 }
 
 func (c *Cache) refreshDue(key Key, now time.Time) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.mu.RLock()
+	defer c.mu.RUnlock()
 	return !now.Before(c.backoff[key])
 }
 
-// mint starts the mint of key unless one is running, and returns its result.
-// It runs detached from ctx: the caller that started it may give up without
-// failing the others waiting on it. replacing is the token the caller saw
-// current; if the store already holds another, someone minted meanwhile and
-// that one is returned instead.
+// mint starts the mint of key unless one is running in this process, and
+// returns its result. It runs detached from ctx: the caller that started it
+// may give up without failing the others waiting on it. replacing is the
+// token the caller saw current; a servable token other than it, minted
+// meanwhile here or by another replica, is returned instead of minting.
 func (c *Cache) mint(ctx context.Context, key Key, lifetime time.Duration, replacing string) <-chan singleflight.Result {
 	detached := context.WithoutCancel(ctx)
 	return c.flight.DoChan(key.String(), func() (any, error) {
 		mctx, cancel := context.WithTimeout(detached, c.cfg.MintTimeout)
 		defer cancel()
-		if e, ok, err := c.cfg.Store.Current(mctx, key); err == nil && ok && e.Token != replacing && c.servable(e, c.cfg.Now()) {
-			return e, nil
-		}
-		e, err := c.mintNow(mctx, key, lifetime)
+		e, err := c.mintAcrossReplicas(mctx, key, lifetime, replacing)
 		c.mu.Lock()
 		if err != nil {
 			c.backoff[key] = c.cfg.Now().Add(refreshBackoff)
@@ -128,13 +352,65 @@ func (c *Cache) mint(ctx context.Context, key Key, lifetime time.Duration, repla
 		}
 		c.mu.Unlock()
 		if err != nil {
-			c.cfg.Logger.Warn("token mint failed", "group", key.Group, "policy", key.PolicyHash[:min(12, len(key.PolicyHash))], "error", err)
+			c.cfg.Logger.Warn("token mint failed", "group", key.Group, "policy", shortHash(key.PolicyHash), "error", err)
+			return Entry{}, err
 		}
-		return e, err
+		c.remember(e)
+		return e, nil
 	})
 }
 
-func (c *Cache) mintNow(ctx context.Context, key Key, lifetime time.Duration) (Entry, error) {
+// mintAcrossReplicas mints under the store's lock for key. A replica that
+// finds the lock held waits for the holder's token to appear in the store;
+// if the holder dies, its lock expires and a waiter takes over.
+func (c *Cache) mintAcrossReplicas(ctx context.Context, key Key, lifetime time.Duration, replacing string) (Entry, error) {
+	lockName := "mint:" + TokenID(key.String())[:32]
+	for {
+		if e, ok, err := c.newerThan(ctx, key, replacing); err != nil || ok {
+			return e, err
+		}
+		lock, err := c.cfg.Store.TryLock(ctx, lockName, c.cfg.LockTTL)
+		switch {
+		case err == nil:
+			e, err := c.mintLocked(ctx, lock, key, lifetime, replacing)
+			if rerr := lock.Release(context.WithoutCancel(ctx)); rerr != nil {
+				c.cfg.Logger.Warn("mint lock release failed; it expires by itself", "error", rerr)
+			}
+			return e, err
+		case !errors.Is(err, ErrLocked):
+			return Entry{}, err
+		}
+		select {
+		case <-ctx.Done():
+			return Entry{}, ctx.Err()
+		case <-time.After(c.cfg.WaitPoll):
+		}
+	}
+}
+
+// newerThan returns the key's stored token if it is servable and is not the
+// one being replaced.
+func (c *Cache) newerThan(ctx context.Context, key Key, replacing string) (Entry, bool, error) {
+	e, ok, err := c.cfg.Store.Current(ctx, key)
+	if err != nil {
+		return Entry{}, false, fmt.Errorf("read token cache: %w", err)
+	}
+	return e, ok && e.Token != replacing && c.servable(e, c.cfg.Now()), nil
+}
+
+func (c *Cache) mintLocked(ctx context.Context, lock Lock, key Key, lifetime time.Duration, replacing string) (Entry, error) {
+	// The previous holder may have stored a token just before releasing.
+	if e, ok, err := c.newerThan(ctx, key, replacing); err != nil || ok {
+		return e, err
+	}
+	if err := c.checkQuota(ctx); err != nil {
+		return Entry{}, err
+	}
+	// Keep the lock while CARTO answers, however slowly: a lock that expired
+	// under a slow mint would let a second replica mint too.
+	stopRenew := c.renew(ctx, lock)
+	defer stopRenew()
+
 	created := c.cfg.Now()
 	expires := created.Add(lifetime).Truncate(time.Second)
 	tok, err := c.cfg.Upstream.Mint(ctx, key, expires)
@@ -153,7 +429,8 @@ func (c *Cache) mintNow(ctx context.Context, key Key, lifetime time.Duration) (E
 	if err := c.cfg.Store.Put(ctx, e); err != nil {
 		// A token the store does not know would be live at CARTO with no one
 		// to serve or revoke it: delete it rather than leave an orphan, with
-		// a deadline of its own (ctx's may be what just ran out).
+		// a deadline of its own (ctx's may be what just ran out). If even
+		// that fails, reconciliation finds it by its name.
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.MintTimeout)
 		defer cancel()
 		if derr := c.cfg.Upstream.Delete(dctx, tok); derr != nil {
@@ -164,10 +441,63 @@ func (c *Cache) mintNow(ctx context.Context, key Key, lifetime time.Duration) (E
 	return e, nil
 }
 
+// renew extends lock every third of its lifetime until the returned stop is
+// called.
+func (c *Cache) renew(ctx context.Context, lock Lock) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(c.cfg.LockTTL / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := lock.Extend(ctx, c.cfg.LockTTL); err != nil {
+					c.cfg.Logger.Warn("mint lock could not be extended", "error", err)
+					return
+				}
+			}
+		}
+	})
+	return func() { close(done); wg.Wait() }
+}
+
+// checkQuota refuses a mint past the ceilings on live tokens and on
+// creations per window. The creation is counted before CARTO is asked, so
+// failing mints count too: they cost CARTO as much.
+func (c *Cache) checkQuota(ctx context.Context) error {
+	if c.cfg.MaxLiveTokens > 0 {
+		live, err := c.cfg.Store.Entries(ctx)
+		if err != nil {
+			return fmt.Errorf("count live tokens: %w", err)
+		}
+		if len(live) >= c.cfg.MaxLiveTokens {
+			return fmt.Errorf("%w: the broker's limit of %d live CARTO tokens is reached", ErrQuotaExceeded, c.cfg.MaxLiveTokens)
+		}
+	}
+	if c.cfg.MaxMints > 0 {
+		now := c.cfg.Now()
+		n, err := c.cfg.Store.CountCreation(ctx, now, c.cfg.MintWindow)
+		if err != nil {
+			return fmt.Errorf("count token creations: %w", err)
+		}
+		if n > int64(c.cfg.MaxMints) {
+			retry := now.Truncate(c.cfg.MintWindow).Add(c.cfg.MintWindow).Sub(now).Round(time.Second)
+			return fmt.Errorf("%w: the broker's limit of %d CARTO token creations per %s is reached; retry in %s",
+				ErrQuotaExceeded, c.cfg.MaxMints, c.cfg.MintWindow, retry)
+		}
+	}
+	return nil
+}
+
 // Revoke deletes token upstream and forgets it, if it is a live token of
 // group; otherwise it returns ErrNotFound and touches nothing. When the
-// upstream delete fails the token stays cached (it is still valid upstream)
-// and the error is returned, so the caller can retry.
+// upstream delete fails the token stays (it is still valid upstream) and the
+// error is returned, so the caller can retry.
 func (c *Cache) Revoke(ctx context.Context, group, token string) (Entry, error) {
 	e, ok, err := c.cfg.Store.ByToken(ctx, token)
 	if err != nil {
@@ -176,11 +506,22 @@ func (c *Cache) Revoke(ctx context.Context, group, token string) (Entry, error) 
 	if !ok || e.Key.Group != group {
 		return Entry{}, ErrNotFound
 	}
-	if err := c.cfg.Upstream.Delete(ctx, token); err != nil {
-		return Entry{}, err
-	}
-	if err := c.cfg.Store.Remove(ctx, token); err != nil {
-		return Entry{}, fmt.Errorf("forget revoked token: %w", err)
-	}
-	return e, nil
+	return e, c.Evict(ctx, e)
 }
+
+// Evict deletes an entry's token upstream, then forgets it here, in the
+// store and (through the store's feed) on every replica.
+func (c *Cache) Evict(ctx context.Context, e Entry) error {
+	if err := c.cfg.Upstream.Delete(ctx, e.Token); err != nil {
+		return err
+	}
+	if err := c.cfg.Store.Remove(ctx, e.Token); err != nil {
+		return fmt.Errorf("forget deleted token: %w", err)
+	}
+	c.mu.Lock()
+	c.forgetLocked(TokenID(e.Token))
+	c.mu.Unlock()
+	return nil
+}
+
+func shortHash(h string) string { return h[:min(12, len(h))] }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -72,7 +73,11 @@ func newTestCache(t *testing.T, up *fakeUpstream, clk *clock, store Store) *Cach
 	if store == nil {
 		store = NewMemory(clk.Now)
 	}
-	return New(Config{Store: store, Upstream: up, Now: clk.Now})
+	c := New(Config{Store: store, Upstream: up, Now: clk.Now})
+	if err := c.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 func TestConcurrentMissesMintOnce(t *testing.T) {
@@ -269,11 +274,8 @@ func TestMemorySessions(t *testing.T) {
 	if err := m.RevokeSession(ctx, "s1", clk.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if r, _ := m.SessionRevoked(ctx, "s1"); !r {
-		t.Fatal("revoked session not reported")
-	}
-	if r, _ := m.SessionRevoked(ctx, "s2"); r {
-		t.Fatal("unrevoked session reported")
+	if r, _ := m.RevokedSessions(ctx); len(r) != 1 || r["s1"].IsZero() {
+		t.Fatalf("revoked sessions = %v, want s1", r)
 	}
 	clk.Advance(2 * time.Hour)
 	for i := range pruneEvery {
@@ -295,5 +297,226 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met within 5s")
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// Two replicas sharing one store (here one Memory, as if it were Redis)
+// mint once between them: the store's lock decides who mints, the other
+// waits for the result.
+func TestReplicasShareOneMint(t *testing.T) {
+	clk := newClock()
+	store := NewMemory(clk.Now)
+	up := &fakeUpstream{gate: make(chan struct{})}
+	a, b := newTestCache(t, up, clk, store), newTestCache(t, up, clk, store)
+	for _, c := range []*Cache{a, b} {
+		c.cfg.WaitPoll = time.Millisecond
+	}
+	var wg sync.WaitGroup
+	tokens := make([]string, 20)
+	for i := range 20 {
+		c := a
+		if i%2 == 1 {
+			c = b
+		}
+		wg.Go(func() {
+			e, _, err := c.Get(context.Background(), boston, time.Hour)
+			if err != nil {
+				t.Error(err)
+			}
+			tokens[i] = e.Token
+		})
+	}
+	time.Sleep(20 * time.Millisecond)
+	close(up.gate)
+	wg.Wait()
+	for i := range tokens {
+		if tokens[i] != tokens[0] {
+			t.Fatalf("replicas disagree: %q vs %q", tokens[i], tokens[0])
+		}
+	}
+	if n := up.mints.Load(); n != 1 {
+		t.Fatalf("%d mints across two replicas, want 1", n)
+	}
+}
+
+// A mint slower than the lock's lifetime keeps its lock (it is renewed), so
+// the other replica does not mint a second token.
+func TestSlowMintKeepsItsLock(t *testing.T) {
+	store := NewMemory(nil)
+	up := &fakeUpstream{gate: make(chan struct{})}
+	mk := func() *Cache {
+		c := New(Config{Store: store, Upstream: up, LockTTL: 60 * time.Millisecond, WaitPoll: 5 * time.Millisecond})
+		return c
+	}
+	a, b := mk(), mk()
+	first := make(chan error, 1)
+	go func() { _, _, err := a.Get(context.Background(), boston, time.Hour); first <- err }()
+	time.Sleep(20 * time.Millisecond) // a holds the lock and waits on CARTO
+	second := make(chan error, 1)
+	go func() { _, _, err := b.Get(context.Background(), boston, time.Hour); second <- err }()
+	time.Sleep(300 * time.Millisecond) // five lock lifetimes
+	close(up.gate)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-second; err != nil {
+		t.Fatal(err)
+	}
+	if n := up.mints.Load(); n != 1 {
+		t.Fatalf("%d mints: the slow holder lost its lock", n)
+	}
+}
+
+// A holder that died with the lock blocks the others only until the lock
+// expires; then one of them mints.
+func TestDeadHolderLockExpires(t *testing.T) {
+	store := NewMemory(nil)
+	up := &fakeUpstream{}
+	if _, err := store.TryLock(context.Background(), "mint:"+TokenID(boston.String())[:32], 100*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	c := New(Config{Store: store, Upstream: up, WaitPoll: 5 * time.Millisecond})
+	e, minted, err := c.Get(context.Background(), boston, time.Hour)
+	if err != nil || !minted || e.Token == "" || up.mints.Load() != 1 {
+		t.Fatalf("after the dead holder's lock expired: %+v %v %v, %d mints", e, minted, err, up.mints.Load())
+	}
+}
+
+func TestQuotaGuards(t *testing.T) {
+	clk := newClock()
+	key := func(g string) Key { return Key{Group: g, PolicyHash: boston.PolicyHash} }
+	t.Run("live tokens", func(t *testing.T) {
+		up := &fakeUpstream{}
+		c := New(Config{Store: NewMemory(clk.Now), Upstream: up, Now: clk.Now, MaxLiveTokens: 2})
+		for _, g := range []string{"A", "B"} {
+			if _, _, err := c.Get(context.Background(), key(g), time.Hour); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_, _, err := c.Get(context.Background(), key("C"), time.Hour)
+		if !errors.Is(err, ErrQuotaExceeded) || !strings.Contains(err.Error(), "limit of 2 live CARTO tokens") {
+			t.Fatalf("third key: %v", err)
+		}
+		if e, _, err := c.Get(context.Background(), key("A"), time.Hour); err != nil || e.Token == "" {
+			t.Fatalf("an existing token is no longer served: %v", err)
+		}
+		if up.mints.Load() != 2 {
+			t.Fatalf("%d mints", up.mints.Load())
+		}
+	})
+	t.Run("creations per window", func(t *testing.T) {
+		up := &fakeUpstream{}
+		c := New(Config{Store: NewMemory(clk.Now), Upstream: up, Now: clk.Now, MaxMints: 2, MintWindow: time.Hour})
+		for _, g := range []string{"A", "B"} {
+			if _, _, err := c.Get(context.Background(), key(g), time.Hour); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_, _, err := c.Get(context.Background(), key("C"), time.Hour)
+		if !errors.Is(err, ErrQuotaExceeded) || !strings.Contains(err.Error(), "2 CARTO token creations per 1h0m0s") || !strings.Contains(err.Error(), "retry in") {
+			t.Fatalf("third creation: %v", err)
+		}
+		clk.Advance(time.Hour)
+		if _, _, err := c.Get(context.Background(), key("C"), 2*time.Hour); err != nil {
+			t.Fatalf("next window: %v", err)
+		}
+	})
+}
+
+// watchedMemory is a Memory that claims to be shared: the test feeds its
+// events by hand.
+type watchedMemory struct {
+	*Memory
+	failReads atomic.Bool
+}
+
+func (w *watchedMemory) Watch(ctx context.Context, _ func(Event)) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func (w *watchedMemory) RevokedSessions(ctx context.Context) (map[string]time.Time, error) {
+	if w.failReads.Load() {
+		return nil, fmt.Errorf("%w: connection refused", ErrUnavailable)
+	}
+	return w.Memory.RevokedSessions(ctx)
+}
+
+func TestSharedStoreFailsClosed(t *testing.T) {
+	clk := newClock()
+	store := &watchedMemory{Memory: NewMemory(clk.Now)}
+	up := &fakeUpstream{}
+	c := New(Config{Store: store, Upstream: up, Now: clk.Now, MaxStaleness: 2 * time.Second})
+	ctx := context.Background()
+	stale := func(what string) {
+		t.Helper()
+		if _, err := c.SessionRevoked(ctx, "s1"); !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("%s: SessionRevoked = %v, want ErrUnavailable", what, err)
+		}
+		if _, _, err := c.Get(ctx, boston, time.Hour); !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("%s: Get = %v, want ErrUnavailable", what, err)
+		}
+	}
+	stale("before any news")
+
+	_ = store.Memory.RevokeSession(ctx, "s1", clk.Now().Add(time.Hour)) // made by another replica
+	c.apply(Event{Kind: EventResync})
+	c.apply(Event{Kind: EventSynced, At: clk.Now()})
+	if r, err := c.SessionRevoked(ctx, "s1"); err != nil || !r {
+		t.Fatalf("after resync: %v, %v; want revoked", r, err)
+	}
+	e, _, err := c.Get(ctx, boston, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Another replica revokes and evicts: the events reach this one.
+	c.apply(Event{Kind: EventSessionRevoked, SessionID: "s2", Until: clk.Now().Add(time.Hour)})
+	if r, _ := c.SessionRevoked(ctx, "s2"); !r {
+		t.Fatal("a revocation event was not applied")
+	}
+	_ = store.Memory.Remove(ctx, e.Token)
+	c.apply(Event{Kind: EventEvicted, TokenID: TokenID(e.Token)})
+	if e2, minted, _ := c.Get(ctx, boston, time.Hour); !minted || e2.Token == e.Token {
+		t.Fatal("an evicted token is still served from the front cache")
+	}
+
+	clk.Advance(3 * time.Second)
+	stale("no news for 3s")
+
+	// A reconnect whose resync fails leaves the views untrusted, even when
+	// news arrives; the next success restores them.
+	store.failReads.Store(true)
+	c.apply(Event{Kind: EventResync})
+	c.apply(Event{Kind: EventSynced, At: clk.Now()})
+	stale("after a failed resync")
+	store.failReads.Store(false)
+	c.apply(Event{Kind: EventSynced, At: clk.Now()})
+	if _, err := c.SessionRevoked(ctx, "s1"); err != nil {
+		t.Fatalf("after a successful resync: %v", err)
+	}
+}
+
+// A store that lost its data (Redis restarted without persistence) does not
+// make a replica forget a revocation it had seen: the replica keeps it and
+// writes it back.
+func TestResyncKeepsAndRestoresRevocations(t *testing.T) {
+	clk := newClock()
+	store := &watchedMemory{Memory: NewMemory(clk.Now)}
+	c := New(Config{Store: store, Upstream: &fakeUpstream{}, Now: clk.Now})
+	ctx := context.Background()
+	c.apply(Event{Kind: EventResync})
+	c.apply(Event{Kind: EventSynced, At: clk.Now()})
+	if err := c.RevokeSession(ctx, "s1", clk.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	store.Memory = NewMemory(clk.Now) // the store comes back empty
+	c.apply(Event{Kind: EventResync})
+	c.apply(Event{Kind: EventSynced, At: clk.Now()})
+	if r, err := c.SessionRevoked(ctx, "s1"); err != nil || !r {
+		t.Fatalf("after the store lost its data: revoked=%v, %v", r, err)
+	}
+	if got, _ := store.RevokedSessions(ctx); got["s1"].IsZero() {
+		t.Fatal("the lost revocation was not written back to the store")
 	}
 }

@@ -6,20 +6,31 @@ import (
 	"time"
 )
 
-// Memory is a Store in process memory: for tests and single-process demos.
-// Everything is lost when the process exits.
+// Memory is a Store in process memory: for tests and demo mode. Everything is
+// lost when the process exits, and nothing is shared with other processes.
 type Memory struct {
 	now func() time.Time
 
-	mu       sync.RWMutex
-	current  map[Key]string       // key -> token id
-	entries  map[string]Entry     // token id -> entry
-	sessions map[string]time.Time // revoked session id -> until
-	writes   int
+	mu        sync.RWMutex
+	current   map[Key]string       // key -> token id
+	entries   map[string]Entry     // token id -> entry
+	sessions  map[string]time.Time // revoked session id -> until
+	secrets   map[string]Secret
+	locks     map[string]memLock
+	creations map[int64]int64 // window start (unix ns) -> count
+	writes    int
+	lockSeq   uint64
+}
+
+type memLock struct {
+	owner   uint64
+	expires time.Time
 }
 
 // pruneEvery is how many writes pass between sweeps of expired records.
 const pruneEvery = 256
+
+var _ Store = (*Memory)(nil)
 
 // NewMemory returns an empty Memory store. now is time.Now when nil.
 func NewMemory(now func() time.Time) *Memory {
@@ -27,22 +38,24 @@ func NewMemory(now func() time.Time) *Memory {
 		now = time.Now
 	}
 	return &Memory{
-		now:      now,
-		current:  make(map[Key]string),
-		entries:  make(map[string]Entry),
-		sessions: make(map[string]time.Time),
+		now:       now,
+		current:   make(map[Key]string),
+		entries:   make(map[string]Entry),
+		sessions:  make(map[string]time.Time),
+		secrets:   make(map[string]Secret),
+		locks:     make(map[string]memLock),
+		creations: make(map[int64]int64),
 	}
 }
 
 func (m *Memory) Current(_ context.Context, key Key) (Entry, bool, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	id, ok := m.current[key]
-	if !ok {
+	e, ok := m.entries[m.current[key]]
+	if !ok || !m.now().Before(e.ExpiresAt) {
 		return Entry{}, false, nil
 	}
-	e, ok := m.entries[id]
-	return e, ok, nil
+	return e, true, nil
 }
 
 func (m *Memory) Put(_ context.Context, e Entry) error {
@@ -68,30 +81,127 @@ func (m *Memory) ByToken(_ context.Context, token string) (Entry, bool, error) {
 func (m *Memory) Remove(_ context.Context, token string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	id := TokenID(token)
+	m.remove(TokenID(token))
+	return nil
+}
+
+// remove forgets an entry. Called with mu held.
+func (m *Memory) remove(id string) {
 	if e, ok := m.entries[id]; ok {
 		delete(m.entries, id)
 		if m.current[e.Key] == id {
 			delete(m.current, e.Key)
 		}
 	}
-	return nil
+}
+
+func (m *Memory) Entries(context.Context) ([]Entry, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	now := m.now()
+	out := make([]Entry, 0, len(m.entries))
+	for _, e := range m.entries {
+		if now.Before(e.ExpiresAt) {
+			out = append(out, e)
+		}
+	}
+	return out, nil
 }
 
 func (m *Memory) RevokeSession(_ context.Context, id string, until time.Time) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.sessions[id] = until
+	if until.After(m.sessions[id]) {
+		m.sessions[id] = until
+	}
 	m.wrote()
 	return nil
 }
 
-func (m *Memory) SessionRevoked(_ context.Context, id string) (bool, error) {
+func (m *Memory) RevokedSessions(context.Context) (map[string]time.Time, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	until, ok := m.sessions[id]
-	return ok && m.now().Before(until), nil
+	now := m.now()
+	out := make(map[string]time.Time, len(m.sessions))
+	for id, until := range m.sessions {
+		if now.Before(until) {
+			out[id] = until
+		}
+	}
+	return out, nil
 }
+
+func (m *Memory) Secret(_ context.Context, name string) (Secret, bool, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	s, ok := m.secrets[name]
+	if !ok || !m.now().Before(s.ExpiresAt) {
+		return Secret{}, false, nil
+	}
+	return s, true, nil
+}
+
+func (m *Memory) PutSecret(_ context.Context, name string, s Secret) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.secrets[name] = s
+	return nil
+}
+
+func (m *Memory) TryLock(_ context.Context, name string, ttl time.Duration) (Lock, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	if l, held := m.locks[name]; held && now.Before(l.expires) {
+		return nil, ErrLocked
+	}
+	m.lockSeq++
+	m.locks[name] = memLock{owner: m.lockSeq, expires: now.Add(ttl)}
+	return &memoryLock{m: m, name: name, owner: m.lockSeq}, nil
+}
+
+type memoryLock struct {
+	m     *Memory
+	name  string
+	owner uint64
+}
+
+func (l *memoryLock) Extend(_ context.Context, ttl time.Duration) error {
+	l.m.mu.Lock()
+	defer l.m.mu.Unlock()
+	now := l.m.now()
+	cur, held := l.m.locks[l.name]
+	if !held || cur.owner != l.owner || !now.Before(cur.expires) {
+		return ErrLockLost
+	}
+	l.m.locks[l.name] = memLock{owner: l.owner, expires: now.Add(ttl)}
+	return nil
+}
+
+func (l *memoryLock) Release(context.Context) error {
+	l.m.mu.Lock()
+	defer l.m.mu.Unlock()
+	if cur, held := l.m.locks[l.name]; held && cur.owner == l.owner {
+		delete(l.m.locks, l.name)
+	}
+	return nil
+}
+
+func (m *Memory) CountCreation(_ context.Context, at time.Time, window time.Duration) (int64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	start := at.Truncate(window).UnixNano()
+	m.creations[start]++
+	n := m.creations[start]
+	for s := range m.creations {
+		if s < start-int64(window) {
+			delete(m.creations, s) // windows before the previous one are never asked again
+		}
+	}
+	return n, nil
+}
+
+func (m *Memory) Close() error { return nil }
 
 // wrote counts a write and, every pruneEvery writes, forgets what expired.
 // Called with mu held.
@@ -108,10 +218,7 @@ func (m *Memory) wrote() {
 	}
 	for id, e := range m.entries {
 		if !now.Before(e.ExpiresAt) {
-			delete(m.entries, id)
-			if m.current[e.Key] == id {
-				delete(m.current, e.Key)
-			}
+			m.remove(id)
 		}
 	}
 }

@@ -1,10 +1,10 @@
 // Package tokencache keeps the CARTO API access tokens the broker has minted,
 // one current token per (group, policy hash), and the list of revoked
-// sessions. A Cache coalesces concurrent misses into one mint and refreshes
-// tokens ahead of expiry in the background; a Store persists what it holds.
-//
-// Only the memory Store exists so far; persistent and shared stores implement
-// the same interface.
+// sessions. A Cache serves tokens from an in-process front cache, coalesces
+// concurrent misses into one mint (across replicas, through the store's
+// locks), and refreshes tokens ahead of expiry in the background. A Store
+// persists what it holds: Memory here, bbolt and Redis in the sub-packages,
+// all held to one conformance suite (storetest).
 package tokencache
 
 import (
@@ -12,11 +12,21 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"strconv"
 	"time"
 )
 
-// ErrNotFound reports a token the store does not hold for the asking group.
-var ErrNotFound = errors.New("token not found")
+var (
+	// ErrNotFound reports a token the store does not hold for the asking group.
+	ErrNotFound = errors.New("token not found")
+	// ErrUnavailable wraps every failure to reach a store (Redis down, say).
+	ErrUnavailable = errors.New("token store unavailable")
+	// ErrLocked is returned by TryLock when another owner holds the lock.
+	ErrLocked = errors.New("lock held by another owner")
+	// ErrLockLost is returned by Lock.Extend when the lock expired or passed
+	// to another owner.
+	ErrLockLost = errors.New("lock lost")
+)
 
 // Key identifies what a token grants: a group under one policy. A policy
 // change gives a new hash, hence a new key, so an old token is never served
@@ -26,7 +36,9 @@ type Key struct {
 	PolicyHash string
 }
 
-func (k Key) String() string { return k.Group + "\x00" + k.PolicyHash }
+// String encodes the key unambiguously (the group is length-prefixed: a
+// group may hold any byte), for flight and lock names.
+func (k Key) String() string { return strconv.Itoa(len(k.Group)) + ":" + k.Group + "/" + k.PolicyHash }
 
 // Entry is one API access token the broker minted.
 type Entry struct {
@@ -47,23 +59,140 @@ func TokenID(token string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// Store persists entries and revoked sessions. Every method is safe for
-// concurrent use.
+// Secret is a shared credential with a lifetime: the CARTO OAuth token, which
+// every replica uses and only one fetches.
+type Secret struct {
+	Value     []byte
+	Obtained  time.Time
+	ExpiresAt time.Time
+}
+
+// Lock is a held lock. Only its owner can extend or release it.
+type Lock interface {
+	// Extend pushes the expiry to ttl from now; ErrLockLost if the lock is
+	// no longer this owner's.
+	Extend(ctx context.Context, ttl time.Duration) error
+	// Release frees the lock if this owner still holds it, and does nothing
+	// otherwise: a slow owner cannot release a lock that passed to another.
+	Release(ctx context.Context) error
+}
+
+// Store persists entries, revoked sessions and shared secrets, and provides
+// the locks and counters that keep replicas from minting twice. Every method
+// is safe for concurrent use; times are kept to the millisecond at least.
+// Failures to reach the backend wrap ErrUnavailable.
 type Store interface {
-	// Current returns the entry served for key, if any.
+	// Current returns the unexpired entry served for key, if any.
 	Current(ctx context.Context, key Key) (Entry, bool, error)
 	// Put records a newly minted entry and makes it current for its key. An
-	// entry it replaces stays known (ByToken) until it expires.
+	// entry it replaces stays known (ByToken, Entries) until it expires.
 	Put(ctx context.Context, e Entry) error
 	// ByToken returns the unexpired entry holding token, current or replaced.
 	ByToken(ctx context.Context, token string) (Entry, bool, error)
-	// Remove forgets the entry holding token; a key whose current entry it was
-	// has none afterwards.
+	// Remove forgets the entry holding token (a no-op if unknown); a key
+	// whose current entry it was has none afterwards. Shared stores tell the
+	// other replicas (EventEvicted).
 	Remove(ctx context.Context, token string) error
+	// Entries returns every unexpired entry, current or replaced.
+	Entries(ctx context.Context) ([]Entry, error)
 
-	// RevokeSession records that session id is revoked until the given time,
-	// after which the session has expired anyway.
+	// RevokeSession records that session id is revoked until the given
+	// time, after which the session has expired anyway. Shared stores tell
+	// the other replicas (EventSessionRevoked).
 	RevokeSession(ctx context.Context, id string, until time.Time) error
-	// SessionRevoked reports whether session id is revoked.
-	SessionRevoked(ctx context.Context, id string) (bool, error)
+	// RevokedSessions returns every revocation not yet past its time.
+	RevokedSessions(ctx context.Context) (map[string]time.Time, error)
+
+	// Secret returns the unexpired secret stored under name.
+	Secret(ctx context.Context, name string) (Secret, bool, error)
+	// PutSecret stores a secret under name until its ExpiresAt.
+	PutSecret(ctx context.Context, name string, s Secret) error
+
+	// TryLock takes the lock name for ttl, or returns ErrLocked at once if
+	// another owner holds it. A holder that dies loses the lock at expiry.
+	TryLock(ctx context.Context, name string, ttl time.Duration) (Lock, error)
+	// CountCreation counts one token creation in the fixed window (of length
+	// window) that contains at, and returns the window's count so far.
+	CountCreation(ctx context.Context, at time.Time, window time.Duration) (int64, error)
+
+	// Close releases the store's resources.
+	Close() error
+}
+
+// EventKind says what an Event reports.
+type EventKind int
+
+// Kinds of events.
+const (
+	// EventEvicted: the token with TokenID was removed; stop serving it.
+	EventEvicted EventKind = iota + 1
+	// EventSessionRevoked: session SessionID is revoked until Until.
+	EventSessionRevoked
+	// EventResync: events may have been missed (a reconnect): rebuild every
+	// local view from the store.
+	EventResync
+	// EventSynced: every change made before At has been delivered.
+	EventSynced
+)
+
+// Event is a change made by some replica, as seen by a watcher.
+type Event struct {
+	Kind      EventKind
+	TokenID   string
+	SessionID string
+	Until     time.Time
+	At        time.Time
+}
+
+// Watcher is implemented by stores shared between processes. Watch delivers
+// every replica's changes (its own included) to handle until ctx ends,
+// starting with an EventResync; after a reconnect it delivers EventResync
+// again. It sends EventSynced at least every second while the backend is
+// reachable, and nothing while it is not: a replica that has not seen one
+// lately must not trust its local views.
+type Watcher interface {
+	Watch(ctx context.Context, handle func(Event)) error
+}
+
+// SharedSecret shares one named secret between replicas through a Store: the
+// CARTO OAuth token, which one replica fetches and all use. Its methods match
+// what the CARTO client asks of a shared token store.
+type SharedSecret struct {
+	Store Store
+	Name  string
+}
+
+// Load returns the secret, if stored and unexpired.
+func (s SharedSecret) Load(ctx context.Context) (string, time.Time, time.Time, bool, error) {
+	sec, ok, err := s.Store.Secret(ctx, s.Name)
+	if err != nil || !ok {
+		return "", time.Time{}, time.Time{}, false, err
+	}
+	return string(sec.Value), sec.Obtained, sec.ExpiresAt, true, nil
+}
+
+// Save stores the secret until it expires.
+func (s SharedSecret) Save(ctx context.Context, value string, obtained, expires time.Time) error {
+	return s.Store.PutSecret(ctx, s.Name, Secret{Value: []byte(value), Obtained: obtained, ExpiresAt: expires})
+}
+
+// Drop forgets the secret if it still holds value.
+func (s SharedSecret) Drop(ctx context.Context, value string) error {
+	sec, ok, err := s.Store.Secret(ctx, s.Name)
+	if err != nil || !ok || string(sec.Value) != value {
+		return err
+	}
+	return s.Store.PutSecret(ctx, s.Name, Secret{ExpiresAt: time.Unix(0, 0)})
+}
+
+// TryLock takes the lock that lets one replica fetch the secret.
+func (s SharedSecret) TryLock(ctx context.Context, ttl time.Duration) (func(), bool, error) {
+	l, err := s.Store.TryLock(ctx, "secret:"+s.Name, ttl)
+	switch {
+	case errors.Is(err, ErrLocked):
+		return nil, false, nil
+	case err != nil:
+		return nil, false, err
+	}
+	return func() { _ = l.Release(context.Background()) }, true, nil
 }

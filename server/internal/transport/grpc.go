@@ -17,7 +17,8 @@ import (
 const MaxMessageBytes = 64 << 10
 
 // NewGRPCServer returns a gRPC server with the TokenBroker service, health
-// (reported SERVING through the returned health server) and reflection.
+// and reflection. Health starts NOT_SERVING (grpc's default is SERVING): the
+// caller reports SERVING through the returned server once it is ready.
 func NewGRPCServer(svc tokenbrokerv1.TokenBrokerServer, chain Chain) (*grpc.Server, *health.Server) {
 	s := grpc.NewServer(
 		grpc.UnaryInterceptor(chain.Unary),
@@ -29,6 +30,7 @@ func NewGRPCServer(svc tokenbrokerv1.TokenBrokerServer, chain Chain) (*grpc.Serv
 	)
 	tokenbrokerv1.RegisterTokenBrokerServer(s, svc)
 	hs := health.NewServer()
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(s, hs)
 	reflection.Register(s)
 	return s, hs

@@ -1,0 +1,133 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tokenbroker/tokenbroker/server/internal/tokencache"
+)
+
+const (
+	// readBlock is how long one XREAD waits for events: EventSynced follows
+	// every read, so well within the second the Watcher contract asks.
+	readBlock = 250 * time.Millisecond
+	// readCount caps the events one XREAD returns.
+	readCount = 100
+	// Retries after a failure back off from minBackoff to maxBackoff.
+	minBackoff = 100 * time.Millisecond
+	maxBackoff = time.Second
+)
+
+// Watch delivers the event feed (every replica's evictions and revocations,
+// this one's included) to handle, one event at a time from Watch's
+// goroutine, until ctx ends; it then returns ctx.Err(). It does not return
+// for Redis errors: it retries, backing off up to a second, and after every
+// reconnect starts again with an EventResync, since events may have been
+// missed (or, after a restart without persistence, the data lost). While
+// reads succeed it sends an EventSynced after each one, so at least every
+// second; while Redis is unreachable it sends none. It returns an error
+// wrapping tokencache.ErrUnavailable once the store is closed.
+func (s *Store) Watch(ctx context.Context, handle func(tokencache.Event)) error {
+	backoff := minBackoff
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := s.usable(); err != nil {
+			return err
+		}
+		if s.follow(ctx, handle) {
+			backoff = minBackoff // it was connected: a new failure starts afresh
+		}
+		if err := s.usable(); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, maxBackoff)
+	}
+}
+
+// follow (re)connects to the feed and delivers it until the first error, or
+// until ctx ends or the store is closed. It reports whether any read
+// succeeded.
+func (s *Store) follow(ctx context.Context, handle func(tokencache.Event)) (read bool) {
+	events := s.key("events")
+	// Restore the key check a Redis restarted without persistence lost, so
+	// that a replica opened later with another key is still refused.
+	if err := s.c.SetNX(ctx, s.key("keycheck"), s.codec.KeyCheck(), 0).Err(); err != nil {
+		return false
+	}
+	// Start after the last event now in the stream: what came before is in
+	// the store, which the receiver reloads on EventResync.
+	last := "0-0"
+	msgs, err := s.c.XRevRangeN(ctx, events, "+", "-", 1).Result()
+	if err != nil {
+		return false
+	}
+	if len(msgs) > 0 {
+		last = msgs[0].ID
+	}
+	handle(tokencache.Event{Kind: tokencache.EventResync})
+	for ctx.Err() == nil && s.usable() == nil {
+		at := s.now()
+		streams, err := s.c.XRead(ctx, &redis.XReadArgs{
+			Streams: []string{events, last},
+			Count:   readCount,
+			Block:   readBlock,
+		}).Result()
+		if err != nil && !errors.Is(err, redis.Nil) { // redis.Nil: no event within readBlock
+			return read
+		}
+		read = true
+		n := 0
+		for _, st := range streams {
+			for _, m := range st.Messages {
+				last = m.ID
+				n++
+				if ev, ok := decodeEvent(m); ok {
+					handle(ev)
+				}
+			}
+		}
+		// A full read may have left events older than at in the stream:
+		// only a read that drained it proves everything before at arrived.
+		if n < readCount {
+			handle(tokencache.Event{Kind: tokencache.EventSynced, At: at})
+		}
+	}
+	return read
+}
+
+// decodeEvent reads an event of the stream; ok is false for kinds this
+// version does not know, which it skips.
+func decodeEvent(m redis.XMessage) (ev tokencache.Event, ok bool) {
+	field := func(name string) string { v, _ := m.Values[name].(string); return v }
+	// The ID starts with the unix ms at which Redis appended the event.
+	if msStr, _, found := strings.Cut(m.ID, "-"); found {
+		if n, err := strconv.ParseInt(msStr, 10, 64); err == nil {
+			ev.At = time.UnixMilli(n)
+		}
+	}
+	switch field("kind") {
+	case "evicted":
+		ev.Kind, ev.TokenID = tokencache.EventEvicted, field("id")
+		return ev, ev.TokenID != ""
+	case "session":
+		until, err := strconv.ParseFloat(field("until"), 64) // ZSCORE may format it as a float
+		if err != nil {
+			return ev, false
+		}
+		ev.Kind, ev.SessionID, ev.Until = tokencache.EventSessionRevoked, field("id"), time.UnixMilli(int64(until))
+		return ev, ev.SessionID != ""
+	}
+	return ev, false
+}
