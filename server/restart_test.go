@@ -13,11 +13,7 @@ import (
 // Issue, kill -9, start again: the same token, no new creation and no new
 // OAuth request at CARTO, and a revoked session stays revoked.
 func TestRestartKeepsTokensAndRevocations(t *testing.T) {
-	emu := startEmulator(t)
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "tokenbroker.yaml")
-	writeFile(t, cfg, usersYAML("maps"))
-	env := brokerEnv(t, emu, cfg, "TOKENBROKER_DB="+filepath.Join(dir, "tokenbroker.db"))
+	emu, _, env := boltSetup(t)
 
 	first := startProcess(t, env)
 	session, loggedOut := first.login(t), first.login(t)
@@ -50,11 +46,7 @@ func TestRestartKeepsTokensAndRevocations(t *testing.T) {
 // A group's grants change across a restart: the token of the old grants is
 // deleted at CARTO, and the next issue mints one with the new grants.
 func TestPolicyChangeDeletesTheOldToken(t *testing.T) {
-	emu := startEmulator(t)
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "tokenbroker.yaml")
-	writeFile(t, cfg, usersYAML("maps"))
-	env := brokerEnv(t, emu, cfg, "TOKENBROKER_DB="+filepath.Join(dir, "tokenbroker.db"))
+	emu, cfg, env := boltSetup(t)
 
 	first := startProcess(t, env)
 	session := first.login(t)
@@ -84,4 +76,15 @@ func TestPolicyChangeDeletesTheOldToken(t *testing.T) {
 		t.Fatalf("after the policy change: %v", fresh)
 	}
 	t.Logf("policy change: old token deleted at the emulator, new token allows %v", fresh.GetAllowedApis())
+}
+
+// boltSetup prepares brokers on one bbolt file: the emulator, the config
+// file (Boston on the Maps API) and their environment.
+func boltSetup(t *testing.T) (emu *emulator, configPath string, env []string) {
+	t.Helper()
+	emu = startEmulator(t)
+	dir := t.TempDir()
+	configPath = filepath.Join(dir, "tokenbroker.yaml")
+	writeFile(t, configPath, usersYAML("maps"))
+	return emu, configPath, brokerEnv(t, emu, configPath, "TOKENBROKER_DB="+filepath.Join(dir, "tokenbroker.db"))
 }

@@ -90,17 +90,6 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 	if err != nil {
 		return nil, err
 	}
-	sessions, err := auth.NewSessions(auth.SessionConfig{
-		Secret:   cfg.JWTSecret,
-		Issuer:   cfg.SessionIssuer,
-		Audience: cfg.SessionAudience,
-		TTL:      cfg.SessionTTL,
-		Leeway:   cfg.SessionLeeway,
-		Revoked:  auth.RevocationsFunc(func(ctx context.Context, id string) (bool, error) { return a.cache.SessionRevoked(ctx, id) }),
-	})
-	if err != nil {
-		return nil, err
-	}
 	policies, err := policy.NewSet(cfg.Groups, cfg.DefaultPolicy)
 	if err != nil {
 		return nil, err
@@ -127,6 +116,17 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 		MintWindow:    time.Hour,
 	})
 	if err := a.cache.Load(ctx); err != nil {
+		return nil, err
+	}
+	sessions, err := auth.NewSessions(auth.SessionConfig{
+		Secret:   cfg.JWTSecret,
+		Issuer:   cfg.SessionIssuer,
+		Audience: cfg.SessionAudience,
+		TTL:      cfg.SessionTTL,
+		Leeway:   cfg.SessionLeeway,
+		Revoked:  auth.RevocationsFunc(a.cache.SessionRevoked),
+	})
+	if err != nil {
 		return nil, err
 	}
 	a.reconciler = broker.NewReconciler(broker.ReconcilerConfig{

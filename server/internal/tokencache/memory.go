@@ -16,15 +16,10 @@ type Memory struct {
 	entries   map[string]Entry     // token id -> entry
 	sessions  map[string]time.Time // revoked session id -> until
 	secrets   map[string]Secret
-	locks     map[string]memLock
 	creations map[int64]int64 // window start (unix ns) -> count
 	writes    int
-	lockSeq   uint64
-}
 
-type memLock struct {
-	owner   uint64
-	expires time.Time
+	locks *LocalLocks
 }
 
 // pruneEvery is how many writes pass between sweeps of expired records.
@@ -43,7 +38,7 @@ func NewMemory(now func() time.Time) *Memory {
 		entries:   make(map[string]Entry),
 		sessions:  make(map[string]time.Time),
 		secrets:   make(map[string]Secret),
-		locks:     make(map[string]memLock),
+		locks:     NewLocalLocks(now),
 		creations: make(map[int64]int64),
 	}
 }
@@ -149,42 +144,7 @@ func (m *Memory) PutSecret(_ context.Context, name string, s Secret) error {
 }
 
 func (m *Memory) TryLock(_ context.Context, name string, ttl time.Duration) (Lock, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	now := m.now()
-	if l, held := m.locks[name]; held && now.Before(l.expires) {
-		return nil, ErrLocked
-	}
-	m.lockSeq++
-	m.locks[name] = memLock{owner: m.lockSeq, expires: now.Add(ttl)}
-	return &memoryLock{m: m, name: name, owner: m.lockSeq}, nil
-}
-
-type memoryLock struct {
-	m     *Memory
-	name  string
-	owner uint64
-}
-
-func (l *memoryLock) Extend(_ context.Context, ttl time.Duration) error {
-	l.m.mu.Lock()
-	defer l.m.mu.Unlock()
-	now := l.m.now()
-	cur, held := l.m.locks[l.name]
-	if !held || cur.owner != l.owner || !now.Before(cur.expires) {
-		return ErrLockLost
-	}
-	l.m.locks[l.name] = memLock{owner: l.owner, expires: now.Add(ttl)}
-	return nil
-}
-
-func (l *memoryLock) Release(context.Context) error {
-	l.m.mu.Lock()
-	defer l.m.mu.Unlock()
-	if cur, held := l.m.locks[l.name]; held && cur.owner == l.owner {
-		delete(l.m.locks, l.name)
-	}
-	return nil
+	return m.locks.TryLock(name, ttl)
 }
 
 func (m *Memory) CountCreation(_ context.Context, at time.Time, window time.Duration) (int64, error) {

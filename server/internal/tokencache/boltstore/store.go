@@ -15,7 +15,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -67,14 +66,7 @@ type Store struct {
 	closed atomic.Bool
 	writes atomic.Uint64
 
-	mu      sync.Mutex // guards locks and lockSeq
-	locks   map[string]heldLock
-	lockSeq uint64
-}
-
-type heldLock struct {
-	owner   uint64
-	expires time.Time
+	locks *tokencache.LocalLocks
 }
 
 var _ tokencache.Store = (*Store)(nil)
@@ -108,7 +100,7 @@ func Open(opts Options) (*Store, error) {
 		path:  opts.Path,
 		codec: tokencache.NewCodec(box),
 		now:   opts.Now,
-		locks: make(map[string]heldLock),
+		locks: tokencache.NewLocalLocks(opts.Now),
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -513,45 +505,23 @@ func (s *Store) TryLock(_ context.Context, name string, ttl time.Duration) (toke
 	if s.closed.Load() {
 		return nil, errClosed
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := s.now()
-	if l, held := s.locks[name]; held && now.Before(l.expires) {
-		return nil, tokencache.ErrLocked
+	l, err := s.locks.TryLock(name, ttl)
+	if err != nil {
+		return nil, err
 	}
-	s.lockSeq++
-	s.locks[name] = heldLock{owner: s.lockSeq, expires: now.Add(ttl)}
-	return &lock{s: s, name: name, owner: s.lockSeq}, nil
+	return lock{Lock: l, s: s}, nil
 }
 
+// lock refuses extensions once the store is closed. Release still works:
+// releasing is what a shutting-down holder does.
 type lock struct {
-	s     *Store
-	name  string
-	owner uint64
+	tokencache.Lock
+	s *Store
 }
 
-func (l *lock) Extend(_ context.Context, ttl time.Duration) error {
+func (l lock) Extend(ctx context.Context, ttl time.Duration) error {
 	if l.s.closed.Load() {
 		return errClosed
 	}
-	l.s.mu.Lock()
-	defer l.s.mu.Unlock()
-	now := l.s.now()
-	cur, held := l.s.locks[l.name]
-	if !held || cur.owner != l.owner || !now.Before(cur.expires) {
-		return tokencache.ErrLockLost
-	}
-	l.s.locks[l.name] = heldLock{owner: l.owner, expires: now.Add(ttl)}
-	return nil
-}
-
-// Release frees the lock if this owner still holds it. It works after
-// Close too: releasing is what a shutting-down holder does.
-func (l *lock) Release(context.Context) error {
-	l.s.mu.Lock()
-	defer l.s.mu.Unlock()
-	if cur, held := l.s.locks[l.name]; held && cur.owner == l.owner {
-		delete(l.s.locks, l.name)
-	}
-	return nil
+	return l.Lock.Extend(ctx, ttl)
 }
