@@ -119,13 +119,16 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 		return nil, err
 	}
 	sessions, err := auth.NewSessions(auth.SessionConfig{
-		Secret:   cfg.JWTSecret,
+		Keys:     auth.HMACKey(cfg.JWTSecret),
 		Issuer:   cfg.SessionIssuer,
 		Audience: cfg.SessionAudience,
 		TTL:      cfg.SessionTTL,
 		Leeway:   cfg.SessionLeeway,
-		Revoked:  auth.RevocationsFunc(a.cache.SessionRevoked),
 	})
+	if err != nil {
+		return nil, err
+	}
+	authn, err := auth.NewRouter(auth.RevocationsFunc(a.cache.SessionRevoked), sessions)
 	if err != nil {
 		return nil, err
 	}
@@ -148,7 +151,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 		Logger:     log,
 	})
 	svc := api.NewService(b, log)
-	chain := transport.NewChain(transport.ChainConfig{Authenticator: sessions, Logger: log, Public: api.PublicMethods, Draining: a.draining})
+	chain := transport.NewChain(transport.ChainConfig{Authenticator: authn, Logger: log, Public: api.PublicMethods, Draining: a.draining})
 	a.grpcSrv, a.health = transport.NewGRPCServer(svc, chain)
 	gw, err := transport.NewGateway(ctx, transport.GatewayConfig{Service: svc, Chain: chain, CORSOrigins: cfg.CORSOrigins})
 	if err != nil {

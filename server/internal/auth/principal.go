@@ -12,13 +12,26 @@ type Kind string
 const (
 	// KindUser is a user signed in through Login, holding a session token.
 	KindUser Kind = "user"
+	// KindIdP is a user of the company's identity provider, holding one of
+	// its tokens.
+	KindIdP Kind = "idp"
+	// KindService is an internal service identified by its client
+	// certificate (mTLS).
+	KindService Kind = "service"
 )
 
 // Principal is the authenticated caller of a request.
 type Principal struct {
 	Kind    Kind
-	Subject string // the username
-	Group   string // the group whose data the caller may read
+	Subject string // the username, the IdP's subject, or the service's name
+	// Group is the group whose data the caller may read. A service has none:
+	// it names one of Groups per request.
+	Group string
+	// Groups lists the groups a service may ask for.
+	Groups []string
+	// Admin callers may revoke a whole group's tokens and list the tokens
+	// the broker holds.
+	Admin bool
 	// SessionID and SessionExpiry identify the session token the call was
 	// made with, so the session can be revoked (logout).
 	SessionID     string

@@ -15,28 +15,69 @@ import (
 // key at least as long as the hash output.
 const MinSecretLen = 32
 
-// maxTokenLen bounds what is handed to the JWT parser. A session token is a few
-// hundred bytes; anything far larger is refused before any decoding.
-const maxTokenLen = 4096
+// maxTokenLen bounds what is handed to any JWT parser. A session token is a
+// few hundred bytes, an IdP's a few kilobytes; anything far larger is refused
+// before any decoding.
+const maxTokenLen = 16 << 10
 
 // Revocations answers whether a session id has been revoked.
 type Revocations interface {
 	Revoked(ctx context.Context, sessionID string) (bool, error)
 }
 
+// RevocationsFunc adapts a function to Revocations.
+type RevocationsFunc func(ctx context.Context, sessionID string) (bool, error)
+
+// Revoked implements Revocations.
+func (f RevocationsFunc) Revoked(ctx context.Context, id string) (bool, error) { return f(ctx, id) }
+
+// SigningKey is a key sessions are signed with.
+type SigningKey struct {
+	ID     string // kid header; empty for the HS256 secret
+	Method jwt.SigningMethod
+	Key    any
+}
+
+// KeySource gives the keys sessions are signed and verified with.
+type KeySource interface {
+	// SigningKey returns the key new sessions are signed with.
+	SigningKey(ctx context.Context) (SigningKey, error)
+	// VerificationKey returns the key that signed a session with this kid
+	// and algorithm, or an error if there is none.
+	VerificationKey(ctx context.Context, kid, alg string) (any, error)
+	// Algorithms lists every algorithm the source signs with: the only ones
+	// a session may name.
+	Algorithms() []string
+}
+
+// HMACKey is the KeySource of one HS256 secret (JWT_SECRET).
+type HMACKey []byte
+
+func (k HMACKey) SigningKey(context.Context) (SigningKey, error) {
+	return SigningKey{Method: jwt.SigningMethodHS256, Key: []byte(k)}, nil
+}
+
+func (k HMACKey) VerificationKey(_ context.Context, kid, alg string) (any, error) {
+	if kid != "" || alg != jwt.SigningMethodHS256.Alg() {
+		return nil, errors.New("no such key")
+	}
+	return []byte(k), nil
+}
+
+func (k HMACKey) Algorithms() []string { return []string{jwt.SigningMethodHS256.Alg()} }
+
 // SessionConfig configures session tokens.
 type SessionConfig struct {
-	Secret   []byte        // HS256 key, at least MinSecretLen bytes
+	Keys     KeySource
 	Issuer   string        // iss claim written and required
 	Audience string        // aud claim written and required
 	TTL      time.Duration // lifetime of a session token
 	Leeway   time.Duration // clock skew tolerated on exp, nbf and iat
 	Now      func() time.Time
-	Revoked  Revocations // nil means nothing is ever revoked
 }
 
-// Sessions issues and verifies the broker's session tokens: HS256 JWTs with
-// iss, aud, sub, group, jti, iat and exp.
+// Sessions issues and verifies the broker's session tokens: JWTs with iss,
+// aud, sub, group, jti, iat and exp, signed by the configured KeySource.
 type Sessions struct {
 	cfg    SessionConfig
 	parser *jwt.Parser
@@ -45,14 +86,17 @@ type Sessions struct {
 // sessionClaims is the session token payload.
 type sessionClaims struct {
 	Group string `json:"group"`
+	Admin bool   `json:"admin,omitempty"`
 	jwt.RegisteredClaims
 }
 
 // NewSessions validates cfg and returns a Sessions.
 func NewSessions(cfg SessionConfig) (*Sessions, error) {
 	var errs []error
-	if len(cfg.Secret) < MinSecretLen {
-		errs = append(errs, fmt.Errorf("session secret is %d bytes, at least %d are required", len(cfg.Secret), MinSecretLen))
+	if cfg.Keys == nil {
+		errs = append(errs, errors.New("session keys are required"))
+	} else if k, ok := cfg.Keys.(HMACKey); ok && len(k) < MinSecretLen {
+		errs = append(errs, fmt.Errorf("session secret is %d bytes, at least %d are required", len(k), MinSecretLen))
 	}
 	if cfg.Issuer == "" || cfg.Audience == "" {
 		errs = append(errs, errors.New("session issuer and audience are required"))
@@ -71,10 +115,10 @@ func NewSessions(cfg SessionConfig) (*Sessions, error) {
 	}
 	return &Sessions{
 		cfg: cfg,
-		// The algorithm is pinned: a token naming any other algorithm, "none"
+		// The algorithms are pinned: a token naming any other, "none"
 		// included, is refused before its signature is looked at.
 		parser: jwt.NewParser(
-			jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
+			jwt.WithValidMethods(cfg.Keys.Algorithms()),
 			jwt.WithIssuer(cfg.Issuer),
 			jwt.WithAudience(cfg.Audience),
 			jwt.WithExpirationRequired(),
@@ -85,8 +129,15 @@ func NewSessions(cfg SessionConfig) (*Sessions, error) {
 	}, nil
 }
 
+// Issuer implements Verifier.
+func (s *Sessions) Issuer() string { return s.cfg.Issuer }
+
 // Issue signs a session token for a user.
-func (s *Sessions) Issue(u User) (token string, expiresAt time.Time, err error) {
+func (s *Sessions) Issue(ctx context.Context, u User) (token string, expiresAt time.Time, err error) {
+	key, err := s.cfg.Keys.SigningKey(ctx)
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("session signing key: %w", err)
+	}
 	now := s.cfg.Now().Truncate(time.Second)
 	expiresAt = now.Add(s.cfg.TTL)
 	jti, err := newID()
@@ -95,6 +146,7 @@ func (s *Sessions) Issue(u User) (token string, expiresAt time.Time, err error) 
 	}
 	claims := sessionClaims{
 		Group: u.Group,
+		Admin: u.Admin,
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer:    s.cfg.Issuer,
 			Subject:   u.Username,
@@ -104,21 +156,29 @@ func (s *Sessions) Issue(u User) (token string, expiresAt time.Time, err error) 
 			ID:        jti,
 		},
 	}
-	token, err = jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(s.cfg.Secret)
+	t := jwt.NewWithClaims(key.Method, claims)
+	if key.ID != "" {
+		t.Header["kid"] = key.ID
+	}
+	token, err = t.SignedString(key.Key)
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("sign session token: %w", err)
 	}
 	return token, expiresAt, nil
 }
 
-// Authenticate verifies a session token: signature, algorithm, issuer,
-// audience, expiry and issue time, required claims, and revocation.
-func (s *Sessions) Authenticate(ctx context.Context, bearer string) (Principal, error) {
+// Verify implements Verifier: signature, algorithm, issuer, audience,
+// expiry and issue time, and the required claims. Revocation is the
+// Router's.
+func (s *Sessions) Verify(ctx context.Context, bearer string) (Principal, error) {
 	if len(bearer) > maxTokenLen {
 		return Principal{}, fmt.Errorf("%w: session token too long", ErrUnauthenticated)
 	}
 	var c sessionClaims
-	_, err := s.parser.ParseWithClaims(bearer, &c, func(*jwt.Token) (any, error) { return s.cfg.Secret, nil })
+	_, err := s.parser.ParseWithClaims(bearer, &c, func(t *jwt.Token) (any, error) {
+		kid, _ := t.Header["kid"].(string)
+		return s.cfg.Keys.VerificationKey(ctx, kid, t.Method.Alg())
+	})
 	switch {
 	case errors.Is(err, jwt.ErrTokenExpired):
 		return Principal{}, fmt.Errorf("%w: session token expired", ErrUnauthenticated)
@@ -128,19 +188,11 @@ func (s *Sessions) Authenticate(ctx context.Context, bearer string) (Principal, 
 	if c.Subject == "" || c.Group == "" || c.ID == "" {
 		return Principal{}, fmt.Errorf("%w: invalid session token", ErrUnauthenticated)
 	}
-	if s.cfg.Revoked != nil {
-		revoked, err := s.cfg.Revoked.Revoked(ctx, c.ID)
-		if err != nil {
-			return Principal{}, fmt.Errorf("%w: %w", ErrRevocationUnavailable, err)
-		}
-		if revoked {
-			return Principal{}, fmt.Errorf("%w: session revoked", ErrUnauthenticated)
-		}
-	}
 	return Principal{
 		Kind:          KindUser,
 		Subject:       c.Subject,
 		Group:         c.Group,
+		Admin:         c.Admin,
 		SessionID:     c.ID,
 		SessionExpiry: c.ExpiresAt.Time,
 	}, nil
@@ -154,9 +206,3 @@ func newID() (string, error) {
 	}
 	return hex.EncodeToString(b[:]), nil
 }
-
-// RevocationsFunc adapts a function to Revocations.
-type RevocationsFunc func(ctx context.Context, sessionID string) (bool, error)
-
-// Revoked implements Revocations.
-func (f RevocationsFunc) Revoked(ctx context.Context, id string) (bool, error) { return f(ctx, id) }

@@ -24,13 +24,19 @@ func (f fakeRevocations) Revoked(_ context.Context, id string) (bool, error) {
 	return f[id], nil
 }
 
-func newTestSessions(t *testing.T, now func() time.Time, rev Revocations) *Sessions {
+// newTestSessions returns the router a broker with only its own sessions
+// uses, and the sessions.
+func newTestSessions(t *testing.T, now func() time.Time, rev Revocations) (*Router, *Sessions) {
 	t.Helper()
-	s, err := NewSessions(SessionConfig{Secret: testSecret, Issuer: "tokenbroker", Audience: "tokenbroker", TTL: time.Hour, Leeway: 30 * time.Second, Now: now, Revoked: rev})
+	s, err := NewSessions(SessionConfig{Keys: HMACKey(testSecret), Issuer: "tokenbroker", Audience: "tokenbroker", TTL: time.Hour, Leeway: 30 * time.Second, Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s
+	r, err := NewRouter(rev, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, s
 }
 
 // sign makes a token with arbitrary claims and key, as an attacker could.
@@ -45,8 +51,8 @@ func sign(t *testing.T, method jwt.SigningMethod, key any, claims jwt.MapClaims)
 
 func TestSessionsRoundTrip(t *testing.T) {
 	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
-	s := newTestSessions(t, func() time.Time { return now }, nil)
-	tok, exp, err := s.Issue(User{Username: "user.boston@acme.com", Group: "BOSTON"})
+	s, sessions := newTestSessions(t, func() time.Time { return now }, nil)
+	tok, exp, err := sessions.Issue(context.Background(), User{Username: "user.boston@acme.com", Group: "BOSTON"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +66,7 @@ func TestSessionsRoundTrip(t *testing.T) {
 	if p.Subject != "user.boston@acme.com" || p.Group != "BOSTON" || p.Kind != KindUser || len(p.SessionID) != 32 || !p.SessionExpiry.Equal(exp) {
 		t.Fatalf("principal = %+v", p)
 	}
-	tok2, _, _ := s.Issue(User{Username: "user.boston@acme.com", Group: "BOSTON"})
+	tok2, _, _ := sessions.Issue(context.Background(), User{Username: "user.boston@acme.com", Group: "BOSTON"})
 	if p2, _ := s.Authenticate(context.Background(), tok2); p2.SessionID == p.SessionID {
 		t.Fatal("two sessions share a jti")
 	}
@@ -69,7 +75,7 @@ func TestSessionsRoundTrip(t *testing.T) {
 func TestSessionsRefuse(t *testing.T) {
 	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
 	clock := func() time.Time { return now }
-	s := newTestSessions(t, clock, fakeRevocations{"revoked-id": true})
+	s, _ := newTestSessions(t, clock, fakeRevocations{"revoked-id": true})
 	valid := func() jwt.MapClaims {
 		return jwt.MapClaims{
 			"iss": "tokenbroker", "aud": []string{"tokenbroker"}, "sub": "u", "group": "BOSTON",
@@ -113,6 +119,8 @@ func TestSessionsRefuse(t *testing.T) {
 		{"revoked", sign(t, jwt.SigningMethodHS256, testSecret, with("jti", "revoked-id")), ErrUnauthenticated},
 		{"revocation list down", sign(t, jwt.SigningMethodHS256, testSecret, with("jti", "broken-store")), ErrRevocationUnavailable},
 		{"1 MiB token", strings.Repeat("a", 1<<20), ErrUnauthenticated},
+		{"unknown issuer", sign(t, jwt.SigningMethodHS256, testSecret, with("iss", "https://evil.example")), ErrUnauthenticated},
+		{"kid on an HS256 session", signKid(t, "k1", valid()), ErrUnauthenticated},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -140,8 +148,19 @@ func TestSessionsRefuse(t *testing.T) {
 	}
 }
 
+func signKid(t *testing.T, kid string, claims jwt.MapClaims) string {
+	t.Helper()
+	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, claims)
+	tok.Header["kid"] = kid
+	s, err := tok.SignedString(testSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 func TestNewSessionsValidates(t *testing.T) {
-	_, err := NewSessions(SessionConfig{Secret: []byte("short"), TTL: 0, Leeway: time.Hour})
+	_, err := NewSessions(SessionConfig{Keys: HMACKey("short"), TTL: 0, Leeway: time.Hour})
 	if err == nil {
 		t.Fatal("accepted a bad config")
 	}

@@ -19,6 +19,7 @@ type User struct {
 	Username     string
 	PasswordHash string // bcrypt
 	Group        string
+	Admin        bool // may revoke a group's tokens and list the tokens held
 }
 
 // Users is the broker's own user store: usernames with bcrypt hashes.

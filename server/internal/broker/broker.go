@@ -32,7 +32,7 @@ type UserStore interface {
 
 // SessionIssuer signs session tokens.
 type SessionIssuer interface {
-	Issue(u auth.User) (token string, expiresAt time.Time, err error)
+	Issue(ctx context.Context, u auth.User) (token string, expiresAt time.Time, err error)
 }
 
 // Policies gives a group's rendered policy.
@@ -79,7 +79,7 @@ func (b *Broker) Login(ctx context.Context, username, password string) (Session,
 	if err != nil {
 		return Session{}, err
 	}
-	tok, exp, err := b.cfg.Sessions.Issue(u)
+	tok, exp, err := b.cfg.Sessions.Issue(ctx, u)
 	if err != nil {
 		return Session{}, err
 	}
