@@ -152,9 +152,10 @@ func (x *LoginResponse) GetGroup() string {
 // IssueCartoTokenRequest asks for the CARTO API access token of a group.
 type IssueCartoTokenRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Optional. The group to issue for. A user session always gets its own
-	// group: leave this empty, or give that same group; any other value is
-	// refused with PERMISSION_DENIED.
+	// The group to issue for. A user always gets their own group: leave this
+	// empty, or give that same group; any other value is refused with
+	// PERMISSION_DENIED. An internal service (authenticated by its client
+	// certificate) must name one of the groups its configuration allows.
 	Group         string `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -375,6 +376,7 @@ type RevokeTokenRequest struct {
 	//
 	//	*RevokeTokenRequest_Session
 	//	*RevokeTokenRequest_CartoToken
+	//	*RevokeTokenRequest_Group
 	Target        isRevokeTokenRequest_Target `protobuf_oneof:"target"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -435,6 +437,15 @@ func (x *RevokeTokenRequest) GetCartoToken() string {
 	return ""
 }
 
+func (x *RevokeTokenRequest) GetGroup() string {
+	if x != nil {
+		if x, ok := x.Target.(*RevokeTokenRequest_Group); ok {
+			return x.Group
+		}
+	}
+	return ""
+}
+
 type isRevokeTokenRequest_Target interface {
 	isRevokeTokenRequest_Target()
 }
@@ -447,20 +458,32 @@ type RevokeTokenRequest_Session struct {
 
 type RevokeTokenRequest_CartoToken struct {
 	// Revoke this CARTO API access token, which the broker must have issued to
-	// the caller's group.
+	// the caller's group (for a service: to one of its groups; for an admin:
+	// to any group).
 	CartoToken string `protobuf:"bytes,2,opt,name=carto_token,json=cartoToken,proto3,oneof"`
+}
+
+type RevokeTokenRequest_Group struct {
+	// Revoke every CARTO API access token the broker holds for this group.
+	// Admins only.
+	Group string `protobuf:"bytes,3,opt,name=group,proto3,oneof"`
 }
 
 func (*RevokeTokenRequest_Session) isRevokeTokenRequest_Target() {}
 
 func (*RevokeTokenRequest_CartoToken) isRevokeTokenRequest_Target() {}
 
+func (*RevokeTokenRequest_Group) isRevokeTokenRequest_Target() {}
+
 // RevokeTokenResponse confirms a revocation.
 type RevokeTokenResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Until when the revocation is recorded: the revoked token's own expiry.
-	// After it the token would be refused anyway.
-	RevokedUntil  *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=revoked_until,json=revokedUntil,proto3" json:"revoked_until,omitempty"`
+	// Until when the revocation is recorded: the revoked token's own expiry
+	// (the latest one, for a group). After it the token would be refused
+	// anyway.
+	RevokedUntil *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=revoked_until,json=revokedUntil,proto3" json:"revoked_until,omitempty"`
+	// How many CARTO tokens were deleted (0 for a session).
+	RevokedCount  int32 `protobuf:"varint,2,opt,name=revoked_count,json=revokedCount,proto3" json:"revoked_count,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -502,6 +525,208 @@ func (x *RevokeTokenResponse) GetRevokedUntil() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *RevokeTokenResponse) GetRevokedCount() int32 {
+	if x != nil {
+		return x.RevokedCount
+	}
+	return 0
+}
+
+// ListTokensRequest filters the tokens listed.
+type ListTokensRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Optional. Only the tokens of this group.
+	Group         string `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTokensRequest) Reset() {
+	*x = ListTokensRequest{}
+	mi := &file_tokenbroker_v1_tokenbroker_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTokensRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTokensRequest) ProtoMessage() {}
+
+func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenbroker_v1_tokenbroker_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTokensRequest.ProtoReflect.Descriptor instead.
+func (*ListTokensRequest) Descriptor() ([]byte, []int) {
+	return file_tokenbroker_v1_tokenbroker_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ListTokensRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+// ListTokensResponse lists tokens the broker holds.
+type ListTokensResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The unexpired tokens, current and replaced, by group.
+	Tokens        []*HeldToken `protobuf:"bytes,1,rep,name=tokens,proto3" json:"tokens,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTokensResponse) Reset() {
+	*x = ListTokensResponse{}
+	mi := &file_tokenbroker_v1_tokenbroker_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTokensResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTokensResponse) ProtoMessage() {}
+
+func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenbroker_v1_tokenbroker_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTokensResponse.ProtoReflect.Descriptor instead.
+func (*ListTokensResponse) Descriptor() ([]byte, []int) {
+	return file_tokenbroker_v1_tokenbroker_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ListTokensResponse) GetTokens() []*HeldToken {
+	if x != nil {
+		return x.Tokens
+	}
+	return nil
+}
+
+// HeldToken describes a CARTO API access token the broker holds, without its
+// value.
+type HeldToken struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The group it was issued for.
+	Group string `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	// The token with all but its first 4 and last 4 characters masked.
+	MaskedToken string `protobuf:"bytes,2,opt,name=masked_token,json=maskedToken,proto3" json:"masked_token,omitempty"`
+	// The first 16 hex digits of the SHA-256 of the token, to match it with
+	// the broker's logs.
+	TokenId string `protobuf:"bytes,3,opt,name=token_id,json=tokenId,proto3" json:"token_id,omitempty"`
+	// The first 12 hex digits of the hash of the policy it was minted with.
+	Policy string `protobuf:"bytes,4,opt,name=policy,proto3" json:"policy,omitempty"`
+	// Whether it is the token handed out for its group now (false: replaced,
+	// still valid until it expires).
+	Current bool `protobuf:"varint,5,opt,name=current,proto3" json:"current,omitempty"`
+	// When it was minted.
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// When it expires at CARTO.
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HeldToken) Reset() {
+	*x = HeldToken{}
+	mi := &file_tokenbroker_v1_tokenbroker_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HeldToken) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HeldToken) ProtoMessage() {}
+
+func (x *HeldToken) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenbroker_v1_tokenbroker_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HeldToken.ProtoReflect.Descriptor instead.
+func (*HeldToken) Descriptor() ([]byte, []int) {
+	return file_tokenbroker_v1_tokenbroker_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *HeldToken) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *HeldToken) GetMaskedToken() string {
+	if x != nil {
+		return x.MaskedToken
+	}
+	return ""
+}
+
+func (x *HeldToken) GetTokenId() string {
+	if x != nil {
+		return x.TokenId
+	}
+	return ""
+}
+
+func (x *HeldToken) GetPolicy() string {
+	if x != nil {
+		return x.Policy
+	}
+	return ""
+}
+
+func (x *HeldToken) GetCurrent() bool {
+	if x != nil {
+		return x.Current
+	}
+	return false
+}
+
+func (x *HeldToken) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *HeldToken) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
 var File_tokenbroker_v1_tokenbroker_proto protoreflect.FileDescriptor
 
 const file_tokenbroker_v1_tokenbroker_proto_rawDesc = "" +
@@ -530,18 +755,36 @@ const file_tokenbroker_v1_tokenbroker_proto_rawDesc = "" +
 	"\fallowed_apis\x18\x06 \x03(\tR\vallowedApis\x12\x1a\n" +
 	"\breferers\x18\a \x03(\tR\breferers\x12 \n" +
 	"\fapi_base_url\x18\b \x01(\tR\n" +
-	"apiBaseUrl\"]\n" +
+	"apiBaseUrl\"u\n" +
 	"\x12RevokeTokenRequest\x12\x1a\n" +
 	"\asession\x18\x01 \x01(\bH\x00R\asession\x12!\n" +
 	"\vcarto_token\x18\x02 \x01(\tH\x00R\n" +
-	"cartoTokenB\b\n" +
-	"\x06target\"V\n" +
+	"cartoToken\x12\x16\n" +
+	"\x05group\x18\x03 \x01(\tH\x00R\x05groupB\b\n" +
+	"\x06target\"{\n" +
 	"\x13RevokeTokenResponse\x12?\n" +
-	"\rrevoked_until\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\frevokedUntil2\x8f\x02\n" +
+	"\rrevoked_until\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\frevokedUntil\x12#\n" +
+	"\rrevoked_count\x18\x02 \x01(\x05R\frevokedCount\")\n" +
+	"\x11ListTokensRequest\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\"G\n" +
+	"\x12ListTokensResponse\x121\n" +
+	"\x06tokens\x18\x01 \x03(\v2\x19.tokenbroker.v1.HeldTokenR\x06tokens\"\x87\x02\n" +
+	"\tHeldToken\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12!\n" +
+	"\fmasked_token\x18\x02 \x01(\tR\vmaskedToken\x12\x19\n" +
+	"\btoken_id\x18\x03 \x01(\tR\atokenId\x12\x16\n" +
+	"\x06policy\x18\x04 \x01(\tR\x06policy\x12\x18\n" +
+	"\acurrent\x18\x05 \x01(\bR\acurrent\x129\n" +
+	"\n" +
+	"created_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
+	"\n" +
+	"expires_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt2\xe4\x02\n" +
 	"\vTokenBroker\x12D\n" +
 	"\x05Login\x12\x1c.tokenbroker.v1.LoginRequest\x1a\x1d.tokenbroker.v1.LoginResponse\x12b\n" +
 	"\x0fIssueCartoToken\x12&.tokenbroker.v1.IssueCartoTokenRequest\x1a'.tokenbroker.v1.IssueCartoTokenResponse\x12V\n" +
-	"\vRevokeToken\x12\".tokenbroker.v1.RevokeTokenRequest\x1a#.tokenbroker.v1.RevokeTokenResponseBEZCgithub.com/tokenbroker/tokenbroker/gen/tokenbroker/v1;tokenbrokerv1b\x06proto3"
+	"\vRevokeToken\x12\".tokenbroker.v1.RevokeTokenRequest\x1a#.tokenbroker.v1.RevokeTokenResponse\x12S\n" +
+	"\n" +
+	"ListTokens\x12!.tokenbroker.v1.ListTokensRequest\x1a\".tokenbroker.v1.ListTokensResponseBEZCgithub.com/tokenbroker/tokenbroker/gen/tokenbroker/v1;tokenbrokerv1b\x06proto3"
 
 var (
 	file_tokenbroker_v1_tokenbroker_proto_rawDescOnce sync.Once
@@ -555,7 +798,7 @@ func file_tokenbroker_v1_tokenbroker_proto_rawDescGZIP() []byte {
 	return file_tokenbroker_v1_tokenbroker_proto_rawDescData
 }
 
-var file_tokenbroker_v1_tokenbroker_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_tokenbroker_v1_tokenbroker_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_tokenbroker_v1_tokenbroker_proto_goTypes = []any{
 	(*LoginRequest)(nil),            // 0: tokenbroker.v1.LoginRequest
 	(*LoginResponse)(nil),           // 1: tokenbroker.v1.LoginResponse
@@ -564,24 +807,32 @@ var file_tokenbroker_v1_tokenbroker_proto_goTypes = []any{
 	(*IssueCartoTokenResponse)(nil), // 4: tokenbroker.v1.IssueCartoTokenResponse
 	(*RevokeTokenRequest)(nil),      // 5: tokenbroker.v1.RevokeTokenRequest
 	(*RevokeTokenResponse)(nil),     // 6: tokenbroker.v1.RevokeTokenResponse
-	(*timestamppb.Timestamp)(nil),   // 7: google.protobuf.Timestamp
+	(*ListTokensRequest)(nil),       // 7: tokenbroker.v1.ListTokensRequest
+	(*ListTokensResponse)(nil),      // 8: tokenbroker.v1.ListTokensResponse
+	(*HeldToken)(nil),               // 9: tokenbroker.v1.HeldToken
+	(*timestamppb.Timestamp)(nil),   // 10: google.protobuf.Timestamp
 }
 var file_tokenbroker_v1_tokenbroker_proto_depIdxs = []int32{
-	7, // 0: tokenbroker.v1.LoginResponse.expires_at:type_name -> google.protobuf.Timestamp
-	7, // 1: tokenbroker.v1.IssueCartoTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
-	3, // 2: tokenbroker.v1.IssueCartoTokenResponse.grants:type_name -> tokenbroker.v1.Grant
-	7, // 3: tokenbroker.v1.RevokeTokenResponse.revoked_until:type_name -> google.protobuf.Timestamp
-	0, // 4: tokenbroker.v1.TokenBroker.Login:input_type -> tokenbroker.v1.LoginRequest
-	2, // 5: tokenbroker.v1.TokenBroker.IssueCartoToken:input_type -> tokenbroker.v1.IssueCartoTokenRequest
-	5, // 6: tokenbroker.v1.TokenBroker.RevokeToken:input_type -> tokenbroker.v1.RevokeTokenRequest
-	1, // 7: tokenbroker.v1.TokenBroker.Login:output_type -> tokenbroker.v1.LoginResponse
-	4, // 8: tokenbroker.v1.TokenBroker.IssueCartoToken:output_type -> tokenbroker.v1.IssueCartoTokenResponse
-	6, // 9: tokenbroker.v1.TokenBroker.RevokeToken:output_type -> tokenbroker.v1.RevokeTokenResponse
-	7, // [7:10] is the sub-list for method output_type
-	4, // [4:7] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	10, // 0: tokenbroker.v1.LoginResponse.expires_at:type_name -> google.protobuf.Timestamp
+	10, // 1: tokenbroker.v1.IssueCartoTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	3,  // 2: tokenbroker.v1.IssueCartoTokenResponse.grants:type_name -> tokenbroker.v1.Grant
+	10, // 3: tokenbroker.v1.RevokeTokenResponse.revoked_until:type_name -> google.protobuf.Timestamp
+	9,  // 4: tokenbroker.v1.ListTokensResponse.tokens:type_name -> tokenbroker.v1.HeldToken
+	10, // 5: tokenbroker.v1.HeldToken.created_at:type_name -> google.protobuf.Timestamp
+	10, // 6: tokenbroker.v1.HeldToken.expires_at:type_name -> google.protobuf.Timestamp
+	0,  // 7: tokenbroker.v1.TokenBroker.Login:input_type -> tokenbroker.v1.LoginRequest
+	2,  // 8: tokenbroker.v1.TokenBroker.IssueCartoToken:input_type -> tokenbroker.v1.IssueCartoTokenRequest
+	5,  // 9: tokenbroker.v1.TokenBroker.RevokeToken:input_type -> tokenbroker.v1.RevokeTokenRequest
+	7,  // 10: tokenbroker.v1.TokenBroker.ListTokens:input_type -> tokenbroker.v1.ListTokensRequest
+	1,  // 11: tokenbroker.v1.TokenBroker.Login:output_type -> tokenbroker.v1.LoginResponse
+	4,  // 12: tokenbroker.v1.TokenBroker.IssueCartoToken:output_type -> tokenbroker.v1.IssueCartoTokenResponse
+	6,  // 13: tokenbroker.v1.TokenBroker.RevokeToken:output_type -> tokenbroker.v1.RevokeTokenResponse
+	8,  // 14: tokenbroker.v1.TokenBroker.ListTokens:output_type -> tokenbroker.v1.ListTokensResponse
+	11, // [11:15] is the sub-list for method output_type
+	7,  // [7:11] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_tokenbroker_v1_tokenbroker_proto_init() }
@@ -592,6 +843,7 @@ func file_tokenbroker_v1_tokenbroker_proto_init() {
 	file_tokenbroker_v1_tokenbroker_proto_msgTypes[5].OneofWrappers = []any{
 		(*RevokeTokenRequest_Session)(nil),
 		(*RevokeTokenRequest_CartoToken)(nil),
+		(*RevokeTokenRequest_Group)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -599,7 +851,7 @@ func file_tokenbroker_v1_tokenbroker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tokenbroker_v1_tokenbroker_proto_rawDesc), len(file_tokenbroker_v1_tokenbroker_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -29,6 +29,7 @@ const (
 	TokenBroker_Login_FullMethodName           = "/tokenbroker.v1.TokenBroker/Login"
 	TokenBroker_IssueCartoToken_FullMethodName = "/tokenbroker.v1.TokenBroker/IssueCartoToken"
 	TokenBroker_RevokeToken_FullMethodName     = "/tokenbroker.v1.TokenBroker/RevokeToken"
+	TokenBroker_ListTokens_FullMethodName      = "/tokenbroker.v1.TokenBroker/ListTokens"
 )
 
 // TokenBrokerClient is the client API for TokenBroker service.
@@ -63,6 +64,10 @@ type TokenBrokerClient interface {
 	// answer (NOT_FOUND) is the same as for a token that does not exist.
 	// REST: `POST /v1/revoke`.
 	RevokeToken(ctx context.Context, in *RevokeTokenRequest, opts ...grpc.CallOption) (*RevokeTokenResponse, error)
+	// ListTokens lists the CARTO API access tokens the broker holds, with their
+	// values masked. Admins only; everyone else gets PERMISSION_DENIED.
+	// REST: `GET /v1/tokens`.
+	ListTokens(ctx context.Context, in *ListTokensRequest, opts ...grpc.CallOption) (*ListTokensResponse, error)
 }
 
 type tokenBrokerClient struct {
@@ -103,6 +108,16 @@ func (c *tokenBrokerClient) RevokeToken(ctx context.Context, in *RevokeTokenRequ
 	return out, nil
 }
 
+func (c *tokenBrokerClient) ListTokens(ctx context.Context, in *ListTokensRequest, opts ...grpc.CallOption) (*ListTokensResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListTokensResponse)
+	err := c.cc.Invoke(ctx, TokenBroker_ListTokens_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // TokenBrokerServer is the server API for TokenBroker service.
 // All implementations must embed UnimplementedTokenBrokerServer
 // for forward compatibility.
@@ -135,6 +150,10 @@ type TokenBrokerServer interface {
 	// answer (NOT_FOUND) is the same as for a token that does not exist.
 	// REST: `POST /v1/revoke`.
 	RevokeToken(context.Context, *RevokeTokenRequest) (*RevokeTokenResponse, error)
+	// ListTokens lists the CARTO API access tokens the broker holds, with their
+	// values masked. Admins only; everyone else gets PERMISSION_DENIED.
+	// REST: `GET /v1/tokens`.
+	ListTokens(context.Context, *ListTokensRequest) (*ListTokensResponse, error)
 	mustEmbedUnimplementedTokenBrokerServer()
 }
 
@@ -153,6 +172,9 @@ func (UnimplementedTokenBrokerServer) IssueCartoToken(context.Context, *IssueCar
 }
 func (UnimplementedTokenBrokerServer) RevokeToken(context.Context, *RevokeTokenRequest) (*RevokeTokenResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RevokeToken not implemented")
+}
+func (UnimplementedTokenBrokerServer) ListTokens(context.Context, *ListTokensRequest) (*ListTokensResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListTokens not implemented")
 }
 func (UnimplementedTokenBrokerServer) mustEmbedUnimplementedTokenBrokerServer() {}
 func (UnimplementedTokenBrokerServer) testEmbeddedByValue()                     {}
@@ -229,6 +251,24 @@ func _TokenBroker_RevokeToken_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _TokenBroker_ListTokens_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListTokensRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TokenBrokerServer).ListTokens(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TokenBroker_ListTokens_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TokenBrokerServer).ListTokens(ctx, req.(*ListTokensRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // TokenBroker_ServiceDesc is the grpc.ServiceDesc for TokenBroker service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -247,6 +287,10 @@ var TokenBroker_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RevokeToken",
 			Handler:    _TokenBroker_RevokeToken_Handler,
+		},
+		{
+			MethodName: "ListTokens",
+			Handler:    _TokenBroker_ListTokens_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -1,7 +1,7 @@
 // Package api adapts the broker to the tokenbroker.v1 gRPC contract: it
-// converts messages, reads the caller from the context, and maps domain errors
-// to status codes in one place (Status). The REST gateway serves this same
-// implementation, so both transports answer alike.
+// converts messages, reads the caller from the context, maps domain errors
+// to status codes in one place (Status), and writes the audit log. The REST
+// gateway serves this same implementation, so both transports answer alike.
 package api
 
 import (
@@ -10,12 +10,15 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
+	"github.com/tokenbroker/tokenbroker/server/internal/audit"
 	"github.com/tokenbroker/tokenbroker/server/internal/auth"
 	"github.com/tokenbroker/tokenbroker/server/internal/broker"
+	"github.com/tokenbroker/tokenbroker/server/internal/tokencache"
 )
 
 // PublicMethods need no caller identity.
@@ -26,19 +29,26 @@ type Service struct {
 	tokenbrokerv1.UnimplementedTokenBrokerServer
 	broker *broker.Broker
 	log    *slog.Logger
+	audit  *audit.Logger
 }
 
-// NewService returns the gRPC service of b.
-func NewService(b *broker.Broker, log *slog.Logger) *Service {
-	return &Service{broker: b, log: log}
+// NewService returns the gRPC service of b. auditLog may be nil (no audit).
+func NewService(b *broker.Broker, log *slog.Logger, auditLog *audit.Logger) *Service {
+	if auditLog == nil {
+		auditLog = audit.Discard()
+	}
+	return &Service{broker: b, log: log, audit: auditLog}
 }
 
 // Login implements tokenbrokerv1.TokenBrokerServer.
 func (s *Service) Login(ctx context.Context, req *tokenbrokerv1.LoginRequest) (*tokenbrokerv1.LoginResponse, error) {
-	sess, err := s.broker.Login(ctx, req.GetUsername(), req.GetPassword())
+	addr := clientAddr(ctx)
+	sess, err := s.broker.Login(ctx, req.GetUsername(), req.GetPassword(), addr)
+	ev := audit.Event{Action: "login", Kind: string(auth.KindUser), Subject: auth.NormalizeUsername(req.GetUsername()), Group: sess.Group, Addr: addr}
 	if err != nil {
-		return nil, Status(ctx, s.log, err)
+		return nil, s.fail(ctx, ev, err)
 	}
+	s.ok(ctx, ev)
 	return &tokenbrokerv1.LoginResponse{
 		Token:     sess.Token,
 		ExpiresAt: timestamppb.New(sess.ExpiresAt),
@@ -53,9 +63,18 @@ func (s *Service) IssueCartoToken(ctx context.Context, req *tokenbrokerv1.IssueC
 		return nil, err
 	}
 	t, err := s.broker.IssueCartoToken(ctx, p, req.GetGroup())
-	if err != nil {
-		return nil, Status(ctx, s.log, err)
+	ev := s.event(ctx, "issue", p)
+	if req.GetGroup() != "" {
+		ev.Group = req.GetGroup()
 	}
+	if err != nil {
+		return nil, s.fail(ctx, ev, err)
+	}
+	ev.Group, ev.Token, ev.Detail = t.Policy.Group, audit.Fingerprint(t.Token), "hit"
+	if t.Minted {
+		ev.Detail = "mint"
+	}
+	s.ok(ctx, ev)
 	grants := make([]*tokenbrokerv1.Grant, len(t.Policy.Grants))
 	for i, g := range t.Policy.Grants {
 		grants[i] = &tokenbrokerv1.Grant{ConnectionName: g.Connection, Source: g.Source}
@@ -78,22 +97,109 @@ func (s *Service) RevokeToken(ctx context.Context, req *tokenbrokerv1.RevokeToke
 	if err != nil {
 		return nil, err
 	}
+	ev := s.event(ctx, "revoke", p)
 	var until time.Time
+	count := 0
 	switch t := req.GetTarget().(type) {
 	case *tokenbrokerv1.RevokeTokenRequest_Session:
+		ev.Detail = "session"
 		if !t.Session {
-			return nil, status.Error(codes.InvalidArgument, "session must be true when given")
+			return nil, s.fail(ctx, ev, status.Error(codes.InvalidArgument, "session must be true when given"))
 		}
 		until, err = s.broker.RevokeSession(ctx, p)
 	case *tokenbrokerv1.RevokeTokenRequest_CartoToken:
-		until, err = s.broker.RevokeCartoToken(ctx, p, t.CartoToken)
+		ev.Detail, ev.Token = "carto_token", audit.Fingerprint(t.CartoToken)
+		var e tokencache.Entry
+		if e, err = s.broker.RevokeCartoToken(ctx, p, t.CartoToken); err == nil {
+			until, count, ev.Group = e.ExpiresAt, 1, e.Key.Group
+		}
+	case *tokenbrokerv1.RevokeTokenRequest_Group:
+		ev.Detail, ev.Group = "group", t.Group
+		count, until, err = s.broker.RevokeGroup(ctx, p, t.Group)
 	default:
-		return nil, status.Error(codes.InvalidArgument, "a target is required: session or carto_token")
+		return nil, s.fail(ctx, ev, status.Error(codes.InvalidArgument, "a target is required: session, carto_token or group"))
 	}
+	ev.Count = count
 	if err != nil {
-		return nil, Status(ctx, s.log, err)
+		return nil, s.fail(ctx, ev, err)
 	}
-	return &tokenbrokerv1.RevokeTokenResponse{RevokedUntil: timestamppb.New(until)}, nil
+	s.ok(ctx, ev)
+	return &tokenbrokerv1.RevokeTokenResponse{RevokedUntil: timestamppb.New(until), RevokedCount: int32(count)}, nil
+}
+
+// ListTokens implements tokenbrokerv1.TokenBrokerServer.
+func (s *Service) ListTokens(ctx context.Context, req *tokenbrokerv1.ListTokensRequest) (*tokenbrokerv1.ListTokensResponse, error) {
+	p, err := principal(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ev := s.event(ctx, "list", p)
+	ev.Group = req.GetGroup()
+	held, err := s.broker.ListTokens(ctx, p, req.GetGroup())
+	if err != nil {
+		return nil, s.fail(ctx, ev, err)
+	}
+	ev.Count = len(held)
+	s.ok(ctx, ev)
+	out := &tokenbrokerv1.ListTokensResponse{Tokens: make([]*tokenbrokerv1.HeldToken, len(held))}
+	for i, h := range held {
+		out.Tokens[i] = &tokenbrokerv1.HeldToken{
+			Group:       h.Key.Group,
+			MaskedToken: mask(h.Token),
+			TokenId:     audit.Fingerprint(h.Token),
+			Policy:      h.Key.PolicyHash[:min(12, len(h.Key.PolicyHash))],
+			Current:     h.Current,
+			CreatedAt:   timestamppb.New(h.CreatedAt),
+			ExpiresAt:   timestamppb.New(h.ExpiresAt),
+		}
+	}
+	return out, nil
+}
+
+// mask keeps a token's first and last 4 characters.
+func mask(tok string) string {
+	if len(tok) <= 12 {
+		return "…"
+	}
+	return tok[:4] + "…" + tok[len(tok)-4:]
+}
+
+// event starts the audit event of a call by p.
+func (s *Service) event(ctx context.Context, action string, p auth.Principal) audit.Event {
+	return audit.Event{Action: action, Kind: string(p.Kind), Subject: p.Subject, Group: p.Group, Addr: clientAddr(ctx)}
+}
+
+func (s *Service) ok(ctx context.Context, ev audit.Event) {
+	ev.Outcome, ev.Code = "success", codes.OK.String()
+	s.audit.Log(ctx, ev)
+}
+
+// fail maps err to its status, audits the outcome, and returns the status.
+func (s *Service) fail(ctx context.Context, ev audit.Event, err error) error {
+	st := Status(ctx, s.log, err)
+	code := status.Code(st)
+	ev.Code = code.String()
+	switch code {
+	case codes.Unauthenticated:
+		ev.Outcome = "failure"
+	case codes.PermissionDenied, codes.NotFound, codes.ResourceExhausted:
+		ev.Outcome = "denied"
+	case codes.InvalidArgument:
+		ev.Outcome = "invalid"
+	default:
+		ev.Outcome = "error"
+	}
+	s.audit.Log(ctx, ev)
+	return st
+}
+
+// clientAddr is the caller's network address: the gRPC peer, which the
+// REST gateway sets to the HTTP client's address.
+func clientAddr(ctx context.Context) string {
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		return p.Addr.String()
+	}
+	return ""
 }
 
 // principal returns the authenticated caller. The auth interceptor guarantees

@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"strconv"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/tokenbroker/tokenbroker/server/internal/auth"
@@ -32,9 +35,11 @@ var mapping = []struct {
 	{context.Canceled, codes.Canceled, "the request was canceled"},
 	{broker.ErrInvalidArgument, codes.InvalidArgument, ""},
 	{auth.ErrInvalidCredentials, codes.Unauthenticated, "invalid username or password"},
+	{auth.ErrTooManyAttempts, codes.ResourceExhausted, ""},
 	{auth.ErrRevocationUnavailable, codes.Unavailable, "the session cannot be checked right now; retry shortly"},
 	{auth.ErrUnauthenticated, codes.Unauthenticated, ""},
 	{broker.ErrPermissionDenied, codes.PermissionDenied, ""},
+	{auth.ErrNoGroup, codes.PermissionDenied, "your identity token carries no group the broker can use"},
 	{policy.ErrNoPolicy, codes.PermissionDenied, "no CARTO token policy is configured for your group"},
 	{policy.ErrUnsafeValue, codes.PermissionDenied, "your group's name cannot be used in a CARTO grant"},
 	{tokencache.ErrNotFound, codes.NotFound, "no token of your group matches"},
@@ -68,7 +73,12 @@ func Status(ctx context.Context, log *slog.Logger, err error) error {
 			log.ErrorContext(ctx, "request failed", "code", m.code.String(), "error", err)
 		}
 		if ra := retryAfter(err); ra > 0 {
-			msg = fmt.Sprintf("%s (retry after %ds)", msg, int(math.Ceil(ra.Seconds())))
+			secs := strconv.Itoa(int(math.Ceil(ra.Seconds())))
+			if m.msg != "" {
+				msg = fmt.Sprintf("%s (retry after %ss)", msg, secs)
+			}
+			// The REST gateway turns this header into Retry-After.
+			_ = grpc.SetHeader(ctx, metadata.Pairs("retry-after", secs))
 		}
 		return status.Error(m.code, msg)
 	}
@@ -89,8 +99,12 @@ func callerMessage(err, sentinel error) string {
 
 func retryAfter(err error) time.Duration {
 	var ce *carto.Error
-	if errors.As(err, &ce) {
+	var le *auth.LockoutError
+	switch {
+	case errors.As(err, &ce):
 		return ce.RetryAfter
+	case errors.As(err, &le):
+		return le.RetryAfter
 	}
 	return 0
 }

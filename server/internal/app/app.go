@@ -6,21 +6,27 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/tokenbroker/tokenbroker/server/internal/api"
+	"github.com/tokenbroker/tokenbroker/server/internal/audit"
 	"github.com/tokenbroker/tokenbroker/server/internal/auth"
 	"github.com/tokenbroker/tokenbroker/server/internal/broker"
 	"github.com/tokenbroker/tokenbroker/server/internal/carto"
@@ -52,6 +58,13 @@ type App struct {
 	store      tokencache.Store
 	cache      *tokencache.Cache
 	reconciler *broker.Reconciler
+	rotating   *auth.RotatingKeys // asymmetric session keys; nil with HS256
+	auditFile  io.Closer
+
+	// bg lives until Run has drained the servers: background work (the
+	// store's feed, reconciliation, key rotation, IdP key refresh).
+	bg     context.Context
+	stopBg context.CancelFunc
 
 	// demo mode only
 	sim    *cartosim.Sim
@@ -63,11 +76,16 @@ type App struct {
 func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err error) {
 	a = &App{cfg: cfg, log: log}
 	a.draining, a.startDrain = context.WithCancel(context.Background())
+	a.bg, a.stopBg = context.WithCancel(context.WithoutCancel(ctx))
 	defer func() {
 		if err != nil {
+			a.stopBg()
 			a.closeListeners()
 			if a.store != nil {
 				a.store.Close()
+			}
+			if a.auditFile != nil {
+				a.auditFile.Close()
 			}
 		}
 	}()
@@ -118,8 +136,12 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 	if err := a.cache.Load(ctx); err != nil {
 		return nil, err
 	}
+	keys, err := a.sessionKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
 	sessions, err := auth.NewSessions(auth.SessionConfig{
-		Keys:     auth.HMACKey(cfg.JWTSecret),
+		Keys:     keys,
 		Issuer:   cfg.SessionIssuer,
 		Audience: cfg.SessionAudience,
 		TTL:      cfg.SessionTTL,
@@ -128,7 +150,26 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 	if err != nil {
 		return nil, err
 	}
-	authn, err := auth.NewRouter(auth.RevocationsFunc(a.cache.SessionRevoked), sessions)
+	verifiers := []auth.Verifier{sessions}
+	for _, idp := range cfg.IdentityProviders {
+		idp.Logger = log
+		v, err := auth.NewIdP(a.bg, idp)
+		if err != nil {
+			return nil, fmt.Errorf("identity provider %q: %w", idp.Name, err)
+		}
+		verifiers = append(verifiers, v)
+	}
+	authn, err := auth.NewRouter(auth.RevocationsFunc(a.cache.SessionRevoked), verifiers...)
+	if err != nil {
+		return nil, err
+	}
+	var services *auth.Services
+	if len(cfg.Services) > 0 {
+		if services, err = auth.NewServices(cfg.Services); err != nil {
+			return nil, err
+		}
+	}
+	auditLog, err := a.openAudit()
 	if err != nil {
 		return nil, err
 	}
@@ -149,16 +190,97 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 		Cache:      a.cache,
 		APIBaseURL: client.BaseURL(),
 		Logger:     log,
+		Guard: auth.NewGuard(auth.GuardConfig{
+			Counter:         a.store,
+			MaxUserFailures: cfg.LoginMaxUserFailures,
+			MaxAddrFailures: cfg.LoginMaxAddrFailures,
+			Window:          cfg.LoginWindow,
+		}),
 	})
-	svc := api.NewService(b, log)
-	chain := transport.NewChain(transport.ChainConfig{Authenticator: authn, Logger: log, Public: api.PublicMethods, Draining: a.draining})
-	a.grpcSrv, a.health = transport.NewGRPCServer(svc, chain)
-	gw, err := transport.NewGateway(ctx, transport.GatewayConfig{Service: svc, Chain: chain, CORSOrigins: cfg.CORSOrigins})
+	svc := api.NewService(b, log, auditLog)
+	chain := transport.NewChain(transport.ChainConfig{Authenticator: authn, Services: services, Logger: log, Public: api.PublicMethods, Draining: a.draining})
+	var grpcOpts []grpc.ServerOption
+	if cfg.TLS.Enabled() {
+		tlsCfg, err := serverTLS(cfg.TLS)
+		if err != nil {
+			return nil, err
+		}
+		grpcOpts = append(grpcOpts, grpc.Creds(credentials.NewTLS(tlsCfg)))
+		a.httpLn = tls.NewListener(a.httpLn, tlsCfg)
+	}
+	a.grpcSrv, a.health = transport.NewGRPCServer(svc, chain, grpcOpts...)
+	gwCfg := transport.GatewayConfig{Service: svc, Chain: chain, CORSOrigins: cfg.CORSOrigins}
+	if a.rotating != nil {
+		gwCfg.JWKS = a.rotating.JWKS
+	}
+	gw, err := transport.NewGateway(ctx, gwCfg)
 	if err != nil {
 		return nil, err
 	}
 	a.httpSrv = newHTTPServer(gw, log)
 	return a, nil
+}
+
+// sessionKeys returns what sessions are signed with: JWT_SECRET (HS256), or
+// asymmetric keys rotated in the store and shared by the replicas.
+func (a *App) sessionKeys(ctx context.Context) (auth.KeySource, error) {
+	if a.cfg.SessionAlg == "" || a.cfg.SessionAlg == "HS256" {
+		return auth.HMACKey(a.cfg.JWTSecret), nil
+	}
+	rk, err := auth.NewRotatingKeys(ctx, auth.RotatingKeysConfig{
+		Algorithm: a.cfg.SessionAlg,
+		Store:     tokencache.SharedSecret{Store: a.store, Name: "session-keys"},
+		Rotation:  a.cfg.SessionKeyRotation,
+		// A replaced key verifies every session it signed until it expires.
+		Retain: a.cfg.SessionTTL + a.cfg.SessionLeeway + time.Minute,
+		Logger: a.log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("session keys: %w", err)
+	}
+	a.rotating = rk
+	return rk, nil
+}
+
+// openAudit opens the audit log's destination (AUDIT_LOG).
+func (a *App) openAudit() (*audit.Logger, error) {
+	switch a.cfg.AuditLog {
+	case "":
+		return audit.New(a.log.Handler()), nil
+	case "off":
+		return audit.Discard(), nil
+	case "stdout":
+		return audit.New(slog.NewJSONHandler(os.Stdout, nil)), nil
+	}
+	f, err := os.OpenFile(a.cfg.AuditLog, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("AUDIT_LOG: %w", err)
+	}
+	a.auditFile = f
+	return audit.New(slog.NewJSONHandler(f, nil)), nil
+}
+
+// serverTLS is the TLS of both listeners. With a client CA, a client
+// certificate is verified when one is presented (browsers present none);
+// a verified one identifies an internal service.
+func serverTLS(c config.TLSConfig) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("TLS_CERT_FILE / TLS_KEY_FILE: %w", err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
+	if c.ClientCAFile != "" {
+		pem, err := os.ReadFile(c.ClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("TLS_CLIENT_CA_FILE: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("TLS_CLIENT_CA_FILE %s holds no PEM certificate", c.ClientCAFile)
+		}
+		cfg.ClientCAs, cfg.ClientAuth = pool, tls.VerifyClientCertIfGiven
+	}
+	return cfg, nil
 }
 
 // startEmulator serves a CARTO emulator on loopback and points the broker
@@ -232,21 +354,27 @@ func (a *App) Config() config.Config { return a.cfg }
 // finish (up to ShutdownTimeout), stops the background work and closes the
 // store, and returns.
 func (a *App) Run(ctx context.Context) error {
-	// Background work (the shared store's feed, reconciliation) outlives the
-	// drain: in-flight requests still need fresh views to finish.
-	bg, stopBg := context.WithCancel(context.WithoutCancel(ctx))
+	// Background work (the shared store's feed, reconciliation, key
+	// rotation) outlives the drain: in-flight requests still need fresh
+	// views to finish.
 	var bgWG sync.WaitGroup
 	bgWG.Go(func() {
-		if err := a.cache.Run(bg); err != nil {
+		if err := a.cache.Run(a.bg); err != nil {
 			a.log.Error("token store feed stopped", "error", err)
 		}
 	})
-	bgWG.Go(func() { a.reconciler.Run(bg) })
+	bgWG.Go(func() { a.reconciler.Run(a.bg) })
+	if a.rotating != nil {
+		bgWG.Go(func() { a.rotating.Run(a.bg) })
+	}
 	defer func() {
-		stopBg()
+		a.stopBg()
 		bgWG.Wait()
 		if err := a.store.Close(); err != nil {
 			a.log.Warn("closing the token store", "error", err)
+		}
+		if a.auditFile != nil {
+			a.auditFile.Close()
 		}
 	}()
 

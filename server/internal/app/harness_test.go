@@ -3,6 +3,8 @@ package app_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -17,6 +19,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
@@ -69,10 +72,19 @@ type broker struct {
 	conn   *grpc.ClientConn
 	logs   *syncBuffer
 	stop   func() error
+	// http is the REST client; with TLS it trusts the test CA (roots).
+	http  *http.Client
+	roots *x509.CertPool
 }
 
 // startBroker starts the broker; env entries override the defaults.
 func startBroker(t *testing.T, env map[string]string) *broker {
+	t.Helper()
+	return startBrokerWith(t, testConfig, env)
+}
+
+// startBrokerWith starts the broker with its own TOKENBROKER_CONFIG.
+func startBrokerWith(t *testing.T, configYAML string, env map[string]string) *broker {
 	t.Helper()
 	sim, err := cartosim.New(cartosim.Options{ClientID: "e2e-client", ClientSecret: "e2e-client-secret"})
 	if err != nil {
@@ -83,7 +95,7 @@ func startBroker(t *testing.T, env map[string]string) *broker {
 
 	dir := t.TempDir()
 	cfgFile := filepath.Join(dir, "tokenbroker.yaml")
-	if err := os.WriteFile(cfgFile, []byte(testConfig), 0o600); err != nil {
+	if err := os.WriteFile(cfgFile, []byte(configYAML), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	vars := map[string]string{
@@ -124,11 +136,26 @@ func (b *broker) start(cfg config.Config) {
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
 	b.app = a
-	b.rest = "http://" + a.HTTPAddr()
+	b.rest, b.http = "http://"+a.HTTPAddr(), http.DefaultClient
+	creds := insecure.NewCredentials()
+	if cfg.TLS.Enabled() {
+		// The tests sign the server's and the services' certificates with
+		// one CA, the one the broker verifies clients with.
+		pem, err := os.ReadFile(cfg.TLS.ClientCAFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.roots = x509.NewCertPool()
+		b.roots.AppendCertsFromPEM(pem)
+		tc := &tls.Config{RootCAs: b.roots}
+		b.rest = "https://" + a.HTTPAddr()
+		b.http = &http.Client{Transport: &http.Transport{TLSClientConfig: tc}}
+		creds = credentials.NewTLS(tc)
+	}
 	if b.sim == nil {
 		b.sim, b.simURL = a.Emulator(), a.EmulatorURL()
 	}
-	conn, err := grpc.NewClient(a.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(a.GRPCAddr(), grpc.WithTransportCredentials(creds))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +224,7 @@ func (b *broker) do(method, path, bearer, body string, hdr http.Header) *http.Re
 	if bearer != "" {
 		req.Header.Set("Authorization", "Bearer "+bearer)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := b.http.Do(req)
 	if err != nil {
 		b.t.Fatal(err)
 	}

@@ -11,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"sort"
 	"time"
 
 	"github.com/tokenbroker/tokenbroker/server/internal/auth"
@@ -48,6 +50,8 @@ type Config struct {
 	Cache      *tokencache.Cache
 	APIBaseURL string // the CARTO API base URL tokens are valid for
 	Logger     *slog.Logger
+	// Guard limits password guessing; nil means no limit.
+	Guard *auth.Guard
 }
 
 // Broker implements the TokenBroker operations.
@@ -70,12 +74,32 @@ type Session struct {
 	Group     string
 }
 
-// Login checks credentials and issues a session token.
-func (b *Broker) Login(ctx context.Context, username, password string) (Session, error) {
+// Login checks credentials and issues a session token. addr is the
+// client's address, for the per-address limit.
+func (b *Broker) Login(ctx context.Context, username, password, addr string) (Session, error) {
 	if username == "" || password == "" {
 		return Session{}, fmt.Errorf("%w: username and password are required", ErrInvalidArgument)
 	}
+	if g := b.cfg.Guard; g != nil {
+		// A locked-out username is refused before any password check, the
+		// right password included, until the lockout ends.
+		if err := g.Check(ctx, username, addr); err != nil {
+			return Session{}, err
+		}
+	}
 	u, err := b.cfg.Users.Authenticate(ctx, username, password)
+	if g := b.cfg.Guard; g != nil {
+		switch {
+		case errors.Is(err, auth.ErrInvalidCredentials):
+			if ferr := g.Failed(ctx, username, addr); ferr != nil {
+				b.cfg.Logger.WarnContext(ctx, "failed login not counted", "error", ferr)
+			}
+		case err == nil:
+			if serr := g.Succeeded(ctx, u.Username); serr != nil {
+				b.cfg.Logger.WarnContext(ctx, "login failures not reset", "error", serr)
+			}
+		}
+	}
 	if err != nil {
 		return Session{}, err
 	}
@@ -95,46 +119,114 @@ type IssuedToken struct {
 	Minted     bool // minted for this call rather than served from the cache
 }
 
-// IssueCartoToken returns the token of the caller's group. group, when not
-// empty, must be the caller's own.
+// IssueCartoToken returns the token of a group: a user's own (group, when
+// not empty, must be it), or one a service is allowed (group is required).
 func (b *Broker) IssueCartoToken(ctx context.Context, p auth.Principal, group string) (IssuedToken, error) {
-	if group != "" && group != p.Group {
-		return IssuedToken{}, fmt.Errorf("%w: a session can only obtain its own group's token", ErrPermissionDenied)
-	}
-	pol, err := b.cfg.Policies.For(p.Group)
+	target, err := groupFor(p, group)
 	if err != nil {
 		return IssuedToken{}, err
 	}
-	e, minted, err := b.cfg.Cache.Get(ctx, tokencache.Key{Group: p.Group, PolicyHash: pol.Hash}, pol.TokenTTL)
+	pol, err := b.cfg.Policies.For(target)
+	if err != nil {
+		return IssuedToken{}, err
+	}
+	e, minted, err := b.cfg.Cache.Get(ctx, tokencache.Key{Group: target, PolicyHash: pol.Hash}, pol.TokenTTL)
 	if err != nil {
 		return IssuedToken{}, err
 	}
 	return IssuedToken{Token: e.Token, ExpiresAt: e.ExpiresAt, Policy: pol, APIBaseURL: b.cfg.APIBaseURL, Minted: minted}, nil
 }
 
+// groupFor is the group a caller obtains a token for. A user's session can
+// never choose another group; a service only one its configuration lists.
+func groupFor(p auth.Principal, group string) (string, error) {
+	if p.Kind == auth.KindService {
+		switch {
+		case group == "":
+			return "", fmt.Errorf("%w: a service must name the group it asks for (one of %v)", ErrInvalidArgument, p.Groups)
+		case !slices.Contains(p.Groups, group):
+			return "", fmt.Errorf("%w: service %q may not obtain tokens of group %q", ErrPermissionDenied, p.Subject, group)
+		}
+		return group, nil
+	}
+	if group != "" && group != p.Group {
+		return "", fmt.Errorf("%w: a session can only obtain its own group's token", ErrPermissionDenied)
+	}
+	return p.Group, nil
+}
+
 // RevokeSession revokes the session the caller is authenticated with, until
 // the session would have expired.
 func (b *Broker) RevokeSession(ctx context.Context, p auth.Principal) (time.Time, error) {
 	if p.SessionID == "" {
-		return time.Time{}, fmt.Errorf("%w: the caller is not authenticated with a session", ErrInvalidArgument)
+		return time.Time{}, fmt.Errorf("%w: the caller is not authenticated with a session (a service's certificate cannot be revoked here)", ErrInvalidArgument)
 	}
 	if err := b.cfg.Cache.RevokeSession(ctx, p.SessionID, p.SessionExpiry); err != nil {
 		return time.Time{}, fmt.Errorf("record session revocation: %w", err)
 	}
-	b.cfg.Logger.InfoContext(ctx, "session revoked", "subject", p.Subject, "group", p.Group)
 	return p.SessionExpiry, nil
 }
 
-// RevokeCartoToken deletes a token the broker issued to the caller's group, at
-// CARTO and in the cache. Any other token gets tokencache.ErrNotFound.
-func (b *Broker) RevokeCartoToken(ctx context.Context, p auth.Principal, token string) (time.Time, error) {
+// RevokeCartoToken deletes a token the broker issued to a group the caller
+// may revoke (its own; a service's; any, for an admin), at CARTO and in the
+// cache. Any other token gets tokencache.ErrNotFound.
+func (b *Broker) RevokeCartoToken(ctx context.Context, p auth.Principal, token string) (tokencache.Entry, error) {
 	if token == "" {
-		return time.Time{}, fmt.Errorf("%w: carto_token is empty", ErrInvalidArgument)
+		return tokencache.Entry{}, fmt.Errorf("%w: carto_token is empty", ErrInvalidArgument)
 	}
-	e, err := b.cfg.Cache.Revoke(ctx, p.Group, token)
+	return b.cfg.Cache.Revoke(ctx, token, func(g string) bool {
+		return p.Admin || (p.Group != "" && g == p.Group) || slices.Contains(p.Groups, g)
+	})
+}
+
+// RevokeGroup deletes every token the broker holds for group. Admins only.
+// It tries them all; the returned error reports those that failed.
+func (b *Broker) RevokeGroup(ctx context.Context, p auth.Principal, group string) (revoked int, until time.Time, err error) {
+	if !p.Admin {
+		return 0, time.Time{}, fmt.Errorf("%w: only admins may revoke a whole group's tokens", ErrPermissionDenied)
+	}
+	held, err := b.cfg.Cache.Held(ctx)
 	if err != nil {
-		return time.Time{}, err
+		return 0, time.Time{}, err
 	}
-	b.cfg.Logger.InfoContext(ctx, "CARTO token revoked", "subject", p.Subject, "group", p.Group)
-	return e.ExpiresAt, nil
+	var errs []error
+	for _, h := range held {
+		if h.Key.Group != group {
+			continue
+		}
+		if err := b.cfg.Cache.Evict(ctx, h.Entry); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		revoked++
+		if h.ExpiresAt.After(until) {
+			until = h.ExpiresAt
+		}
+	}
+	if len(errs) > 0 {
+		return revoked, until, fmt.Errorf("%d of the group's tokens not revoked: %w", len(errs), errors.Join(errs...))
+	}
+	return revoked, until, nil
+}
+
+// ListTokens lists the tokens the broker holds, of one group or all,
+// ordered by group and expiry. Admins only.
+func (b *Broker) ListTokens(ctx context.Context, p auth.Principal, group string) ([]tokencache.Held, error) {
+	if !p.Admin {
+		return nil, fmt.Errorf("%w: only admins may list the tokens the broker holds", ErrPermissionDenied)
+	}
+	held, err := b.cfg.Cache.Held(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if group != "" {
+		held = slices.DeleteFunc(held, func(h tokencache.Held) bool { return h.Key.Group != group })
+	}
+	sort.Slice(held, func(i, j int) bool {
+		if held[i].Key.Group != held[j].Key.Group {
+			return held[i].Key.Group < held[j].Key.Group
+		}
+		return held[i].ExpiresAt.Before(held[j].ExpiresAt)
+	})
+	return held, nil
 }

@@ -100,7 +100,7 @@ func TestIssueAndRevokeRules(t *testing.T) {
 	if r, _ := store.RevokedSessions(ctx); r["s1"].IsZero() {
 		t.Fatal("session not recorded as revoked")
 	}
-	if _, err := b.Login(ctx, "", "x"); !errors.Is(err, ErrInvalidArgument) {
+	if _, err := b.Login(ctx, "", "x", ""); !errors.Is(err, ErrInvalidArgument) {
 		t.Fatalf("empty username: %v", err)
 	}
 }

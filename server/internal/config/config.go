@@ -85,6 +85,28 @@ type Config struct {
 	LogFormat   string // "text" or "json"
 	LogLevel    slog.Level
 
+	// IdentityProviders whose tokens are accepted, and internal Services
+	// identified by client certificates (TOKENBROKER_CONFIG).
+	IdentityProviders []auth.IdPConfig
+	Services          []auth.Service
+
+	// SessionAlg signs sessions: HS256 with JWT_SECRET, or EdDSA / ES256
+	// with keys the broker rotates every SessionKeyRotation and publishes at
+	// /.well-known/jwks.json.
+	SessionAlg         string
+	SessionKeyRotation time.Duration
+
+	TLS TLSConfig
+
+	// Login abuse limits: failures per username and per address in a window.
+	LoginMaxUserFailures int
+	LoginMaxAddrFailures int
+	LoginWindow          time.Duration
+
+	// AuditLog is where audit events go: "" (with the other logs), "stdout",
+	// "off", or a file path.
+	AuditLog string
+
 	Store StoreConfig
 	// Deployment names this broker's tokens at CARTO, so reconciliation
 	// only ever deletes its own: deployments sharing a CARTO client need
@@ -94,6 +116,15 @@ type Config struct {
 	MaxMintsPerHour   int // 0: no ceiling
 	ReconcileInterval time.Duration
 }
+
+// TLSConfig serves gRPC and REST over TLS; with ClientCAFile, client
+// certificates signed by that CA identify internal services.
+type TLSConfig struct {
+	CertFile, KeyFile, ClientCAFile string
+}
+
+// Enabled reports whether TLS is configured.
+func (t TLSConfig) Enabled() bool { return t.CertFile != "" }
 
 // StoreConfig selects where tokens and revocations are kept.
 type StoreConfig struct {
@@ -265,6 +296,14 @@ func Load(args []string, env Env) (Config, error) {
 	c.MaxMintsPerHour = parseCount(&errs, "MAX_MINTS_PER_HOUR", get("MAX_MINTS_PER_HOUR", ""), DefaultMaxMintsPerHour)
 	c.ReconcileInterval = parseDuration(&errs, "RECONCILE_INTERVAL", get("RECONCILE_INTERVAL", ""), DefaultReconcileInterval)
 
+	c.SessionAlg = orDefault(get("SESSION_SIGNING_ALG", ""), "HS256")
+	c.SessionKeyRotation = parseDuration(&errs, "SESSION_KEY_ROTATION", get("SESSION_KEY_ROTATION", ""), 24*time.Hour)
+	c.TLS = TLSConfig{CertFile: get("TLS_CERT_FILE", ""), KeyFile: get("TLS_KEY_FILE", ""), ClientCAFile: get("TLS_CLIENT_CA_FILE", "")}
+	c.LoginMaxUserFailures = parseCount(&errs, "LOGIN_MAX_USER_FAILURES", get("LOGIN_MAX_USER_FAILURES", ""), 20)
+	c.LoginMaxAddrFailures = parseCount(&errs, "LOGIN_MAX_ADDR_FAILURES", get("LOGIN_MAX_ADDR_FAILURES", ""), 100)
+	c.LoginWindow = parseDuration(&errs, "LOGIN_LOCKOUT_WINDOW", get("LOGIN_LOCKOUT_WINDOW", ""), 15*time.Minute)
+	c.AuditLog = get("AUDIT_LOG", "")
+
 	c.ConfigFile = get("TOKENBROKER_CONFIG", f.file)
 	var fc fileConfig
 	switch {
@@ -286,6 +325,8 @@ func Load(args []string, env Env) (Config, error) {
 	}
 	c.Users = fc.users()
 	c.Groups, c.DefaultPolicy = fc.policies()
+	c.IdentityProviders = fc.identityProviders()
+	c.Services = fc.services()
 
 	if c.Demo {
 		// Demo users have published passwords: listen on loopback only,
@@ -311,13 +352,15 @@ func Load(args []string, env Env) (Config, error) {
 // validate checks what Load could not check field by field.
 func (c Config) validate() []error {
 	var errs []error
-	if !c.Demo {
+	if !c.Demo && c.SessionAlg == "HS256" {
 		switch {
 		case len(c.JWTSecret) == 0:
 			errs = append(errs, fmt.Errorf("JWT_SECRET is not set: it signs session tokens and must be at least %d bytes (e.g. `openssl rand -base64 48`)", auth.MinSecretLen))
 		case len(c.JWTSecret) < auth.MinSecretLen:
 			errs = append(errs, fmt.Errorf("JWT_SECRET is %d bytes: at least %d are required", len(c.JWTSecret), auth.MinSecretLen))
 		}
+	}
+	if !c.Demo {
 		if c.Carto.BaseURL == "" {
 			errs = append(errs, errors.New("CARTO_BASE_URL is not set: the CARTO API base URL of your region, e.g. https://gcp-us-east1.api.carto.com"))
 		} else if err := checkURL(c.Carto.BaseURL); err != nil {
@@ -333,11 +376,48 @@ func (c Config) validate() []error {
 			errs = append(errs, errors.New("CARTO_CLIENT_SECRET is not set: the secret of your CARTO machine-to-machine OAuth client"))
 		}
 		if c.ConfigFile == "" {
-			errs = append(errs, errors.New("no user store: set TOKENBROKER_CONFIG to a YAML file with users: (see the README), or run with --demo"))
+			errs = append(errs, errors.New("no user store or identity provider: set TOKENBROKER_CONFIG to a YAML file with users: or identity_providers: (see the README), or run with --demo"))
 		}
 	}
-	if c.ConfigFile != "" && len(c.Users) == 0 {
-		errs = append(errs, fmt.Errorf("%s has no users:", c.ConfigFile))
+	if c.ConfigFile != "" && len(c.Users) == 0 && len(c.IdentityProviders) == 0 && len(c.Services) == 0 {
+		errs = append(errs, fmt.Errorf("%s has no users:, identity_providers: or services:", c.ConfigFile))
+	}
+	switch c.SessionAlg {
+	case "HS256", "EdDSA", "ES256":
+	default:
+		errs = append(errs, fmt.Errorf("SESSION_SIGNING_ALG %q is not HS256, EdDSA or ES256", c.SessionAlg))
+	}
+	if c.SessionKeyRotation < time.Minute {
+		errs = append(errs, fmt.Errorf("SESSION_KEY_ROTATION %s is below 1m", c.SessionKeyRotation))
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		errs = append(errs, errors.New("TLS_CERT_FILE and TLS_KEY_FILE go together: set both or neither"))
+	}
+	if c.TLS.ClientCAFile != "" && !c.TLS.Enabled() {
+		errs = append(errs, errors.New("TLS_CLIENT_CA_FILE needs TLS_CERT_FILE and TLS_KEY_FILE"))
+	}
+	for _, f := range []struct{ name, path string }{{"TLS_CERT_FILE", c.TLS.CertFile}, {"TLS_KEY_FILE", c.TLS.KeyFile}, {"TLS_CLIENT_CA_FILE", c.TLS.ClientCAFile}} {
+		if f.path != "" {
+			if _, err := os.Stat(f.path); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", f.name, err))
+			}
+		}
+	}
+	if len(c.Services) > 0 && c.TLS.ClientCAFile == "" {
+		errs = append(errs, errors.New("services: are identified by client certificates: set TLS_CLIENT_CA_FILE (and TLS_CERT_FILE, TLS_KEY_FILE)"))
+	}
+	if err := validServices(c.Services); err != nil {
+		errs = append(errs, prefixed("services", err)...)
+	}
+	for _, s := range c.Services {
+		for _, g := range s.Groups {
+			if _, named := c.Groups[g]; !named && c.DefaultPolicy == nil {
+				errs = append(errs, fmt.Errorf("services: service %q may ask for group %q, which has no policy", s.Name, g))
+			}
+		}
+	}
+	if c.LoginWindow < time.Minute {
+		errs = append(errs, fmt.Errorf("LOGIN_LOCKOUT_WINDOW %s is below 1m", c.LoginWindow))
 	}
 	if c.SessionTTL < time.Minute || c.SessionTTL > 7*24*time.Hour {
 		errs = append(errs, fmt.Errorf("SESSION_TTL %s is outside [1m, 168h]", c.SessionTTL))
@@ -474,3 +554,8 @@ func (e *ValidationError) Error() string {
 }
 
 func (e *ValidationError) Unwrap() []error { return e.Errs }
+
+func validServices(list []auth.Service) error {
+	_, err := auth.NewServices(list)
+	return err
+}

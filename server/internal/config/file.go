@@ -17,14 +17,38 @@ const DefaultGroup = "*"
 
 // fileConfig is the YAML file named by TOKENBROKER_CONFIG.
 type fileConfig struct {
-	Users  []fileUser            `yaml:"users"`
-	Groups map[string]filePolicy `yaml:"groups"`
+	Users             []fileUser            `yaml:"users"`
+	Groups            map[string]filePolicy `yaml:"groups"`
+	IdentityProviders []fileIdP             `yaml:"identity_providers"`
+	Services          []fileService         `yaml:"services"`
 }
 
 type fileUser struct {
 	Username     string `yaml:"username"`
 	PasswordHash string `yaml:"password_hash"`
 	Group        string `yaml:"group"`
+	Admin        bool   `yaml:"admin"`
+}
+
+// fileIdP is an identity provider whose tokens the broker accepts.
+type fileIdP struct {
+	Name       string        `yaml:"name"`
+	Issuer     string        `yaml:"issuer"`
+	JWKSURL    string        `yaml:"jwks_url"`
+	Audience   string        `yaml:"audience"`
+	Algorithms []string      `yaml:"algorithms"`
+	GroupClaim string        `yaml:"group_claim"`
+	GroupMatch string        `yaml:"group_match"`
+	AdminClaim string        `yaml:"admin_claim"`
+	AdminValue string        `yaml:"admin_value"`
+	Leeway     time.Duration `yaml:"leeway"`
+}
+
+// fileService is an internal service identified by its client certificate.
+type fileService struct {
+	Name     string   `yaml:"name"`
+	Identity string   `yaml:"identity"`
+	Groups   []string `yaml:"groups"`
 }
 
 type filePolicy struct {
@@ -55,7 +79,7 @@ func parseFile(r io.Reader) (fileConfig, error) {
 func (fc fileConfig) users() []auth.User {
 	out := make([]auth.User, len(fc.Users))
 	for i, u := range fc.Users {
-		out[i] = auth.User{Username: u.Username, PasswordHash: u.PasswordHash, Group: u.Group}
+		out[i] = auth.User{Username: u.Username, PasswordHash: u.PasswordHash, Group: u.Group, Admin: u.Admin}
 	}
 	return out
 }
@@ -81,4 +105,23 @@ func (fc fileConfig) policies() (map[string]policy.Template, *policy.Template) {
 		named[g] = t
 	}
 	return named, fallback
+}
+
+func (fc fileConfig) identityProviders() []auth.IdPConfig {
+	out := make([]auth.IdPConfig, len(fc.IdentityProviders))
+	for i, p := range fc.IdentityProviders {
+		out[i] = auth.IdPConfig{
+			Name: p.Name, Issuer: p.Issuer, JWKSURL: p.JWKSURL, Audience: p.Audience, Algorithms: p.Algorithms,
+			GroupClaim: p.GroupClaim, GroupMatch: p.GroupMatch, AdminClaim: p.AdminClaim, AdminValue: p.AdminValue, Leeway: p.Leeway,
+		}
+	}
+	return out
+}
+
+func (fc fileConfig) services() []auth.Service {
+	out := make([]auth.Service, len(fc.Services))
+	for i, s := range fc.Services {
+		out[i] = auth.Service{Name: s.Name, Identity: s.Identity, Groups: s.Groups}
+	}
+	return out
 }

@@ -481,7 +481,7 @@ func (c *Cache) checkQuota(ctx context.Context) error {
 	}
 	if c.cfg.MaxMints > 0 {
 		now := c.cfg.Now()
-		n, err := c.cfg.Store.CountCreation(ctx, now, c.cfg.MintWindow)
+		n, err := c.cfg.Store.Count(ctx, "token-creations", now, c.cfg.MintWindow, 1)
 		if err != nil {
 			return fmt.Errorf("count token creations: %w", err)
 		}
@@ -494,19 +494,50 @@ func (c *Cache) checkQuota(ctx context.Context) error {
 	return nil
 }
 
-// Revoke deletes token upstream and forgets it, if it is a live token of
-// group; otherwise it returns ErrNotFound and touches nothing. When the
-// upstream delete fails the token stays (it is still valid upstream) and the
-// error is returned, so the caller can retry.
-func (c *Cache) Revoke(ctx context.Context, group, token string) (Entry, error) {
+// Revoke deletes token upstream and forgets it, if it is a live token of a
+// group the caller may revoke; otherwise it returns ErrNotFound and touches
+// nothing. When the upstream delete fails the token stays (it is still valid
+// upstream) and the error is returned, so the caller can retry.
+func (c *Cache) Revoke(ctx context.Context, token string, mayRevoke func(group string) bool) (Entry, error) {
 	e, ok, err := c.cfg.Store.ByToken(ctx, token)
 	if err != nil {
 		return Entry{}, fmt.Errorf("read token cache: %w", err)
 	}
-	if !ok || e.Key.Group != group {
+	if !ok || !mayRevoke(e.Key.Group) {
 		return Entry{}, ErrNotFound
 	}
 	return e, c.Evict(ctx, e)
+}
+
+// Held is a token the broker holds and whether it is its key's current one.
+type Held struct {
+	Entry
+	Current bool
+}
+
+// Held lists the unexpired tokens the broker holds.
+func (c *Cache) Held(ctx context.Context) ([]Held, error) {
+	entries, err := c.cfg.Store.Entries(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list held tokens: %w", err)
+	}
+	current := map[Key]string{}
+	out := make([]Held, len(entries))
+	for i, e := range entries {
+		cur, seen := current[e.Key]
+		if !seen {
+			ce, ok, err := c.cfg.Store.Current(ctx, e.Key)
+			if err != nil {
+				return nil, fmt.Errorf("list held tokens: %w", err)
+			}
+			if ok {
+				cur = ce.Token
+			}
+			current[e.Key] = cur
+		}
+		out[i] = Held{Entry: e, Current: e.Token == cur}
+	}
+	return out, nil
 }
 
 // Evict deletes an entry's token upstream, then forgets it here, in the

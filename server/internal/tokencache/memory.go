@@ -11,13 +11,13 @@ import (
 type Memory struct {
 	now func() time.Time
 
-	mu        sync.RWMutex
-	current   map[Key]string       // key -> token id
-	entries   map[string]Entry     // token id -> entry
-	sessions  map[string]time.Time // revoked session id -> until
-	secrets   map[string]Secret
-	creations map[int64]int64 // window start (unix ns) -> count
-	writes    int
+	mu       sync.RWMutex
+	current  map[Key]string       // key -> token id
+	entries  map[string]Entry     // token id -> entry
+	sessions map[string]time.Time // revoked session id -> until
+	secrets  map[string]Secret
+	counters map[counterKey]int64
+	writes   int
 
 	locks *LocalLocks
 }
@@ -33,13 +33,13 @@ func NewMemory(now func() time.Time) *Memory {
 		now = time.Now
 	}
 	return &Memory{
-		now:       now,
-		current:   make(map[Key]string),
-		entries:   make(map[string]Entry),
-		sessions:  make(map[string]time.Time),
-		secrets:   make(map[string]Secret),
-		locks:     NewLocalLocks(now),
-		creations: make(map[int64]int64),
+		now:      now,
+		current:  make(map[Key]string),
+		entries:  make(map[string]Entry),
+		sessions: make(map[string]time.Time),
+		secrets:  make(map[string]Secret),
+		locks:    NewLocalLocks(now),
+		counters: make(map[counterKey]int64),
 	}
 }
 
@@ -147,15 +147,20 @@ func (m *Memory) TryLock(_ context.Context, name string, ttl time.Duration) (Loc
 	return m.locks.TryLock(name, ttl)
 }
 
-func (m *Memory) CountCreation(_ context.Context, at time.Time, window time.Duration) (int64, error) {
+type counterKey struct {
+	name  string
+	start int64 // window start, unix ns
+}
+
+func (m *Memory) Count(_ context.Context, name string, at time.Time, window time.Duration, delta int64) (int64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	start := at.Truncate(window).UnixNano()
-	m.creations[start]++
-	n := m.creations[start]
-	for s := range m.creations {
-		if s < start-int64(window) {
-			delete(m.creations, s) // windows before the previous one are never asked again
+	k := counterKey{name, at.Truncate(window).UnixNano()}
+	m.counters[k] += delta
+	n := m.counters[k]
+	for old := range m.counters {
+		if old.name == name && old.start < k.start-int64(window) {
+			delete(m.counters, old) // windows before the previous one are never asked again
 		}
 	}
 	return n, nil

@@ -111,9 +111,10 @@ type Store interface {
 	// TryLock takes the lock name for ttl, or returns ErrLocked at once if
 	// another owner holds it. A holder that dies loses the lock at expiry.
 	TryLock(ctx context.Context, name string, ttl time.Duration) (Lock, error)
-	// CountCreation counts one token creation in the fixed window (of length
-	// window) that contains at, and returns the window's count so far.
-	CountCreation(ctx context.Context, at time.Time, window time.Duration) (int64, error)
+	// Count adds delta to the counter name in the fixed window (of length
+	// window) that contains at, and returns the window's count; delta 0
+	// reads it. Counters limit token creations and failed logins.
+	Count(ctx context.Context, name string, at time.Time, window time.Duration, delta int64) (int64, error)
 
 	// Close releases the store's resources.
 	Close() error

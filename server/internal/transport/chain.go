@@ -7,6 +7,7 @@ package transport
 
 import (
 	"context"
+	"crypto/x509"
 	"log/slog"
 	"runtime/debug"
 	"slices"
@@ -19,7 +20,9 @@ import (
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	"github.com/tokenbroker/tokenbroker/server/internal/api"
@@ -32,6 +35,9 @@ type ChainConfig struct {
 	Logger        *slog.Logger
 	// Public lists the full method names callable without credentials.
 	Public []string
+	// Services identifies internal services by their verified TLS client
+	// certificates, for calls that carry no bearer token. Nil: none.
+	Services *auth.Services
 	// Draining ends when the server starts to shut down. Streams (health
 	// Watch, reflection) are ended then: they never finish by themselves and
 	// would hold a graceful stop until its timeout. Nil means never.
@@ -69,7 +75,7 @@ func NewChain(cfg ChainConfig) Chain {
 	// Only the end of a call is logged, with method, code and duration:
 	// payloads hold passwords and tokens and are never logged.
 	logOpts := []logging.Option{logging.WithLogOnEvents(logging.FinishCall)}
-	authFn := authenticate(cfg.Authenticator, log)
+	authFn := authenticate(cfg.Authenticator, cfg.Services, log)
 	return Chain{
 		Unary: chainUnary(
 			recovery.UnaryServerInterceptor(onPanic),
@@ -106,10 +112,20 @@ type streamWithContext struct {
 
 func (s *streamWithContext) Context() context.Context { return s.ctx }
 
-// authenticate reads `authorization: Bearer <token>` and puts the caller's
-// Principal in the context.
-func authenticate(a auth.Authenticator, log *slog.Logger) grpcauth.AuthFunc {
+// authenticate puts the caller's Principal in the context: from the bearer
+// token (`authorization: Bearer <token>`) when there is one, else from a
+// verified client certificate registered as a service.
+func authenticate(a auth.Authenticator, services *auth.Services, log *slog.Logger) grpcauth.AuthFunc {
 	return func(ctx context.Context) (context.Context, error) {
+		if len(metadata.ValueFromIncomingContext(ctx, "authorization")) == 0 && services != nil {
+			if cert := clientCert(ctx); cert != nil {
+				p, err := services.Identify(cert)
+				if err != nil {
+					return nil, api.Status(ctx, log, err)
+				}
+				return auth.WithPrincipal(ctx, p), nil
+			}
+		}
 		tok, err := bearer(ctx)
 		if err != nil {
 			return nil, err
@@ -120,6 +136,20 @@ func authenticate(a auth.Authenticator, log *slog.Logger) grpcauth.AuthFunc {
 		}
 		return auth.WithPrincipal(ctx, p), nil
 	}
+}
+
+// clientCert is the caller's TLS client certificate, if the handshake
+// verified it against the configured CA.
+func clientCert(ctx context.Context) *x509.Certificate {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return nil
+	}
+	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(info.State.VerifiedChains) == 0 || len(info.State.VerifiedChains[0]) == 0 {
+		return nil
+	}
+	return info.State.VerifiedChains[0][0]
 }
 
 // bearer extracts the one bearer token of the request.

@@ -14,6 +14,7 @@ import (
 	codepb "google.golang.org/genproto/googleapis/rpc/code"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -32,6 +33,9 @@ type GatewayConfig struct {
 	// any. Sessions travel in the Authorization header, never in cookies, so
 	// a cross-origin page cannot use a session it does not hold.
 	CORSOrigins []string
+	// JWKS, when set, serves the public keys of the broker's sessions at
+	// /.well-known/jwks.json, so other services can verify sessions.
+	JWKS func(ctx context.Context) ([]byte, error)
 }
 
 // NewGateway returns the REST/JSON handler: the /v1 routes and the reference
@@ -48,6 +52,21 @@ func NewGateway(ctx context.Context, cfg GatewayConfig) (http.Handler, error) {
 	svc := intercepted{next: cfg.Service, chain: cfg.Chain.Unary}
 	if err := tokenbrokerv1.RegisterTokenBrokerHandlerServer(ctx, mux, svc); err != nil {
 		return nil, fmt.Errorf("register gateway: %w", err)
+	}
+	if cfg.JWKS != nil {
+		err := mux.HandlePath(http.MethodGet, "/.well-known/jwks.json", func(w http.ResponseWriter, r *http.Request, _ map[string]string) {
+			b, err := cfg.JWKS(r.Context())
+			if err != nil {
+				writeJSONError(w, http.StatusServiceUnavailable, codes.Unavailable, "the session keys cannot be read right now")
+				return
+			}
+			w.Header().Set("Content-Type", "application/jwk-set+json")
+			w.Header().Set("Cache-Control", "public, max-age=300")
+			_, _ = w.Write(b)
+		})
+		if err != nil {
+			return nil, fmt.Errorf("register JWKS: %w", err)
+		}
 	}
 	return withCORS(cfg.CORSOrigins, limitBody(withPeer(mux))), nil
 }
@@ -73,6 +92,10 @@ func (s intercepted) RevokeToken(ctx context.Context, r *tokenbrokerv1.RevokeTok
 	return invoke(ctx, s, tokenbrokerv1.TokenBroker_RevokeToken_FullMethodName, r, s.next.RevokeToken)
 }
 
+func (s intercepted) ListTokens(ctx context.Context, r *tokenbrokerv1.ListTokensRequest) (*tokenbrokerv1.ListTokensResponse, error) {
+	return invoke(ctx, s, tokenbrokerv1.TokenBroker_ListTokens_FullMethodName, r, s.next.ListTokens)
+}
+
 func invoke[Req, Resp any](ctx context.Context, s intercepted, method string, req Req, h func(context.Context, Req) (Resp, error)) (Resp, error) {
 	info := &grpc.UnaryServerInfo{Server: s.next, FullMethod: method}
 	out, err := s.chain(ctx, req, info, func(ctx context.Context, r any) (any, error) { return h(ctx, r.(Req)) })
@@ -83,12 +106,16 @@ func invoke[Req, Resp any](ctx context.Context, s intercepted, method string, re
 	return out.(Resp), nil
 }
 
-// withPeer records the client's address as the gRPC peer, so the chain sees
-// where a REST call came from as it does for gRPC.
+// withPeer records the client's address and TLS state as the gRPC peer, so
+// the chain sees who a REST call came from as it does for gRPC.
 func withPeer(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if addr, err := net.ResolveTCPAddr("tcp", r.RemoteAddr); err == nil {
-			r = r.WithContext(peer.NewContext(r.Context(), &peer.Peer{Addr: addr}))
+			p := &peer.Peer{Addr: addr}
+			if r.TLS != nil {
+				p.AuthInfo = credentials.TLSInfo{State: *r.TLS}
+			}
+			r = r.WithContext(peer.NewContext(r.Context(), p))
 		}
 		next.ServeHTTP(w, r)
 	})
@@ -162,6 +189,11 @@ func writeJSONError(w http.ResponseWriter, httpStatus int, code codes.Code, msg 
 func writeError(ctx context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
 	s := status.Convert(err)
 	httpStatus := runtime.HTTPStatusFromCode(s.Code())
+	if md, ok := runtime.ServerMetadataFromContext(ctx); ok {
+		if v := md.HeaderMD.Get("retry-after"); len(v) > 0 {
+			w.Header().Set("Retry-After", v[0])
+		}
+	}
 	msg := s.Message()
 	if s.Code() == codes.InvalidArgument && strings.Contains(msg, "http: request body too large") {
 		httpStatus, msg = http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", MaxBodyBytes)
@@ -173,7 +205,7 @@ func writeError(ctx context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w
 func routingError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
 	switch httpStatus {
 	case http.StatusMethodNotAllowed:
-		w.Header().Set("Allow", "POST, OPTIONS")
+		w.Header().Set("Allow", "GET, POST, OPTIONS")
 		writeJSONError(w, httpStatus, codes.Unimplemented, "method "+r.Method+" is not allowed here")
 	case http.StatusNotFound:
 		writeJSONError(w, httpStatus, codes.NotFound, "no route "+r.URL.Path)

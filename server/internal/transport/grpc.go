@@ -19,15 +19,15 @@ const MaxMessageBytes = 64 << 10
 // NewGRPCServer returns a gRPC server with the TokenBroker service, health
 // and reflection. Health starts NOT_SERVING (grpc's default is SERVING): the
 // caller reports SERVING through the returned server once it is ready.
-func NewGRPCServer(svc tokenbrokerv1.TokenBrokerServer, chain Chain) (*grpc.Server, *health.Server) {
-	s := grpc.NewServer(
+func NewGRPCServer(svc tokenbrokerv1.TokenBrokerServer, chain Chain, opts ...grpc.ServerOption) (*grpc.Server, *health.Server) {
+	s := grpc.NewServer(append([]grpc.ServerOption{
 		grpc.UnaryInterceptor(chain.Unary),
 		grpc.StreamInterceptor(chain.Stream),
 		grpc.MaxRecvMsgSize(MaxMessageBytes),
 		// Clients may ping every 10 s, also between calls, without being sent
 		// away with GOAWAY too_many_pings.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-	)
+	}, opts...)...)
 	tokenbrokerv1.RegisterTokenBrokerServer(s, svc)
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)

@@ -37,14 +37,14 @@ type Options struct {
 
 // The file's buckets. Their names are the file format: do not change them.
 var (
-	bucketTokens    = []byte("tokens")    // token id -> Codec.SealEntry
-	bucketCurrent   = []byte("current")   // currentKey(key) -> token id
-	bucketSessions  = []byte("sessions")  // session id -> until (unix ms, 8 bytes big-endian)
-	bucketSecrets   = []byte("secrets")   // name -> Codec.SealSecret
-	bucketCreations = []byte("creations") // windowKey(start) -> count (8 bytes big-endian)
-	bucketMeta      = []byte("meta")      // metaKeyCheck -> Codec.KeyCheck
+	bucketTokens   = []byte("tokens")   // token id -> Codec.SealEntry
+	bucketCurrent  = []byte("current")  // currentKey(key) -> token id
+	bucketSessions = []byte("sessions") // session id -> until (unix ms, 8 bytes big-endian)
+	bucketSecrets  = []byte("secrets")  // name -> Codec.SealSecret
+	bucketCounters = []byte("counters") // name NUL windowKey(start) -> count (8 bytes big-endian)
+	bucketMeta     = []byte("meta")     // metaKeyCheck -> Codec.KeyCheck
 
-	allBuckets = [][]byte{bucketTokens, bucketCurrent, bucketSessions, bucketSecrets, bucketCreations, bucketMeta}
+	allBuckets = [][]byte{bucketTokens, bucketCurrent, bucketSessions, bucketSecrets, bucketCounters, bucketMeta}
 
 	metaKeyCheck = []byte("keycheck")
 )
@@ -406,35 +406,35 @@ func (s *Store) PutSecret(_ context.Context, name string, sec tokencache.Secret)
 }
 
 // windowKey encodes a window start so that keys sort as times do (the sign
-// bit flipped), which lets CountCreation drop old windows from the front.
+// bit flipped), which lets Count drop a counter's old windows from the front.
 func windowKey(startNano int64) []byte {
 	return binary.BigEndian.AppendUint64(nil, uint64(startNano)^(1<<63))
 }
 
-// CountCreation counts one creation in the window of length window that
-// contains at, and returns the window's count so far. Counts are in the
-// file, so a restart does not reset a quota window.
-func (s *Store) CountCreation(_ context.Context, at time.Time, window time.Duration) (int64, error) {
+// Count adds delta to counter name in the window of length window that
+// contains at, persisted so a restart resets no limit.
+func (s *Store) Count(_ context.Context, name string, at time.Time, window time.Duration, delta int64) (int64, error) {
 	start := at.Truncate(window).UnixNano()
+	prefix := append([]byte(name), 0)
 	var n int64
 	err := s.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketCreations)
-		k := windowKey(start)
+		b := tx.Bucket(bucketCounters)
+		k := append(bytes.Clone(prefix), windowKey(start)...)
 		if v := b.Get(k); v != nil {
 			if len(v) != 8 {
-				return fmt.Errorf("token store %s: creation count is corrupt", s.path)
+				return fmt.Errorf("token store %s: counter %q is corrupt", s.path, name)
 			}
 			n = int64(binary.BigEndian.Uint64(v))
 		}
-		n++
+		n += delta
 		if err := b.Put(k, binary.BigEndian.AppendUint64(nil, uint64(n))); err != nil {
 			return err
 		}
-		// Windows before the previous one are never asked again.
-		oldest := windowKey(start - int64(window))
+		// This counter's windows before the previous one are never asked again.
+		oldest := append(bytes.Clone(prefix), windowKey(start-int64(window))...)
 		var old [][]byte
 		c := b.Cursor()
-		for k, _ := c.First(); k != nil && bytes.Compare(k, oldest) < 0; k, _ = c.Next() {
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && bytes.Compare(k, oldest) < 0; k, _ = c.Next() {
 			old = append(old, bytes.Clone(k))
 		}
 		for _, k := range old {

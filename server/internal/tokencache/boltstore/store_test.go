@@ -320,7 +320,7 @@ func TestPruneAsItGoes(t *testing.T) {
 	}
 	t0 := c.Now().Truncate(time.Hour)
 	for _, at := range []time.Time{t0, t0.Add(time.Hour), t0.Add(2 * time.Hour)} {
-		if _, err := s.CountCreation(ctx, at, time.Hour); err != nil {
+		if _, err := s.Count(ctx, "creations", at, time.Hour, 1); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -333,8 +333,8 @@ func TestPruneAsItGoes(t *testing.T) {
 	if fmt.Sprint(got["sessions"]) != "[s-live]" {
 		t.Errorf("sessions = %v, want [s-live]", got["sessions"])
 	}
-	if len(got["creations"]) != 2 {
-		t.Errorf("%d creation windows kept, want the last two", len(got["creations"]))
+	if len(got["counters"]) != 2 {
+		t.Errorf("%d counter windows kept, want the last two", len(got["counters"]))
 	}
 }
 
@@ -343,7 +343,7 @@ func TestCountsSurviveRestart(t *testing.T) {
 	at := time.Date(2026, 11, 23, 10, 30, 0, 0, time.UTC)
 	for want := int64(1); want <= 3; want++ {
 		s := open(t, boltstore.Options{Path: path})
-		n, err := s.CountCreation(ctx, at, time.Hour)
+		n, err := s.Count(ctx, "creations", at, time.Hour, 1)
 		if err != nil || n != want {
 			t.Fatalf("count %d, %v; want %d", n, err, want)
 		}
@@ -376,7 +376,7 @@ func TestClosed(t *testing.T) {
 		"Sessions":      last(s.RevokedSessions(ctx)),
 		"Secret":        second(s.Secret(ctx, "n")),
 		"TryLock":       last(s.TryLock(ctx, "mint:b", time.Minute)),
-		"CountCreation": last(s.CountCreation(ctx, time.Now(), time.Hour)),
+		"Count":         last(s.Count(ctx, "creations", time.Now(), time.Hour, 1)),
 	} {
 		if !errors.Is(err, tokencache.ErrUnavailable) {
 			t.Errorf("%s after Close: %v, want ErrUnavailable", name, err)

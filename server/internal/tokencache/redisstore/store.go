@@ -18,7 +18,7 @@
 //	{p}:revs              zset    revoked session id, scored by until (unix ms)
 //	{p}:secret:<name>     string  Codec.SealSecret, PEXPIREAT the secret's ExpiresAt
 //	{p}:lock:<name>       string  random owner, SET NX PX ttl
-//	{p}:creations:<ms>    string  creations in the window starting at ms,
+//	{p}:count:<h>:<ms>    string  counter (h: half the SHA-256 of its name) in the window starting at ms,
 //	                              PEXPIRE two windows
 //	{p}:events            stream  kind=evicted id=<token id>, or
 //	                              kind=session id=<session id> until=<unix ms>;
@@ -504,20 +504,22 @@ func (l *lock) Release(ctx context.Context) error {
 	return l.s.fail(releaseScript.Run(ctx, l.s.c, []string{l.key}, l.owner).Err())
 }
 
-// CountCreation counts one creation in the window of length window that
-// contains at, and returns the window's count so far. A window's counter
-// expires two windows after its last count.
-func (s *Store) CountCreation(ctx context.Context, at time.Time, window time.Duration) (int64, error) {
+// Count adds delta to counter name in the window of length window that
+// contains at: INCRBY, expiring two windows later (a window is only asked
+// about while it or the next one runs).
+func (s *Store) Count(ctx context.Context, name string, at time.Time, window time.Duration, delta int64) (int64, error) {
 	if err := s.usable(); err != nil {
 		return 0, err
 	}
 	if window < time.Millisecond {
-		return 0, fmt.Errorf("redis store: creation window %v is shorter than a millisecond", window)
+		return 0, fmt.Errorf("redis store: counter window %v is shorter than a millisecond", window)
 	}
-	k := s.key("creations", ms(at.Truncate(window)))
+	// The name is hashed: it may hold any byte (a username, an address).
+	sum := sha256.Sum256([]byte(name))
+	k := s.key("count", hex.EncodeToString(sum[:16]), ms(at.Truncate(window)))
 	var n *redis.IntCmd
 	_, err := s.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		n = p.Incr(ctx, k)
+		n = p.IncrBy(ctx, k, delta)
 		p.PExpire(ctx, k, 2*window)
 		return nil
 	})

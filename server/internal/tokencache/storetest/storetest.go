@@ -51,7 +51,7 @@ func Run(t *testing.T, h Harness) {
 		{"Secrets", testSecrets},
 		{"Locks", testLocks},
 		{"LockExpiry", testLockExpiry},
-		{"CountCreation", testCountCreation},
+		{"Counters", testCounters},
 		{"Concurrency", testConcurrency},
 	}
 	if h.Persistent {
@@ -344,17 +344,26 @@ func testLockExpiry(t *testing.T, h Harness) {
 	_ = next.Release(ctx)
 }
 
-func testCountCreation(t *testing.T, h Harness) {
+func testCounters(t *testing.T, h Harness) {
 	s := fresh(t, h)
 	t0 := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
 	for i := int64(1); i <= 3; i++ {
-		n, err := s.CountCreation(ctx, t0.Add(time.Duration(i)*time.Minute), time.Hour)
+		n, err := s.Count(ctx, "creations", t0.Add(time.Duration(i)*time.Minute), time.Hour, 1)
 		if err != nil || n != i {
 			t.Fatalf("creation %d: count %d, %v", i, n, err)
 		}
 	}
-	if n, err := s.CountCreation(ctx, t0.Add(time.Hour+time.Minute), time.Hour); err != nil || n != 1 {
+	if n, err := s.Count(ctx, "creations", t0.Add(30*time.Minute), time.Hour, 0); err != nil || n != 3 {
+		t.Fatalf("reading with delta 0: %d, %v; want 3", n, err)
+	}
+	if n, err := s.Count(ctx, "creations", t0.Add(time.Hour+time.Minute), time.Hour, 1); err != nil || n != 1 {
 		t.Fatalf("next window: %d, %v; want 1", n, err)
+	}
+	// Counters of other names, including odd ones, are apart.
+	for _, name := range []string{"login:user:a@acme.com", "creations\x00x", "login:ip:10.0.0.1", ""} {
+		if n, err := s.Count(ctx, name, t0, time.Hour, 5); err != nil || n != 5 {
+			t.Fatalf("counter %q: %d, %v; want 5", name, n, err)
+		}
 	}
 }
 
@@ -522,10 +531,10 @@ func testShared(t *testing.T, h Harness) {
 		t.Fatalf("the lock is not shared: %v", err)
 	}
 	_ = la.Release(ctx)
-	if n, _ := b.CountCreation(ctx, start, time.Hour); n != 1 {
+	if n, _ := b.Count(ctx, "creations", start, time.Hour, 1); n != 1 {
 		t.Fatal("first count on b is not 1")
 	}
-	if n, _ := a.CountCreation(ctx, start, time.Hour); n != 2 {
+	if n, _ := a.Count(ctx, "creations", start, time.Hour, 1); n != 2 {
 		t.Fatalf("counts are not shared: a sees %d after b's 1", n)
 	}
 }

@@ -1,0 +1,491 @@
+package auth
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/MicahParks/keyfunc/v3"
+	"github.com/golang-jwt/jwt/v5"
+	"golang.org/x/time/rate"
+)
+
+// ErrNoGroup reports an identity token that is authentic but names no group
+// the broker can use: the group claim is missing, or none of its values
+// matches GroupMatch. It does not wrap ErrUnauthenticated: the caller is
+// known, just not allowed anything (the API layer maps it to
+// PERMISSION_DENIED).
+var ErrNoGroup = errors.New("the identity token carries no usable group")
+
+// IdP defaults and bounds.
+const (
+	idpDefaultLeeway             = 30 * time.Second
+	idpMaxLeeway                 = 5 * time.Minute
+	idpDefaultRefreshInterval    = time.Hour
+	idpDefaultUnknownKIDInterval = time.Minute
+	idpDefaultHTTPTimeout        = 10 * time.Second
+	idpDefaultGroupClaim         = "groups"
+
+	// idpUnknownKIDWaitMax bounds what a token with an unknown kid costs its
+	// request: the wait for the refetch limiter (a request that would wait
+	// longer is refused at once) and the refetch itself, which keyfunc runs
+	// under the same deadline. It is not 100 ms because a refetch from a
+	// remote IdP (TLS handshake included) takes a few round trips, and a
+	// refetch cut short would leave a rotated key unknown until the next one.
+	idpUnknownKIDWaitMax = time.Second
+
+	// idpMaxKIDLen: real kids (thumbprints, UUIDs, hex ids) are well under
+	// 100 bytes. Anything longer is refused without a lookup, so garbage
+	// kids do not use up the refetch allowance.
+	idpMaxKIDLen = 256
+
+	// idpMaxDiscoveryBody bounds the discovery document read at start.
+	idpMaxDiscoveryBody = 1 << 20
+)
+
+// idpAlgorithms are the algorithms an IdP may be configured with. HMAC is
+// absent on purpose: with only public-key algorithms allowed, a token that
+// names HS256 is refused before any key is looked at, so a public key can
+// never be used as an HMAC secret (key confusion, RFC 8725 §2.1).
+var idpAlgorithms = []string{
+	"RS256", "RS384", "RS512",
+	"PS256", "PS384", "PS512",
+	"ES256", "ES384", "ES512",
+	"EdDSA",
+}
+
+// IdPConfig configures one identity provider.
+type IdPConfig struct {
+	// Name is used in messages and logs; it defaults to Issuer.
+	Name string
+	// Issuer is required: the exact iss of its tokens. Discovery is at
+	// Issuer+"/.well-known/openid-configuration" unless JWKSURL is set.
+	Issuer string
+	// JWKSURL is optional: set, discovery is skipped.
+	JWKSURL string
+	// Audience is required: aud must contain it (string or array form).
+	Audience string
+	// Algorithms lists the allowed algorithms, default ["RS256"]. Only
+	// asymmetric ones (RS256/384/512, PS256/384/512, ES256/384/512, EdDSA)
+	// are accepted; an HS* here is a configuration error.
+	Algorithms []string
+	// GroupClaim is the dot path to the group claim, e.g. "groups" (the
+	// default) or "realm_access.roles". The claim may be a string or a list
+	// of strings; list elements that are not strings are ignored.
+	GroupClaim string
+	// GroupMatch is an optional regexp (unanchored, as Go's regexp is: write
+	// ^ and $). The group is the first value, in order, that matches; if the
+	// regexp has a capture group, the group is capture 1 (e.g.
+	// "^carto-(.+)$"). A match that yields an empty group is skipped.
+	// Without GroupMatch, a string claim is the group and a list's first
+	// string element is.
+	GroupMatch string
+	// AdminClaim is an optional dot path; with AdminValue, the principal is
+	// Admin when that claim (a string, or a list of strings) contains
+	// AdminValue exactly. Both or neither must be set.
+	AdminClaim string
+	AdminValue string
+	// Leeway is the clock skew tolerated on exp, nbf and iat: default 30s,
+	// at most 5m. Zero means the default.
+	Leeway time.Duration
+	// RefreshInterval is the period of the background JWKS refresh, default
+	// 1h.
+	RefreshInterval time.Duration
+	// UnknownKIDInterval allows at most one JWKS refetch for an unknown kid
+	// per interval, default 1m, so random kids cannot turn the broker into
+	// a fetch amplifier against the IdP.
+	UnknownKIDInterval time.Duration
+	// HTTPClient fetches discovery and the JWKS; default a client with a
+	// 10 s timeout.
+	HTTPClient *http.Client
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+	// Logger receives JWKS refresh failures and discovery warnings; default
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+// IdP verifies the bearer tokens of one OIDC identity provider: signature
+// against its published keys (looked up by kid), algorithm, issuer,
+// audience, expiry, and the claims that make a Principal. It implements
+// Verifier and is safe for concurrent use.
+type IdP struct {
+	name       string
+	issuer     string
+	groupClaim string
+	groupPath  []string
+	groupRE    *regexp.Regexp
+	adminPath  []string
+	adminValue string
+	parser     *jwt.Parser
+	keys       keyfunc.Keyfunc
+}
+
+// NewIdP validates cfg (reporting every problem at once), performs discovery
+// (the discovered issuer must equal cfg.Issuer exactly; its jwks_uri must be
+// http or https), fetches the JWKS and starts its background refresh, which
+// stops when ctx ends. An unreachable IdP is an error naming it: the broker
+// does not start with an identity provider it cannot verify tokens of.
+func NewIdP(ctx context.Context, cfg IdPConfig) (*IdP, error) {
+	if cfg.Name == "" {
+		cfg.Name = cfg.Issuer
+	}
+	p, err := newIdP(&cfg)
+	if err != nil {
+		return nil, fmt.Errorf("identity provider %q: %w", cfg.Name, err)
+	}
+
+	jwksURL := cfg.JWKSURL
+	if jwksURL == "" {
+		jwksURL, err = idpDiscover(ctx, &cfg)
+		if err != nil {
+			return nil, fmt.Errorf("identity provider %q: %w", cfg.Name, err)
+		}
+	}
+
+	// The refresh goroutine keyfunc starts lives on kctx, which is cancelled
+	// if NewIdP fails after starting it (a first fetch that fails).
+	kctx, cancel := context.WithCancel(ctx)
+	started := false
+	defer func() {
+		if !started {
+			cancel()
+		}
+	}()
+	noErrorOnFirstFetch := false
+	logger, name := cfg.Logger, cfg.Name
+	p.keys, err = keyfunc.NewDefaultOverrideCtx(kctx, []string{jwksURL}, keyfunc.Override{
+		Client:                    cfg.HTTPClient,
+		HTTPTimeout:               idpHTTPTimeout(cfg.HTTPClient),
+		NoErrorReturnFirstHTTPReq: &noErrorOnFirstFetch,
+		RateLimitWaitMax:          idpUnknownKIDWaitMax,
+		RefreshErrorHandlerFunc: func(u string) func(context.Context, error) {
+			return func(ctx context.Context, err error) {
+				logger.WarnContext(ctx, "identity provider JWKS refresh failed; keeping the keys already known",
+					"idp", name, "url", u, "error", err)
+			}
+		},
+		RefreshInterval:   cfg.RefreshInterval,
+		RefreshUnknownKID: rate.NewLimiter(rate.Every(cfg.UnknownKIDInterval), 1),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("identity provider %q: JWKS at %s: %w", cfg.Name, jwksURL, err)
+	}
+	started = true
+	return p, nil
+}
+
+// newIdP validates cfg, fills in its defaults and builds everything but the
+// key cache.
+func newIdP(cfg *IdPConfig) (*IdP, error) {
+	var errs []error
+	if err := idpCheckURL(cfg.Issuer); err != nil {
+		errs = append(errs, fmt.Errorf("issuer: %w", err))
+	} else if u, _ := url.Parse(cfg.Issuer); u.RawQuery != "" || u.Fragment != "" {
+		errs = append(errs, errors.New("issuer: must have no query or fragment (OIDC Discovery §2)"))
+	}
+	if cfg.JWKSURL != "" {
+		if err := idpCheckURL(cfg.JWKSURL); err != nil {
+			errs = append(errs, fmt.Errorf("JWKS URL: %w", err))
+		}
+	}
+	if cfg.Audience == "" {
+		errs = append(errs, errors.New("audience is required"))
+	}
+	if len(cfg.Algorithms) == 0 {
+		cfg.Algorithms = []string{"RS256"}
+	}
+	for _, a := range cfg.Algorithms {
+		switch {
+		case strings.HasPrefix(strings.ToUpper(a), "HS"):
+			errs = append(errs, fmt.Errorf("algorithm %q is symmetric: an IdP's tokens are verified with its public keys only (HMAC would allow key confusion)", a))
+		case !slices.Contains(idpAlgorithms, a):
+			errs = append(errs, fmt.Errorf("algorithm %q is not supported (want one of %s)", a, strings.Join(idpAlgorithms, ", ")))
+		}
+	}
+	if cfg.GroupClaim == "" {
+		cfg.GroupClaim = idpDefaultGroupClaim
+	}
+	groupPath, err := idpClaimPath(cfg.GroupClaim)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("group claim: %w", err))
+	}
+	var groupRE *regexp.Regexp
+	if cfg.GroupMatch != "" {
+		if groupRE, err = regexp.Compile(cfg.GroupMatch); err != nil {
+			errs = append(errs, fmt.Errorf("group match: %w", err))
+		}
+	}
+	var adminPath []string
+	switch {
+	case (cfg.AdminClaim == "") != (cfg.AdminValue == ""):
+		errs = append(errs, errors.New("admin claim and admin value must be set together"))
+	case cfg.AdminClaim != "":
+		if adminPath, err = idpClaimPath(cfg.AdminClaim); err != nil {
+			errs = append(errs, fmt.Errorf("admin claim: %w", err))
+		}
+	}
+	if cfg.Leeway == 0 {
+		cfg.Leeway = idpDefaultLeeway
+	}
+	if cfg.Leeway < 0 || cfg.Leeway > idpMaxLeeway {
+		errs = append(errs, fmt.Errorf("leeway %s is outside [0, %s]", cfg.Leeway, idpMaxLeeway))
+	}
+	if cfg.RefreshInterval == 0 {
+		cfg.RefreshInterval = idpDefaultRefreshInterval
+	}
+	if cfg.RefreshInterval < 0 {
+		errs = append(errs, fmt.Errorf("refresh interval %s must be positive", cfg.RefreshInterval))
+	}
+	if cfg.UnknownKIDInterval == 0 {
+		cfg.UnknownKIDInterval = idpDefaultUnknownKIDInterval
+	}
+	if cfg.UnknownKIDInterval < 0 {
+		errs = append(errs, fmt.Errorf("unknown-kid refetch interval %s must be positive", cfg.UnknownKIDInterval))
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: idpDefaultHTTPTimeout}
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &IdP{
+		name:       cfg.Name,
+		issuer:     cfg.Issuer,
+		groupClaim: cfg.GroupClaim,
+		groupPath:  groupPath,
+		groupRE:    groupRE,
+		adminPath:  adminPath,
+		adminValue: cfg.AdminValue,
+		// As for sessions, the algorithms are pinned by configuration, never
+		// taken from the token: "none" and HS* are refused before any key
+		// lookup or network access.
+		parser: jwt.NewParser(
+			jwt.WithValidMethods(cfg.Algorithms),
+			jwt.WithIssuer(cfg.Issuer),
+			jwt.WithAudience(cfg.Audience),
+			jwt.WithExpirationRequired(),
+			jwt.WithIssuedAt(),
+			jwt.WithLeeway(cfg.Leeway),
+			jwt.WithTimeFunc(cfg.Now),
+		),
+	}, nil
+}
+
+// idpDiscover reads the IdP's discovery document and returns its jwks_uri.
+func idpDiscover(ctx context.Context, cfg *IdPConfig) (string, error) {
+	// OIDC Discovery §4: a trailing slash of the issuer is not doubled.
+	u := strings.TrimSuffix(cfg.Issuer, "/") + "/.well-known/openid-configuration"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return "", fmt.Errorf("discovery at %s: %w", u, err)
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := cfg.HTTPClient.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("discovery at %s: %w", u, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("discovery at %s: HTTP status %d", u, resp.StatusCode)
+	}
+	var doc struct {
+		Issuer  string   `json:"issuer"`
+		JWKSURI string   `json:"jwks_uri"`
+		Algs    []string `json:"id_token_signing_alg_values_supported"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, idpMaxDiscoveryBody)).Decode(&doc); err != nil {
+		return "", fmt.Errorf("discovery at %s: %w", u, err)
+	}
+	// OIDC Discovery §4.3: the issuer must be exactly the configured one, or
+	// the document (and its keys) may belong to someone else.
+	if doc.Issuer != cfg.Issuer {
+		return "", fmt.Errorf("discovery at %s names issuer %q, want exactly %q", u, doc.Issuer, cfg.Issuer)
+	}
+	if err := idpCheckURL(doc.JWKSURI); err != nil {
+		return "", fmt.Errorf("discovery at %s: jwks_uri: %w", u, err)
+	}
+	// The list is about ID tokens; access tokens may differ, so a mismatch
+	// is only worth a warning.
+	if len(doc.Algs) > 0 && !slices.ContainsFunc(cfg.Algorithms, func(a string) bool { return slices.Contains(doc.Algs, a) }) {
+		cfg.Logger.WarnContext(ctx, "identity provider advertises none of the configured algorithms",
+			"idp", cfg.Name, "configured", cfg.Algorithms, "advertised", doc.Algs)
+	}
+	return doc.JWKSURI, nil
+}
+
+// Issuer implements Verifier.
+func (p *IdP) Issuer() string { return p.issuer }
+
+// Verify implements Verifier. Errors wrap ErrUnauthenticated, except a valid
+// token without a usable group, which is ErrNoGroup. Messages never echo
+// anything from the token.
+//
+// A token without a kid is refused, even when the IdP publishes a single
+// key: each token then maps to at most one key, no token makes the verifier
+// try every key, and OIDC providers set kid on the tokens they sign.
+func (p *IdP) Verify(ctx context.Context, token string) (Principal, error) {
+	if len(token) > maxTokenLen {
+		return Principal{}, fmt.Errorf("%w: IdP token too long", ErrUnauthenticated)
+	}
+	claims := jwt.MapClaims{}
+	_, err := p.parser.ParseWithClaims(token, claims, p.keyfunc(ctx))
+	switch {
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return Principal{}, fmt.Errorf("%w: IdP token expired", ErrUnauthenticated)
+	case errors.Is(err, jwt.ErrTokenNotValidYet):
+		return Principal{}, fmt.Errorf("%w: IdP token not valid yet", ErrUnauthenticated)
+	case err != nil:
+		return Principal{}, fmt.Errorf("%w: invalid IdP token", ErrUnauthenticated)
+	}
+	sub, _ := claims["sub"].(string)
+	exp, err := claims.GetExpirationTime()
+	if sub == "" || err != nil || exp == nil {
+		return Principal{}, fmt.Errorf("%w: invalid IdP token", ErrUnauthenticated)
+	}
+	group, ok := p.group(claims)
+	if !ok {
+		return Principal{}, fmt.Errorf("%w (claim %q)", ErrNoGroup, p.groupClaim)
+	}
+	// The session id lets RevokeToken cut an IdP token off until it
+	// expires: its jti when it has one, else a digest of the whole token.
+	jti, _ := claims["jti"].(string)
+	sid := idpSessionID(p.issuer, jti, token)
+	return Principal{
+		Kind:          KindIdP,
+		Subject:       sub,
+		Group:         group,
+		Admin:         p.admin(claims),
+		SessionID:     sid,
+		SessionExpiry: exp.Time,
+	}, nil
+}
+
+// errIdPKID is what the key lookup returns for a kid it will not look up; it
+// never reaches the caller, whose message is "invalid IdP token".
+var errIdPKID = errors.New("missing or unusable kid")
+
+// keyfunc looks the token's key up by kid in the JWKS cache (refetching, rate
+// limited, on an unknown kid). It is only reached once the algorithm has
+// passed WithValidMethods; jku, x5u and any other header are ignored, so the
+// keys only ever come from the configured IdP.
+func (p *IdP) keyfunc(ctx context.Context) jwt.Keyfunc {
+	lookup := p.keys.KeyfuncCtx(ctx)
+	return func(t *jwt.Token) (any, error) {
+		kid, ok := t.Header["kid"].(string)
+		if !ok || kid == "" || len(kid) > idpMaxKIDLen {
+			return nil, errIdPKID
+		}
+		return lookup(t)
+	}
+}
+
+// group extracts the principal's group from the configured claim.
+func (p *IdP) group(claims jwt.MapClaims) (string, bool) {
+	for _, v := range idpClaimStrings(claims, p.groupPath) {
+		if p.groupRE == nil {
+			return v, v != ""
+		}
+		m := p.groupRE.FindStringSubmatch(v)
+		switch {
+		case m == nil:
+			continue
+		case len(m) > 1 && m[1] != "":
+			return m[1], true
+		case len(m) == 1 && v != "":
+			return v, true
+		}
+	}
+	return "", false
+}
+
+// admin reports whether the admin claim contains the admin value.
+func (p *IdP) admin(claims jwt.MapClaims) bool {
+	return p.adminPath != nil && slices.Contains(idpClaimStrings(claims, p.adminPath), p.adminValue)
+}
+
+// idpClaimStrings returns the string values at path: the string itself, or the
+// string elements of a list, in order. Anything else yields nothing.
+func idpClaimStrings(claims jwt.MapClaims, path []string) []string {
+	var v any = map[string]any(claims)
+	for _, name := range path {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		if v, ok = m[name]; !ok {
+			return nil
+		}
+	}
+	switch v := v.(type) {
+	case string:
+		return []string{v}
+	case []any:
+		out := make([]string, 0, len(v))
+		for _, e := range v {
+			if s, ok := e.(string); ok {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	return nil
+}
+
+// idpClaimPath splits a dot path such as "realm_access.roles".
+func idpClaimPath(s string) ([]string, error) {
+	path := strings.Split(s, ".")
+	if slices.Contains(path, "") {
+		return nil, fmt.Errorf("%q is not a dot path such as realm_access.roles", s)
+	}
+	return path, nil
+}
+
+// idpCheckURL accepts an absolute http or https URL with a host.
+func idpCheckURL(s string) error {
+	if s == "" {
+		return errors.New("required")
+	}
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return fmt.Errorf("%q is not an absolute http(s) URL", s)
+	}
+	return nil
+}
+
+// idpHTTPTimeout is the deadline keyfunc puts on a background JWKS fetch: the
+// client's own timeout when it has one.
+func idpHTTPTimeout(c *http.Client) time.Duration {
+	if c.Timeout > 0 {
+		return c.Timeout
+	}
+	return idpDefaultHTTPTimeout
+}
+
+// idpSessionID identifies an IdP token for revocation: its jti, scoped to
+// its issuer (two IdPs may reuse jtis), or without one a digest of the token.
+func idpSessionID(issuer, jti, token string) string {
+	if jti != "" {
+		sum := sha256.Sum256([]byte(issuer + "\x00" + jti))
+		return "idp:" + hex.EncodeToString(sum[:16])
+	}
+	sum := sha256.Sum256([]byte(token))
+	return "idp:" + hex.EncodeToString(sum[:])
+}
