@@ -274,18 +274,9 @@ func newIdP(cfg *IdPConfig) (*IdP, error) {
 		groupRE:    groupRE,
 		adminPath:  adminPath,
 		adminValue: cfg.AdminValue,
-		// As for sessions, the algorithms are pinned by configuration, never
-		// taken from the token: "none" and HS* are refused before any key
-		// lookup or network access.
-		parser: jwt.NewParser(
-			jwt.WithValidMethods(cfg.Algorithms),
-			jwt.WithIssuer(cfg.Issuer),
-			jwt.WithAudience(cfg.Audience),
-			jwt.WithExpirationRequired(),
-			jwt.WithIssuedAt(),
-			jwt.WithLeeway(cfg.Leeway),
-			jwt.WithTimeFunc(cfg.Now),
-		),
+		// Only configured asymmetric algorithms: "none" and HS* are refused
+		// before any key lookup or network access.
+		parser: strictParser(cfg.Algorithms, cfg.Issuer, cfg.Audience, cfg.Leeway, cfg.Now),
 	}, nil
 }
 

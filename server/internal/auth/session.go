@@ -114,18 +114,8 @@ func NewSessions(cfg SessionConfig) (*Sessions, error) {
 		cfg.Now = time.Now
 	}
 	return &Sessions{
-		cfg: cfg,
-		// The algorithms are pinned: a token naming any other, "none"
-		// included, is refused before its signature is looked at.
-		parser: jwt.NewParser(
-			jwt.WithValidMethods(cfg.Keys.Algorithms()),
-			jwt.WithIssuer(cfg.Issuer),
-			jwt.WithAudience(cfg.Audience),
-			jwt.WithExpirationRequired(),
-			jwt.WithIssuedAt(),
-			jwt.WithLeeway(cfg.Leeway),
-			jwt.WithTimeFunc(cfg.Now),
-		),
+		cfg:    cfg,
+		parser: strictParser(cfg.Keys.Algorithms(), cfg.Issuer, cfg.Audience, cfg.Leeway, cfg.Now),
 	}, nil
 }
 
@@ -196,6 +186,22 @@ func (s *Sessions) Verify(ctx context.Context, bearer string) (Principal, error)
 		SessionID:     c.ID,
 		SessionExpiry: c.ExpiresAt.Time,
 	}, nil
+}
+
+// strictParser is how every token the broker accepts is parsed: the
+// algorithms are pinned by configuration, never taken from the token ("none"
+// and any other are refused before a key is looked up), and iss, aud and
+// exp are required, with a small symmetric leeway for clock skew.
+func strictParser(algs []string, issuer, audience string, leeway time.Duration, now func() time.Time) *jwt.Parser {
+	return jwt.NewParser(
+		jwt.WithValidMethods(algs),
+		jwt.WithIssuer(issuer),
+		jwt.WithAudience(audience),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
+		jwt.WithLeeway(leeway),
+		jwt.WithTimeFunc(now),
+	)
 }
 
 // newID returns 128 random bits in hex, for jti.
