@@ -113,11 +113,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 		return nil, err
 	}
 	client, err := carto.New(carto.Config{
-		BaseURL:      a.cfg.Carto.BaseURL,
-		AuthURL:      a.cfg.Carto.AuthURL,
-		ClientID:     a.cfg.Carto.ClientID,
-		ClientSecret: a.cfg.Carto.ClientSecret,
-		Logger:       log,
+		BaseURL:         a.cfg.Carto.BaseURL,
+		AuthURL:         a.cfg.Carto.AuthURL,
+		ClientID:        a.cfg.Carto.ClientID,
+		ClientSecret:    a.cfg.Carto.ClientSecret,
+		Logger:          log,
+		CallTimeout:     a.cfg.Carto.CallTimeout,
+		BreakerCooldown: a.cfg.Carto.BreakerCooldown,
 		// One OAuth token for the whole deployment, kept across restarts.
 		Shared: tokencache.SharedSecret{Store: a.store, Name: "carto-oauth"},
 	})
@@ -299,7 +301,7 @@ func (a *App) startEmulator() error {
 	}
 	a.sim = sim
 	a.simSrv = newHTTPServer(sim, a.log)
-	a.cfg.Carto = config.CartoConfig{BaseURL: base, AuthURL: base + "/oauth/token", ClientID: id, ClientSecret: secret}
+	a.cfg.Carto.BaseURL, a.cfg.Carto.AuthURL, a.cfg.Carto.ClientID, a.cfg.Carto.ClientSecret = base, base+"/oauth/token", id, secret
 	return nil
 }
 
@@ -310,7 +312,7 @@ func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
+		MaxHeaderBytes:    transport.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 }

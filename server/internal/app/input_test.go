@@ -123,6 +123,16 @@ func TestBadRequests(t *testing.T) {
 	if a["message"] != c["message"] {
 		t.Fatalf("login failures differ: %v vs %v", a, c)
 	}
+	// A 1 MiB bearer: refused before anything reads it, on both transports.
+	huge := strings.Repeat("a", 1<<20)
+	resp := b.do(http.MethodPost, "/carto-token", huge, "", nil)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("1 MiB bearer over REST: %d, want 431", resp.StatusCode)
+	}
+	if _, err := b.grpc.IssueCartoToken(withBearer(huge), &tokenbrokerv1.IssueCartoTokenRequest{}); err == nil || status.Code(err) == codes.OK {
+		t.Fatal("1 MiB bearer over gRPC accepted")
+	}
 	// gRPC refuses an oversized message before decoding it.
 	_, err := b.grpc.Login(context.Background(), &tokenbrokerv1.LoginRequest{Username: strings.Repeat("a", 100<<10), Password: "x"})
 	if status.Code(err) != codes.ResourceExhausted {

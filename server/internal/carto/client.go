@@ -48,13 +48,25 @@ type Config struct {
 	// Shared, when set, shares the OAuth token between replicas: one fetches
 	// it, all use it, and a restart finds it again.
 	Shared SharedTokens
+	// CallTimeout bounds each attempt of a call, within the caller's own
+	// deadline. 10 s when zero.
+	CallTimeout time.Duration
+	// MaxAttempts is how many times a call is tried when a retry is safe
+	// (see retryPolicy). 3 when zero.
+	MaxAttempts int
+	// BreakerThreshold consecutive failures open the circuit breaker for
+	// BreakerCooldown: calls then fail at once instead of waiting on a CARTO
+	// that is down. 5 and 10 s when zero; a negative threshold disables it.
+	BreakerThreshold int
+	BreakerCooldown  time.Duration
 }
 
 // Client calls CARTO. It is safe for concurrent use.
 type Client struct {
-	cfg   Config
-	base  *url.URL
-	oauth *oauthSource
+	cfg     Config
+	base    *url.URL
+	oauth   *oauthSource
+	breaker *breaker
 }
 
 // New validates cfg and returns a Client.
@@ -77,6 +89,18 @@ func New(cfg Config) (*Client, error) {
 	if cfg.FetchTimeout <= 0 {
 		cfg.FetchTimeout = 30 * time.Second
 	}
+	if cfg.CallTimeout <= 0 {
+		cfg.CallTimeout = 10 * time.Second
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = 3
+	}
+	if cfg.BreakerThreshold == 0 {
+		cfg.BreakerThreshold = 5
+	}
+	if cfg.BreakerCooldown <= 0 {
+		cfg.BreakerCooldown = 10 * time.Second
+	}
 	var errs []error
 	base, err := parseHTTPURL(cfg.BaseURL)
 	if err != nil {
@@ -91,7 +115,7 @@ func New(cfg Config) (*Client, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	c := &Client{cfg: cfg, base: base}
+	c := &Client{cfg: cfg, base: base, breaker: &breaker{threshold: cfg.BreakerThreshold, cooldown: cfg.BreakerCooldown, now: cfg.Now}}
 	c.oauth = newOAuthSource(c)
 	return c, nil
 }
@@ -165,7 +189,7 @@ func (c *Client) CreateToken(ctx context.Context, req CreateTokenRequest) (APITo
 	if err != nil {
 		return APIToken{}, fmt.Errorf("carto: %s: encode: %w", op, err)
 	}
-	resp, err := c.tokensCall(ctx, op, http.MethodPost, "", payload)
+	resp, err := c.tokensCall(ctx, op, creates, http.MethodPost, "", payload)
 	if err != nil {
 		return APIToken{}, err
 	}
@@ -183,14 +207,14 @@ func (c *Client) CreateToken(ctx context.Context, req CreateTokenRequest) (APITo
 // DeleteToken deletes an API access token. It returns an error wrapping
 // ErrNotFound when CARTO does not know the token.
 func (c *Client) DeleteToken(ctx context.Context, token string) error {
-	_, err := c.tokensCall(ctx, "delete token", http.MethodDelete, "/"+url.PathEscape(token), nil)
+	_, err := c.tokensCall(ctx, "delete token", idempotent, http.MethodDelete, "/"+url.PathEscape(token), nil)
 	return err
 }
 
 // ListTokens lists the API access tokens of the broker's OAuth client.
 func (c *Client) ListTokens(ctx context.Context) ([]APIToken, error) {
 	const op = "list tokens"
-	resp, err := c.tokensCall(ctx, op, http.MethodGet, "", nil)
+	resp, err := c.tokensCall(ctx, op, idempotent, http.MethodGet, "", nil)
 	if err != nil {
 		return nil, err
 	}
@@ -227,24 +251,26 @@ func (c *Client) ListTokens(ctx context.Context) ([]APIToken, error) {
 // OAuth token is no longer good (revoked, or the clock disagrees): it is
 // dropped and the call is made once more with a fresh one. A 401 creates
 // nothing, so the retry cannot create a second token.
-func (c *Client) tokensCall(ctx context.Context, op, method, path string, body []byte) ([]byte, error) {
+func (c *Client) tokensCall(ctx context.Context, op string, policy retryPolicy, method, path string, body []byte) ([]byte, error) {
 	for attempt := 0; ; attempt++ {
 		bearer, err := c.oauth.token(ctx)
 		if err != nil {
 			return nil, err
 		}
-		req, err := http.NewRequestWithContext(ctx, method, c.base.String()+"/v3/tokens"+path, bytes.NewReader(body))
+		status, respBody, hdr, err := c.send(ctx, op, policy, func(ctx context.Context) (*http.Request, error) {
+			req, err := http.NewRequestWithContext(ctx, method, c.base.String()+"/v3/tokens"+path, bytes.NewReader(body))
+			if err != nil {
+				return nil, err
+			}
+			req.Header.Set("Authorization", "Bearer "+bearer)
+			req.Header.Set("Accept", "application/json")
+			if body != nil {
+				req.Header.Set("Content-Type", "application/json")
+			}
+			return req, nil
+		})
 		if err != nil {
-			return nil, fmt.Errorf("carto: %s: %w", op, err)
-		}
-		req.Header.Set("Authorization", "Bearer "+bearer)
-		req.Header.Set("Accept", "application/json")
-		if body != nil {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		status, respBody, hdr, err := c.do(req)
-		if err != nil {
-			return nil, transportError(ctx, op, err)
+			return nil, err
 		}
 		switch {
 		case status >= 200 && status < 300:

@@ -196,15 +196,17 @@ func (c *Client) fetchOAuth(ctx context.Context) (string, time.Duration, error) 
 		"client_secret": {c.cfg.ClientSecret},
 		"audience":      {c.cfg.Audience},
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.cfg.AuthURL, strings.NewReader(form.Encode()))
+	status, body, hdr, err := c.send(ctx, op, idempotent, func(ctx context.Context) (*http.Request, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.cfg.AuthURL, strings.NewReader(form.Encode()))
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Accept", "application/json")
+		return req, nil
+	})
 	if err != nil {
-		return "", 0, fmt.Errorf("carto: %s: %w", op, err)
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Accept", "application/json")
-	status, body, hdr, err := c.do(req)
-	if err != nil {
-		return "", 0, transportError(ctx, op, err)
+		return "", 0, err
 	}
 	if status != http.StatusOK {
 		e := statusError(op, status, body, hdr).(*Error)

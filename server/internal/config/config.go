@@ -134,12 +134,18 @@ type StoreConfig struct {
 	Key      []byte // seals tokens at rest (bbolt, Redis)
 }
 
-// CartoConfig holds the CARTO OAuth client.
+// CartoConfig holds the CARTO OAuth client and how it copes with CARTO's
+// faults.
 type CartoConfig struct {
 	BaseURL      string
 	AuthURL      string
 	ClientID     string
 	ClientSecret string
+	// CallTimeout bounds each attempt of a call to CARTO.
+	CallTimeout time.Duration
+	// BreakerCooldown is how long calls fail at once after CARTO failed 5
+	// times in a row.
+	BreakerCooldown time.Duration
 }
 
 // HTTPAddr and GRPCAddr are the listen addresses.
@@ -261,6 +267,8 @@ func Load(args []string, env Env) (Config, error) {
 		ClientID:     get("CARTO_CLIENT_ID", ""),
 		ClientSecret: get("CARTO_CLIENT_SECRET", ""),
 	}
+	c.Carto.CallTimeout = parseDuration(&errs, "CARTO_CALL_TIMEOUT", get("CARTO_CALL_TIMEOUT", ""), 10*time.Second)
+	c.Carto.BreakerCooldown = parseDuration(&errs, "CARTO_BREAKER_COOLDOWN", get("CARTO_BREAKER_COOLDOWN", ""), 10*time.Second)
 	// The CARTO guides call the base URL CARTO_API_BASE_URL: accept it too.
 	if alias := get("CARTO_API_BASE_URL", ""); alias != "" {
 		if c.Carto.BaseURL != "" && c.Carto.BaseURL != alias {
@@ -340,7 +348,7 @@ func Load(args []string, env Env) (Config, error) {
 		secret := make([]byte, 32)
 		_, _ = rand.Read(secret)
 		c.JWTSecret = secret
-		c.Carto = CartoConfig{}
+		c.Carto = CartoConfig{CallTimeout: c.Carto.CallTimeout, BreakerCooldown: c.Carto.BreakerCooldown}
 	}
 	errs = append(errs, c.validate()...)
 	if len(errs) > 0 {
@@ -415,6 +423,12 @@ func (c Config) validate() []error {
 				errs = append(errs, fmt.Errorf("services: service %q may ask for group %q, which has no policy", s.Name, g))
 			}
 		}
+	}
+	if c.Carto.CallTimeout < 100*time.Millisecond || c.Carto.CallTimeout > time.Minute {
+		errs = append(errs, fmt.Errorf("CARTO_CALL_TIMEOUT %s is outside [100ms, 1m]", c.Carto.CallTimeout))
+	}
+	if c.Carto.BreakerCooldown < 100*time.Millisecond || c.Carto.BreakerCooldown > 10*time.Minute {
+		errs = append(errs, fmt.Errorf("CARTO_BREAKER_COOLDOWN %s is outside [100ms, 10m]", c.Carto.BreakerCooldown))
 	}
 	if c.LoginWindow < time.Minute {
 		errs = append(errs, fmt.Errorf("LOGIN_LOCKOUT_WINDOW %s is below 1m", c.LoginWindow))

@@ -16,6 +16,10 @@ import (
 // hundred bytes; the 4 MiB gRPC default only helps an attacker.
 const MaxMessageBytes = 64 << 10
 
+// MaxHeaderBytes bounds a request's metadata (a bearer token is at most a
+// few kilobytes), on gRPC and REST alike.
+const MaxHeaderBytes = 64 << 10
+
 // NewGRPCServer returns a gRPC server with the TokenBroker service, health
 // and reflection. Health starts NOT_SERVING (grpc's default is SERVING): the
 // caller reports SERVING through the returned server once it is ready.
@@ -24,6 +28,15 @@ func NewGRPCServer(svc tokenbrokerv1.TokenBrokerServer, chain Chain, opts ...grp
 		grpc.UnaryInterceptor(chain.Unary),
 		grpc.StreamInterceptor(chain.Stream),
 		grpc.MaxRecvMsgSize(MaxMessageBytes),
+		grpc.MaxHeaderListSize(MaxHeaderBytes),
+		// Connections are recycled after 30 min (1 min to finish their
+		// calls), so long-lived clients spread over new replicas behind L4
+		// load balancers; idle ones are closed after 15 min.
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			MaxConnectionIdle:     15 * time.Minute,
+			MaxConnectionAge:      30 * time.Minute,
+			MaxConnectionAgeGrace: time.Minute,
+		}),
 		// Clients may ping every 10 s, also between calls, without being sent
 		// away with GOAWAY too_many_pings.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),

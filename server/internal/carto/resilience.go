@@ -1,0 +1,162 @@
+package carto
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// retryPolicy says which failures of a call may be retried.
+type retryPolicy int
+
+const (
+	// idempotent calls (OAuth, list, get, delete) are retried after
+	// transport errors, 5xx and 429: repeating them changes nothing.
+	idempotent retryPolicy = iota
+	// creates are retried only when CARTO provably did not act: the
+	// connection was never made, or it answered 429. After a timeout or a
+	// 5xx the token may exist; retrying could make a second one, so the
+	// error is returned and reconciliation deletes a token that did appear.
+	creates
+)
+
+// send makes one logical call: attempts of at most CallTimeout each, under
+// the caller's deadline, retried with exponential backoff and full jitter
+// as policy allows, and refused at once while the circuit breaker is open.
+func (c *Client) send(ctx context.Context, op string, policy retryPolicy, newReq func(ctx context.Context) (*http.Request, error)) (int, []byte, http.Header, error) {
+	for attempt := 1; ; attempt++ {
+		if wait, open := c.breaker.allow(); open {
+			return 0, nil, nil, &Error{Op: op, Kind: ErrUnavailable, RetryAfter: wait,
+				Detail: fmt.Sprintf("%d calls failed in a row; not calling CARTO for %s", c.cfg.BreakerThreshold, wait.Round(time.Second))}
+		}
+		actx, cancel := context.WithTimeout(ctx, c.cfg.CallTimeout)
+		req, err := newReq(actx)
+		if err != nil {
+			cancel()
+			c.breaker.release()
+			return 0, nil, nil, fmt.Errorf("carto: %s: %w", op, err)
+		}
+		status, body, hdr, err := c.do(req)
+		cancel()
+
+		var retryable bool
+		var wait time.Duration
+		switch {
+		case err != nil && ctx.Err() != nil:
+			// The caller gave up: no verdict on CARTO.
+			c.breaker.release()
+			return 0, nil, nil, transportError(ctx, op, err)
+		case err != nil:
+			c.breaker.failure()
+			retryable = policy == idempotent || neverSent(err)
+			err = transportError(ctx, op, err)
+		case status >= 500:
+			c.breaker.failure()
+			retryable = policy == idempotent
+		case status == http.StatusTooManyRequests:
+			// CARTO is up and says when to come back. A short wait is waited
+			// out here; a long one goes back to the caller with its delay,
+			// rather than holding the request (and its waiters) that long.
+			c.breaker.success()
+			wait = retryAfter(hdr.Get("Retry-After"))
+			retryable = wait <= maxRetryWait
+		default:
+			c.breaker.success()
+			return status, body, hdr, nil
+		}
+		if !retryable || attempt >= c.cfg.MaxAttempts {
+			return status, body, hdr, err
+		}
+		if wait == 0 {
+			wait = backoff(attempt)
+		}
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
+			return status, body, hdr, err // no time left to wait for a retry
+		}
+		select {
+		case <-ctx.Done():
+			return status, body, hdr, err
+		case <-time.After(wait):
+		}
+	}
+}
+
+// maxRetryWait is the longest wait before a retry: the backoff's cap, and
+// the longest Retry-After a call waits out itself.
+const maxRetryWait = 2 * time.Second
+
+// neverSent reports a failure to connect: the request never reached CARTO.
+func neverSent(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// backoff is the wait before retry number attempt: exponential from 100 ms,
+// capped at 2 s, with full jitter so callers do not retry in step.
+func backoff(attempt int) time.Duration {
+	ceiling := min(maxRetryWait, 100*time.Millisecond<<(attempt-1))
+	return time.Duration(rand.Int64N(int64(ceiling)) + 1)
+}
+
+// breaker fails calls fast while CARTO keeps failing: after threshold
+// consecutive failures it opens for cooldown, then lets one probe through;
+// the probe's success closes it, its failure opens it again.
+type breaker struct {
+	threshold int
+	cooldown  time.Duration
+	now       func() time.Time
+
+	mu        sync.Mutex
+	failures  int
+	openUntil time.Time
+	probing   bool
+}
+
+// allow reports whether a call may go ahead; when not, how long until it
+// may.
+func (b *breaker) allow() (wait time.Duration, open bool) {
+	if b.threshold <= 0 {
+		return 0, false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.openUntil.IsZero() {
+		return 0, false
+	}
+	if now := b.now(); now.Before(b.openUntil) {
+		return b.openUntil.Sub(now), true
+	}
+	if b.probing {
+		return b.cooldown, true // one probe at a time
+	}
+	b.probing = true
+	return 0, false
+}
+
+func (b *breaker) success() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.failures, b.openUntil, b.probing = 0, time.Time{}, false
+}
+
+func (b *breaker) failure() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.failures++
+	if b.threshold > 0 && (b.probing || b.failures >= b.threshold) {
+		b.openUntil, b.probing = b.now().Add(b.cooldown), false
+	}
+}
+
+// release ends a call that gave no verdict on CARTO (its caller left), so a
+// probe slot is not held forever.
+func (b *breaker) release() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.probing = false
+}
