@@ -176,7 +176,7 @@ func TestShutdownUnderLoad(t *testing.T) {
 				mu.Lock()
 				results = append(results, r)
 				mu.Unlock()
-				if r.code == codes.Unavailable {
+				if r.code != codes.OK {
 					return
 				}
 			}
@@ -194,7 +194,9 @@ func TestShutdownUnderLoad(t *testing.T) {
 		switch {
 		case r.code == codes.OK:
 			ok++
-		case r.code == codes.Unavailable && !r.started.Before(stopAt.Add(-10*time.Millisecond)):
+		case (r.code == codes.Unavailable || r.code == codes.Canceled) && !r.started.Before(stopAt.Add(-10*time.Millisecond)):
+			// Refused: the server's GOAWAY, or this test's own connection
+			// closed after the drain. Never accepted, so never lost.
 			refused++
 		default:
 			t.Errorf("a request started %v before the shutdown ended with %v", stopAt.Sub(r.started), r.code)
