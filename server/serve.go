@@ -12,6 +12,7 @@ import (
 
 	"github.com/tokenbroker/tokenbroker/server/internal/app"
 	"github.com/tokenbroker/tokenbroker/server/internal/config"
+	"github.com/tokenbroker/tokenbroker/server/internal/telemetry"
 )
 
 func serve(ctx context.Context, args []string, env func(string) (string, bool), stdout, stderr io.Writer) error {
@@ -27,7 +28,11 @@ func serve(ctx context.Context, args []string, env func(string) (string, bool), 
 		return usageError{fmt.Errorf("%w\n\nflags:\n%s", err, config.FlagUsage())}
 	}
 	log := newLogger(cfg, stderr)
-	a, err := app.New(ctx, cfg, log)
+	tracing, err := telemetry.Setup(ctx, telemetry.Env(env))
+	if err != nil {
+		return err
+	}
+	a, err := app.New(ctx, cfg, log, app.WithTracing(tracing))
 	if err != nil {
 		return err
 	}
@@ -39,10 +44,12 @@ func serve(ctx context.Context, args []string, env func(string) (string, bool), 
 
 func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	var h slog.Handler = slog.NewTextHandler(w, opts)
 	if cfg.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		h = slog.NewJSONHandler(w, opts)
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	// Every line logged for a request carries its request id and trace ids.
+	return slog.New(telemetry.LogHandler{Handler: h})
 }
 
 // printHowTo tells a demo user what to try, with commands that work as
@@ -65,6 +72,7 @@ a random session secret. Nothing leaves this machine.
 
   users  user.boston@acme.com / boston   group BOSTON    (Maps and SQL APIs)
          user.ny@acme.com / ny           group NEW YORK  (Maps API only, as in the reference)
+         admin@acme.com / admin          group BOSTON, admin (lists the tokens held: GET /v1/tokens)
 
 Try it with curl (a shell, as printed):
 

@@ -30,14 +30,22 @@ type Service struct {
 	broker *broker.Broker
 	log    *slog.Logger
 	audit  *audit.Logger
+	rec    Recorder
 }
 
-// NewService returns the gRPC service of b. auditLog may be nil (no audit).
-func NewService(b *broker.Broker, log *slog.Logger, auditLog *audit.Logger) *Service {
+// Recorder counts what the service does, for metrics.
+type Recorder interface {
+	Issued(minted bool)
+	Login(outcome string)
+	Revoked(target, outcome string)
+}
+
+// NewService returns the gRPC service of b. auditLog and rec may be nil.
+func NewService(b *broker.Broker, log *slog.Logger, auditLog *audit.Logger, rec Recorder) *Service {
 	if auditLog == nil {
 		auditLog = audit.Discard()
 	}
-	return &Service{broker: b, log: log, audit: auditLog}
+	return &Service{broker: b, log: log, audit: auditLog, rec: rec}
 }
 
 // Login implements tokenbrokerv1.TokenBrokerServer.
@@ -171,7 +179,29 @@ func (s *Service) event(ctx context.Context, action string, p auth.Principal) au
 
 func (s *Service) ok(ctx context.Context, ev audit.Event) {
 	ev.Outcome, ev.Code = "success", codes.OK.String()
+	s.record(ctx, ev)
+}
+
+// record writes the audit event and counts it.
+func (s *Service) record(ctx context.Context, ev audit.Event) {
 	s.audit.Log(ctx, ev)
+	if s.rec == nil {
+		return
+	}
+	switch ev.Action {
+	case "login":
+		outcome := ev.Outcome
+		if ev.Code == codes.ResourceExhausted.String() {
+			outcome = "locked_out"
+		}
+		s.rec.Login(outcome)
+	case "issue":
+		if ev.Outcome == "success" {
+			s.rec.Issued(ev.Detail == "mint")
+		}
+	case "revoke":
+		s.rec.Revoked(ev.Detail, ev.Outcome)
+	}
 }
 
 // fail maps err to its status, audits the outcome, and returns the status.
@@ -189,7 +219,7 @@ func (s *Service) fail(ctx context.Context, ev audit.Event, err error) error {
 	default:
 		ev.Outcome = "error"
 	}
-	s.audit.Log(ctx, ev)
+	s.record(ctx, ev)
 	return st
 }
 

@@ -19,6 +19,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -32,7 +34,9 @@ import (
 	"github.com/tokenbroker/tokenbroker/server/internal/carto"
 	"github.com/tokenbroker/tokenbroker/server/internal/cartosim"
 	"github.com/tokenbroker/tokenbroker/server/internal/config"
+	"github.com/tokenbroker/tokenbroker/server/internal/metrics"
 	"github.com/tokenbroker/tokenbroker/server/internal/policy"
+	"github.com/tokenbroker/tokenbroker/server/internal/telemetry"
 	"github.com/tokenbroker/tokenbroker/server/internal/tokencache"
 	"github.com/tokenbroker/tokenbroker/server/internal/transport"
 )
@@ -60,6 +64,9 @@ type App struct {
 	reconciler *broker.Reconciler
 	rotating   *auth.RotatingKeys // asymmetric session keys; nil with HS256
 	auditFile  io.Closer
+	carto      *carto.Client
+	metrics    *metrics.Metrics
+	tracing    telemetry.Tracing
 
 	// bg lives until Run has drained the servers: background work (the
 	// store's feed, reconciliation, key rotation, IdP key refresh).
@@ -72,9 +79,21 @@ type App struct {
 	simSrv *http.Server
 }
 
+// Option adjusts an App.
+type Option func(*App)
+
+// WithTracing traces requests and CARTO calls with t (see telemetry.Setup).
+func WithTracing(t telemetry.Tracing) Option { return func(a *App) { a.tracing = t } }
+
 // New wires the broker and opens its listeners. Nothing is served until Run.
-func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err error) {
+func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Option) (a *App, err error) {
 	a = &App{cfg: cfg, log: log}
+	for _, o := range opts {
+		o(a)
+	}
+	if a.tracing.Provider == nil {
+		a.tracing, _ = telemetry.Setup(ctx, func(string) (string, bool) { return "", false })
+	}
 	a.draining, a.startDrain = context.WithCancel(context.Background())
 	a.bg, a.stopBg = context.WithCancel(context.WithoutCancel(ctx))
 	defer func() {
@@ -112,7 +131,25 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 	if err != nil {
 		return nil, err
 	}
+	a.metrics = metrics.New(metrics.Gauges{
+		LiveTokens: func(ctx context.Context) (int, error) {
+			es, err := a.store.Entries(ctx)
+			return len(es), err
+		},
+		MaxLiveTokens:   cfg.MaxLiveTokens,
+		MaxMintsPerHour: cfg.MaxMintsPerHour,
+		MintsThisHour: func(ctx context.Context) (int64, error) {
+			return a.store.Count(ctx, tokencache.CreationCounter, time.Now(), time.Hour, 0)
+		},
+	})
+	httpClient := &http.Client{Timeout: 30 * time.Second}
+	if a.tracing.Enabled {
+		httpClient.Transport = otelhttp.NewTransport(http.DefaultTransport,
+			otelhttp.WithTracerProvider(a.tracing.Provider), otelhttp.WithPropagators(a.tracing.Propagator))
+	}
 	client, err := carto.New(carto.Config{
+		HTTPClient:      httpClient,
+		Observe:         a.metrics.CartoCall,
 		BaseURL:         a.cfg.Carto.BaseURL,
 		AuthURL:         a.cfg.Carto.AuthURL,
 		ClientID:        a.cfg.Carto.ClientID,
@@ -126,6 +163,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 	if err != nil {
 		return nil, err
 	}
+	a.carto = client
 	upstream := broker.Upstream{Carto: client, Policies: policies, NamePrefix: broker.TokenNamePrefix(cfg.Deployment)}
 	a.cache = tokencache.New(tokencache.Config{
 		Store:         a.store,
@@ -134,6 +172,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 		MaxLiveTokens: cfg.MaxLiveTokens,
 		MaxMints:      cfg.MaxMintsPerHour,
 		MintWindow:    time.Hour,
+		Observer:      a.metrics,
 	})
 	if err := a.cache.Load(ctx); err != nil {
 		return nil, err
@@ -199,9 +238,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 			Window:          cfg.LoginWindow,
 		}),
 	})
-	svc := api.NewService(b, log, auditLog)
-	chain := transport.NewChain(transport.ChainConfig{Authenticator: authn, Services: services, Logger: log, Public: api.PublicMethods, Draining: a.draining})
+	svc := api.NewService(b, log, auditLog, a.metrics)
+	chain := transport.NewChain(transport.ChainConfig{Authenticator: authn, Services: services, Logger: log, Public: api.PublicMethods, Metrics: a.metrics.GRPC, Draining: a.draining})
 	var grpcOpts []grpc.ServerOption
+	if a.tracing.Enabled {
+		grpcOpts = append(grpcOpts, grpc.StatsHandler(otelgrpc.NewServerHandler(
+			otelgrpc.WithTracerProvider(a.tracing.Provider), otelgrpc.WithPropagators(a.tracing.Propagator))))
+	}
 	if cfg.TLS.Enabled() {
 		tlsCfg, err := serverTLS(cfg.TLS)
 		if err != nil {
@@ -211,9 +254,12 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 		a.httpLn = tls.NewListener(a.httpLn, tlsCfg)
 	}
 	a.grpcSrv, a.health = transport.NewGRPCServer(svc, chain, grpcOpts...)
-	gwCfg := transport.GatewayConfig{Service: svc, Chain: chain, CORSOrigins: cfg.CORSOrigins}
-	if a.rotating != nil {
-		gwCfg.JWKS = a.rotating.JWKS
+	gwCfg := transport.GatewayConfig{Service: svc, Chain: chain, CORSOrigins: cfg.CORSOrigins, Routes: a.routes()}
+	if a.tracing.Enabled {
+		gwCfg.Wrap = func(h http.Handler) http.Handler {
+			return otelhttp.NewHandler(h, "rest", otelhttp.WithTracerProvider(a.tracing.Provider), otelhttp.WithPropagators(a.tracing.Propagator),
+				otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method + " " + r.URL.Path }))
+		}
 	}
 	gw, err := transport.NewGateway(ctx, gwCfg)
 	if err != nil {
@@ -377,6 +423,11 @@ func (a *App) Run(ctx context.Context) error {
 		}
 		if a.auditFile != nil {
 			a.auditFile.Close()
+		}
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := a.tracing.Shutdown(sctx); err != nil {
+			a.log.Warn("flushing traces", "error", err)
 		}
 	}()
 

@@ -28,6 +28,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/server/internal/app"
 	"github.com/tokenbroker/tokenbroker/server/internal/cartosim"
 	"github.com/tokenbroker/tokenbroker/server/internal/config"
+	"github.com/tokenbroker/tokenbroker/server/internal/telemetry"
 )
 
 const (
@@ -83,8 +84,14 @@ func startBroker(t *testing.T, env map[string]string) *broker {
 	return startBrokerWith(t, testConfig, env)
 }
 
+// startBrokerOpts starts the broker with app options (tracing).
+func startBrokerOpts(t *testing.T, env map[string]string, opts ...app.Option) *broker {
+	t.Helper()
+	return startBrokerWith(t, testConfig, env, opts...)
+}
+
 // startBrokerWith starts the broker with its own TOKENBROKER_CONFIG.
-func startBrokerWith(t *testing.T, configYAML string, env map[string]string) *broker {
+func startBrokerWith(t *testing.T, configYAML string, env map[string]string, opts ...app.Option) *broker {
 	t.Helper()
 	sim, err := cartosim.New(cartosim.Options{ClientID: "e2e-client", ClientSecret: "e2e-client-secret"})
 	if err != nil {
@@ -120,15 +127,15 @@ func startBrokerWith(t *testing.T, configYAML string, env map[string]string) *br
 		t.Fatal(err)
 	}
 	b := &broker{t: t, sim: sim, simURL: simSrv.URL, logs: &syncBuffer{}}
-	b.start(cfg)
+	b.start(cfg, opts...)
 	return b
 }
 
-func (b *broker) start(cfg config.Config) {
+func (b *broker) start(cfg config.Config, opts ...app.Option) {
 	t := b.t
-	log := slog.New(slog.NewJSONHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	log := slog.New(telemetry.LogHandler{Handler: slog.NewJSONHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelDebug})})
 	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.New(ctx, cfg, log)
+	a, err := app.New(ctx, cfg, log, opts...)
 	if err != nil {
 		cancel()
 		t.Fatal(err)

@@ -59,6 +59,11 @@ type Config struct {
 	// that is down. 5 and 10 s when zero; a negative threshold disables it.
 	BreakerThreshold int
 	BreakerCooldown  time.Duration
+	// Observe, when set, is told about every attempt of a call: the
+	// endpoint (oauth, create, list, delete), its outcome (ok, rate_limited,
+	// server_error, client_error, transport_error, circuit_open) and its
+	// duration.
+	Observe func(endpoint, outcome string, d time.Duration)
 }
 
 // Client calls CARTO. It is safe for concurrent use.

@@ -31,6 +31,7 @@ const (
 func (c *Client) send(ctx context.Context, op string, policy retryPolicy, newReq func(ctx context.Context) (*http.Request, error)) (int, []byte, http.Header, error) {
 	for attempt := 1; ; attempt++ {
 		if wait, open := c.breaker.allow(); open {
+			c.observe(op, "circuit_open", 0)
 			return 0, nil, nil, &Error{Op: op, Kind: ErrUnavailable, RetryAfter: wait,
 				Detail: fmt.Sprintf("%d calls failed in a row; not calling CARTO for %s", c.cfg.BreakerThreshold, wait.Round(time.Second))}
 		}
@@ -41,8 +42,10 @@ func (c *Client) send(ctx context.Context, op string, policy retryPolicy, newReq
 			c.breaker.release()
 			return 0, nil, nil, fmt.Errorf("carto: %s: %w", op, err)
 		}
+		started := time.Now()
 		status, body, hdr, err := c.do(req)
 		cancel()
+		c.observe(op, outcomeOf(status, err), time.Since(started))
 
 		var retryable bool
 		var wait time.Duration
@@ -89,6 +92,32 @@ func (c *Client) send(ctx context.Context, op string, policy retryPolicy, newReq
 // maxRetryWait is the longest wait before a retry: the backoff's cap, and
 // the longest Retry-After a call waits out itself.
 const maxRetryWait = 2 * time.Second
+
+// observe reports an attempt to Config.Observe.
+func (c *Client) observe(op, outcome string, d time.Duration) {
+	if c.cfg.Observe == nil {
+		return
+	}
+	endpoint := map[string]string{"get OAuth token": "oauth", "create token": "create", "list tokens": "list", "delete token": "delete"}[op]
+	if endpoint == "" {
+		endpoint = "other"
+	}
+	c.cfg.Observe(endpoint, outcome, d)
+}
+
+func outcomeOf(status int, err error) string {
+	switch {
+	case err != nil:
+		return "transport_error"
+	case status == http.StatusTooManyRequests:
+		return "rate_limited"
+	case status >= 500:
+		return "server_error"
+	case status >= 400:
+		return "client_error"
+	}
+	return "ok"
+}
 
 // neverSent reports a failure to connect: the request never reached CARTO.
 func neverSent(err error) bool {
@@ -159,4 +188,12 @@ func (b *breaker) release() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.probing = false
+}
+
+// Reachable reports whether calls to CARTO are going ahead: false while the
+// circuit breaker is open (CARTO kept failing).
+func (c *Client) Reachable() bool {
+	c.breaker.mu.Lock()
+	defer c.breaker.mu.Unlock()
+	return c.breaker.openUntil.IsZero()
 }

@@ -134,7 +134,7 @@ func TestDemo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(c.JWTSecret) < 32 || len(c.Users) != 2 || c.Carto.ClientSecret != "" || c.Host != "127.0.0.1" {
+	if len(c.JWTSecret) < 32 || len(c.Users) != 3 || c.Carto.ClientSecret != "" || c.Host != "127.0.0.1" {
 		t.Fatalf("demo config: users %d, secret %d bytes, carto %+v, host %q", len(c.Users), len(c.JWTSecret), c.Carto, c.Host)
 	}
 	d2, _ := Load([]string{"--demo", "--env-file", filepath.Join(t.TempDir(), "none")}, envOf(nil))

@@ -13,6 +13,9 @@ import (
 	"golang.org/x/sync/singleflight"
 )
 
+// CreationCounter is the store counter of token creations.
+const CreationCounter = "token-creations"
+
 // ErrQuotaExceeded wraps a description of the guard that refused a mint.
 var ErrQuotaExceeded = errors.New("token quota exceeded")
 
@@ -49,6 +52,16 @@ type Config struct {
 	// WaitPoll is how often a replica waiting for another's mint looks for
 	// the result. 50 ms when zero.
 	WaitPoll time.Duration
+	// Observer, when set, is told about mints and background refreshes.
+	Observer Observer
+}
+
+// Observer is told what the cache does, for metrics.
+type Observer interface {
+	// Minted: this replica created a token upstream.
+	Minted()
+	// Refreshed: a background refresh ended, well or not.
+	Refreshed(ok bool)
 }
 
 // Cache hands out one token per key. Hits are served from an in-process
@@ -343,7 +356,15 @@ func (c *Cache) mint(ctx context.Context, key Key, lifetime time.Duration, repla
 	return c.flight.DoChan(key.String(), func() (any, error) {
 		mctx, cancel := context.WithTimeout(detached, c.cfg.MintTimeout)
 		defer cancel()
-		e, err := c.mintAcrossReplicas(mctx, key, lifetime, replacing)
+		e, minted, err := c.mintAcrossReplicas(mctx, key, lifetime, replacing)
+		if o := c.cfg.Observer; o != nil {
+			if minted {
+				o.Minted()
+			}
+			if replacing != "" {
+				o.Refreshed(err == nil)
+			}
+		}
 		c.mu.Lock()
 		if err != nil {
 			c.backoff[key] = c.cfg.Now().Add(refreshBackoff)
@@ -363,26 +384,28 @@ func (c *Cache) mint(ctx context.Context, key Key, lifetime time.Duration, repla
 // mintAcrossReplicas mints under the store's lock for key. A replica that
 // finds the lock held waits for the holder's token to appear in the store;
 // if the holder dies, its lock expires and a waiter takes over.
-func (c *Cache) mintAcrossReplicas(ctx context.Context, key Key, lifetime time.Duration, replacing string) (Entry, error) {
+// The second result tells whether this replica minted the token (rather
+// than finding another's).
+func (c *Cache) mintAcrossReplicas(ctx context.Context, key Key, lifetime time.Duration, replacing string) (Entry, bool, error) {
 	lockName := "mint:" + TokenID(key.String())[:32]
 	for {
 		if e, ok, err := c.newerThan(ctx, key, replacing); err != nil || ok {
-			return e, err
+			return e, false, err
 		}
 		lock, err := c.cfg.Store.TryLock(ctx, lockName, c.cfg.LockTTL)
 		switch {
 		case err == nil:
-			e, err := c.mintLocked(ctx, lock, key, lifetime, replacing)
+			e, minted, err := c.mintLocked(ctx, lock, key, lifetime, replacing)
 			if rerr := lock.Release(context.WithoutCancel(ctx)); rerr != nil {
 				c.cfg.Logger.Warn("mint lock release failed; it expires by itself", "error", rerr)
 			}
-			return e, err
+			return e, minted, err
 		case !errors.Is(err, ErrLocked):
-			return Entry{}, err
+			return Entry{}, false, err
 		}
 		select {
 		case <-ctx.Done():
-			return Entry{}, ctx.Err()
+			return Entry{}, false, ctx.Err()
 		case <-time.After(c.cfg.WaitPoll):
 		}
 	}
@@ -398,13 +421,13 @@ func (c *Cache) newerThan(ctx context.Context, key Key, replacing string) (Entry
 	return e, ok && e.Token != replacing && c.servable(e, c.cfg.Now()), nil
 }
 
-func (c *Cache) mintLocked(ctx context.Context, lock Lock, key Key, lifetime time.Duration, replacing string) (Entry, error) {
+func (c *Cache) mintLocked(ctx context.Context, lock Lock, key Key, lifetime time.Duration, replacing string) (Entry, bool, error) {
 	// The previous holder may have stored a token just before releasing.
 	if e, ok, err := c.newerThan(ctx, key, replacing); err != nil || ok {
-		return e, err
+		return e, false, err
 	}
 	if err := c.checkQuota(ctx); err != nil {
-		return Entry{}, err
+		return Entry{}, false, err
 	}
 	// Keep the lock while CARTO answers, however slowly: a lock that expired
 	// under a slow mint would let a second replica mint too.
@@ -415,7 +438,7 @@ func (c *Cache) mintLocked(ctx context.Context, lock Lock, key Key, lifetime tim
 	expires := created.Add(lifetime).Truncate(time.Second)
 	tok, err := c.cfg.Upstream.Mint(ctx, key, expires)
 	if err != nil {
-		return Entry{}, err
+		return Entry{}, false, err
 	}
 	// Refresh at half-life ±10%, so keys minted together spread their refreshes.
 	jitter := 0.45 + 0.1*rand.Float64()
@@ -436,9 +459,9 @@ func (c *Cache) mintLocked(ctx context.Context, lock Lock, key Key, lifetime tim
 		if derr := c.cfg.Upstream.Delete(dctx, tok); derr != nil {
 			c.cfg.Logger.Error("minted token could not be stored nor deleted upstream", "group", key.Group, "error", derr)
 		}
-		return Entry{}, fmt.Errorf("store minted token: %w", err)
+		return Entry{}, true, fmt.Errorf("store minted token: %w", err)
 	}
-	return e, nil
+	return e, true, nil
 }
 
 // renew extends lock every third of its lifetime until the returned stop is
@@ -481,7 +504,7 @@ func (c *Cache) checkQuota(ctx context.Context) error {
 	}
 	if c.cfg.MaxMints > 0 {
 		now := c.cfg.Now()
-		n, err := c.cfg.Store.Count(ctx, "token-creations", now, c.cfg.MintWindow, 1)
+		n, err := c.cfg.Store.Count(ctx, CreationCounter, now, c.cfg.MintWindow, 1)
 		if err != nil {
 			return fmt.Errorf("count token creations: %w", err)
 		}
@@ -556,3 +579,25 @@ func (c *Cache) Evict(ctx context.Context, e Entry) error {
 }
 
 func shortHash(h string) string { return h[:min(12, len(h))] }
+
+// Ready reports whether the cache can serve: its views are fresh and the
+// store answers.
+func (c *Cache) Ready(ctx context.Context) error {
+	if err := c.fresh(); err != nil {
+		return err
+	}
+	_, err := c.cfg.Store.Count(ctx, "readiness", c.cfg.Now(), time.Minute, 0)
+	return err
+}
+
+// HasTokens reports whether the broker holds any token to serve.
+func (c *Cache) HasTokens(ctx context.Context) bool {
+	c.mu.RLock()
+	n := len(c.front)
+	c.mu.RUnlock()
+	if n > 0 {
+		return true
+	}
+	entries, err := c.cfg.Store.Entries(ctx)
+	return err == nil && len(entries) > 0
+}

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
 	grpcauth "github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
@@ -27,6 +28,7 @@ import (
 
 	"github.com/tokenbroker/tokenbroker/server/internal/api"
 	"github.com/tokenbroker/tokenbroker/server/internal/auth"
+	"github.com/tokenbroker/tokenbroker/server/internal/telemetry"
 )
 
 // ChainConfig configures the interceptor chain.
@@ -38,6 +40,9 @@ type ChainConfig struct {
 	// Services identifies internal services by their verified TLS client
 	// certificates, for calls that carry no bearer token. Nil: none.
 	Services *auth.Services
+	// Metrics, when set, counts every call by method and code (before
+	// authentication, so refused calls are counted too).
+	Metrics *grpcprom.ServerMetrics
 	// Draining ends when the server starts to shut down. Streams (health
 	// Watch, reflection) are ended then: they never finish by themselves and
 	// would hold a graceful stop until its timeout. Nil means never.
@@ -58,7 +63,8 @@ func infrastructure(fullMethod string) bool {
 }
 
 // NewChain builds the chain: recovery outermost, so a panic anywhere becomes
-// INTERNAL without details; then the request log; then authentication.
+// INTERNAL without details; then the request id; metrics; the request log;
+// then authentication.
 func NewChain(cfg ChainConfig) Chain {
 	log := cfg.Logger
 	onPanic := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
@@ -76,19 +82,42 @@ func NewChain(cfg ChainConfig) Chain {
 	// payloads hold passwords and tokens and are never logged.
 	logOpts := []logging.Option{logging.WithLogOnEvents(logging.FinishCall)}
 	authFn := authenticate(cfg.Authenticator, cfg.Services, log)
-	return Chain{
-		Unary: chainUnary(
-			recovery.UnaryServerInterceptor(onPanic),
-			selector.UnaryServerInterceptor(logging.UnaryServerInterceptor(logger, logOpts...), logged),
-			selector.UnaryServerInterceptor(grpcauth.UnaryServerInterceptor(authFn), authenticated),
-		),
-		Stream: chainStream(
-			recovery.StreamServerInterceptor(onPanic),
-			endOnDrain(cfg.Draining),
-			selector.StreamServerInterceptor(logging.StreamServerInterceptor(logger, logOpts...), logged),
-			selector.StreamServerInterceptor(grpcauth.StreamServerInterceptor(authFn), authenticated),
-		),
+	unary := []grpc.UnaryServerInterceptor{recovery.UnaryServerInterceptor(onPanic), requestIDUnary}
+	stream := []grpc.StreamServerInterceptor{recovery.StreamServerInterceptor(onPanic), endOnDrain(cfg.Draining), requestIDStream}
+	if cfg.Metrics != nil {
+		unary = append(unary, cfg.Metrics.UnaryServerInterceptor())
+		stream = append(stream, cfg.Metrics.StreamServerInterceptor())
 	}
+	unary = append(unary,
+		selector.UnaryServerInterceptor(logging.UnaryServerInterceptor(logger, logOpts...), logged),
+		selector.UnaryServerInterceptor(grpcauth.UnaryServerInterceptor(authFn), authenticated))
+	stream = append(stream,
+		selector.StreamServerInterceptor(logging.StreamServerInterceptor(logger, logOpts...), logged),
+		selector.StreamServerInterceptor(grpcauth.StreamServerInterceptor(authFn), authenticated))
+	return Chain{Unary: chainUnary(unary...), Stream: chainStream(stream...)}
+}
+
+// requestID gives every call an id: the caller's x-request-id when it is
+// plain, else a new one. It is in the context (every log line of the call
+// carries it) and sent back as the x-request-id header.
+func requestID(ctx context.Context) context.Context {
+	var id string
+	if vals := metadata.ValueFromIncomingContext(ctx, "x-request-id"); len(vals) == 1 {
+		id = telemetry.CleanRequestID(vals[0])
+	}
+	if id == "" {
+		id = telemetry.NewRequestID()
+	}
+	_ = grpc.SetHeader(ctx, metadata.Pairs("x-request-id", id))
+	return telemetry.WithRequestID(ctx, id)
+}
+
+func requestIDUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	return h(requestID(ctx), req)
+}
+
+func requestIDStream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	return h(srv, &streamWithContext{ServerStream: ss, ctx: requestID(ss.Context())})
 }
 
 // endOnDrain cancels a stream's context when draining starts.

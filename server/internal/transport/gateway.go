@@ -33,9 +33,12 @@ type GatewayConfig struct {
 	// any. Sessions travel in the Authorization header, never in cookies, so
 	// a cross-origin page cannot use a session it does not hold.
 	CORSOrigins []string
-	// JWKS, when set, serves the public keys of the broker's sessions at
-	// /.well-known/jwks.json, so other services can verify sessions.
-	JWKS func(ctx context.Context) ([]byte, error)
+	// Routes are more GET endpoints beside the API (the JWKS, /metrics, the
+	// probes, the OpenAPI document), by path. They run outside the gRPC
+	// chain: they are public.
+	Routes map[string]http.Handler
+	// Wrap, when set, wraps the whole handler (tracing).
+	Wrap func(http.Handler) http.Handler
 }
 
 // NewGateway returns the REST/JSON handler: the /v1 routes and the reference
@@ -48,27 +51,45 @@ func NewGateway(ctx context.Context, cfg GatewayConfig) (http.Handler, error) {
 		}),
 		runtime.WithErrorHandler(writeError),
 		runtime.WithRoutingErrorHandler(routingError),
+		runtime.WithIncomingHeaderMatcher(func(key string) (string, bool) {
+			if strings.EqualFold(key, "X-Request-Id") {
+				return "x-request-id", true
+			}
+			return runtime.DefaultHeaderMatcher(key)
+		}),
+		runtime.WithOutgoingHeaderMatcher(func(key string) (string, bool) {
+			if h, ok := plainHeaders[key]; ok {
+				return h, true
+			}
+			return runtime.MetadataHeaderPrefix + key, true
+		}),
 	)
 	svc := intercepted{next: cfg.Service, chain: cfg.Chain.Unary}
 	if err := tokenbrokerv1.RegisterTokenBrokerHandlerServer(ctx, mux, svc); err != nil {
 		return nil, fmt.Errorf("register gateway: %w", err)
 	}
-	if cfg.JWKS != nil {
-		err := mux.HandlePath(http.MethodGet, "/.well-known/jwks.json", func(w http.ResponseWriter, r *http.Request, _ map[string]string) {
-			b, err := cfg.JWKS(r.Context())
-			if err != nil {
-				writeJSONError(w, http.StatusServiceUnavailable, codes.Unavailable, "the session keys cannot be read right now")
-				return
-			}
-			w.Header().Set("Content-Type", "application/jwk-set+json")
-			w.Header().Set("Cache-Control", "public, max-age=300")
-			_, _ = w.Write(b)
-		})
+	for path, h := range cfg.Routes {
+		err := mux.HandlePath(http.MethodGet, path, func(w http.ResponseWriter, r *http.Request, _ map[string]string) { h.ServeHTTP(w, r) })
 		if err != nil {
-			return nil, fmt.Errorf("register JWKS: %w", err)
+			return nil, fmt.Errorf("register %s: %w", path, err)
 		}
 	}
-	return withCORS(cfg.CORSOrigins, limitBody(withPeer(mux))), nil
+	var h http.Handler = withCORS(cfg.CORSOrigins, limitBody(withPeer(mux)))
+	if cfg.Wrap != nil {
+		h = cfg.Wrap(h)
+	}
+	return h, nil
+}
+
+// plainHeaders are the gRPC response headers the gateway sends under their
+// HTTP names, not as Grpc-Metadata-*.
+var plainHeaders = map[string]string{"x-request-id": "X-Request-Id", "retry-after": "Retry-After"}
+
+// WriteJSON writes a JSON document (the probes' answers).
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
 }
 
 // intercepted runs every gateway call through the interceptor chain, as the
@@ -190,8 +211,10 @@ func writeError(ctx context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w
 	s := status.Convert(err)
 	httpStatus := runtime.HTTPStatusFromCode(s.Code())
 	if md, ok := runtime.ServerMetadataFromContext(ctx); ok {
-		if v := md.HeaderMD.Get("retry-after"); len(v) > 0 {
-			w.Header().Set("Retry-After", v[0])
+		for key, h := range plainHeaders {
+			if v := md.HeaderMD.Get(key); len(v) > 0 {
+				w.Header().Set(h, v[0])
+			}
 		}
 	}
 	msg := s.Message()

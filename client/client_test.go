@@ -1,0 +1,628 @@
+package client_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"path"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/tokenbroker/tokenbroker/client"
+	"github.com/tokenbroker/tokenbroker/server/brokertest"
+)
+
+// counter counts the attempts of each RPC the client makes (a unary client
+// interceptor) and can make an attempt fail instead of reaching the broker.
+type counter struct {
+	mu     sync.Mutex
+	calls  map[string]int
+	inject func(ctx context.Context, method string, n int, opts []grpc.CallOption) error // n: 1 for the first attempt
+}
+
+func (c *counter) intercept(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	name := path.Base(method)
+	c.mu.Lock()
+	if c.calls == nil {
+		c.calls = map[string]int{}
+	}
+	c.calls[name]++
+	n, inject := c.calls[name], c.inject
+	c.mu.Unlock()
+	if inject != nil {
+		if err := inject(ctx, name, n, opts); err != nil {
+			return err
+		}
+	}
+	return invoker(ctx, method, req, reply, cc, opts...)
+}
+
+func (c *counter) count(method string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.calls[method]
+}
+
+// setHeader fills the response header a call asked for with grpc.Header,
+// as a broker answering with a header would.
+func setHeader(opts []grpc.CallOption, md metadata.MD) {
+	for _, o := range opts {
+		if h, ok := o.(grpc.HeaderCallOption); ok {
+			*h.HeaderAddr = md
+		}
+	}
+}
+
+func startBroker(t *testing.T, env map[string]string) *brokertest.Broker {
+	t.Helper()
+	return brokertest.Start(t, env, nil)
+}
+
+// newClient returns a client of b with opts and a counter in its chain.
+func newClient(t *testing.T, b *brokertest.Broker, opts client.Options) (*client.Client, *counter) {
+	t.Helper()
+	cnt := &counter{}
+	opts.Addr = b.GRPCAddr
+	opts.DialOptions = append(opts.DialOptions, grpc.WithChainUnaryInterceptor(cnt.intercept))
+	c, err := client.New(t.Context(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c, cnt
+}
+
+func boston() client.Options {
+	return client.Options{Username: brokertest.BostonUser, Password: brokertest.BostonPassword}
+}
+
+func wantCode(t *testing.T, err error, want codes.Code) {
+	t.Helper()
+	s, ok := status.FromError(err)
+	if !ok || s.Code() != want {
+		t.Fatalf("error %v: want a status with code %v", err, want)
+	}
+}
+
+func TestNewValidatesOptions(t *testing.T) {
+	t.Parallel()
+	for name, o := range map[string]client.Options{
+		"no addr":            {},
+		"username only":      {Addr: "localhost:1", Username: "u"},
+		"password only":      {Addr: "localhost:1", Password: "p"},
+		"token and username": {Addr: "localhost:1", Token: "t", Username: "u", Password: "p"},
+		"negative renewal":   {Addr: "localhost:1", RenewBefore: -time.Second},
+	} {
+		if c, err := client.New(t.Context(), o); err == nil {
+			c.Close()
+			t.Errorf("%s: New accepted %+v", name, o)
+		}
+	}
+	c, err := client.New(t.Context(), client.Options{Addr: "localhost:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCartoTokenCachedAndShared(t *testing.T) {
+	t.Parallel()
+	b := startBroker(t, nil)
+	c, cnt := newClient(t, b, boston())
+
+	const n = 20
+	toks := make([]string, n)
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() {
+			tok, err := c.CartoToken(t.Context())
+			if err != nil {
+				errs <- err
+				return
+			}
+			toks[i] = tok.Token
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	for _, tok := range toks {
+		if tok == "" || tok != toks[0] {
+			t.Fatalf("callers got different tokens")
+		}
+	}
+	// Later calls are served from the cache too.
+	for range 5 {
+		tok, err := c.CartoToken(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tok.Token != toks[0] || tok.Group != "BOSTON" || tok.ExpiresAt.Before(time.Now().Add(time.Hour)) {
+			t.Fatalf("cached token: %v", tok)
+		}
+	}
+	if got := b.Emulator.Stats().TokensCreated; got != 1 {
+		t.Errorf("TokensCreated = %d, want 1", got)
+	}
+	if got := cnt.count("IssueCartoToken"); got != 1 {
+		t.Errorf("IssueCartoToken called %d times, want 1", got)
+	}
+	if got := cnt.count("Login"); got != 1 {
+		t.Errorf("Login called %d times, want 1", got)
+	}
+}
+
+func TestCartoTokenCopiesAreIndependent(t *testing.T) {
+	t.Parallel()
+	b := startBroker(t, nil)
+	c, _ := newClient(t, b, boston())
+	a, err := c.CartoToken(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.AllowedAPIs[0] = "changed"
+	again, err := c.CartoToken(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.AllowedAPIs[0] == "changed" {
+		t.Fatal("a caller's change reached the client's cache")
+	}
+}
+
+func TestCartoTokenRenewedBeforeExpiry(t *testing.T) {
+	t.Parallel()
+	b := startBroker(t, nil)
+	// The demo tokens live 24h: with 48h of margin every call renews.
+	opts := boston()
+	opts.RenewBefore = 48 * time.Hour
+	c, cnt := newClient(t, b, opts)
+	for range 3 {
+		if _, err := c.CartoToken(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := cnt.count("IssueCartoToken"); got != 3 {
+		t.Errorf("IssueCartoToken called %d times, want 3", got)
+	}
+	// The broker served its own cached token each time.
+	if got := b.Emulator.Stats().TokensCreated; got != 1 {
+		t.Errorf("TokensCreated = %d, want 1", got)
+	}
+	if got := cnt.count("Login"); got != 1 {
+		t.Errorf("Login called %d times, want 1", got)
+	}
+}
+
+func TestRetriesUnavailable(t *testing.T) {
+	t.Parallel()
+	b := startBroker(t, nil)
+	c, cnt := newClient(t, b, boston())
+	cnt.inject = func(_ context.Context, method string, n int, _ []grpc.CallOption) error {
+		if method == "IssueCartoToken" && n <= 2 {
+			return status.Error(codes.Unavailable, "injected")
+		}
+		return nil
+	}
+	if _, err := c.CartoToken(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := cnt.count("IssueCartoToken"); got != 3 {
+		t.Errorf("IssueCartoToken attempts = %d, want 3", got)
+	}
+}
+
+func TestRetriesDuringCartoOutage(t *testing.T) {
+	t.Parallel()
+	b := startBroker(t, map[string]string{"CARTO_BREAKER_COOLDOWN": "100ms"})
+	opts := boston()
+	opts.MaxRetries = 10
+	c, cnt := newClient(t, b, opts)
+	if _, err := c.Login(t.Context()); err != nil { // get the OAuth token first
+		t.Fatal(err)
+	}
+
+	f := b.Emulator.Faults()
+	f.Outage, f.Scope = "unavailable", "tokens" // token creation answers 503
+	b.Emulator.SetFaults(f)
+	healed := make(chan struct{})
+	go func() {
+		defer close(healed)
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			if b.Emulator.Stats().Faulted >= 2 {
+				break
+			}
+		}
+		f.Outage = ""
+		b.Emulator.SetFaults(f)
+	}()
+	tok, err := c.CartoToken(t.Context())
+	<-healed
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok.Group != "BOSTON" {
+		t.Fatalf("token of %q", tok.Group)
+	}
+	if got := cnt.count("IssueCartoToken"); got < 3 {
+		t.Errorf("IssueCartoToken attempts = %d, want at least 3 (2 refused during the outage)", got)
+	}
+}
+
+func TestNoRetryOnPermissionDenied(t *testing.T) {
+	t.Parallel()
+	b := startBroker(t, nil)
+	opts := boston()
+	opts.Group = "NEW YORK" // not Boston's
+	c, cnt := newClient(t, b, opts)
+	_, err := c.CartoToken(t.Context())
+	wantCode(t, err, codes.PermissionDenied)
+	if got := cnt.count("IssueCartoToken"); got != 1 {
+		t.Errorf("IssueCartoToken attempts = %d, want 1", got)
+	}
+
+	_, err = c.ListTokens(t.Context(), "")
+	wantCode(t, err, codes.PermissionDenied)
+	if got := cnt.count("ListTokens"); got != 1 {
+		t.Errorf("ListTokens attempts = %d, want 1", got)
+	}
+}
+
+func TestDeadlineBoundsRetries(t *testing.T) {
+	t.Parallel()
+	b := startBroker(t, nil)
+	opts := boston()
+	opts.MaxRetries = 1000
+	c, cnt := newClient(t, b, opts)
+	if _, err := c.Login(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	cnt.inject = func(_ context.Context, method string, _ int, _ []grpc.CallOption) error {
+		if method == "IssueCartoToken" {
+			return status.Error(codes.Unavailable, "injected")
+		}
+		return nil
+	}
+	const timeout = 500 * time.Millisecond
+	ctx, cancel := context.WithTimeout(t.Context(), timeout)
+	defer cancel()
+	start := time.Now()
+	_, err := c.CartoToken(ctx)
+	elapsed := time.Since(start)
+	if code := status.Code(err); code != codes.Unavailable && code != codes.DeadlineExceeded {
+		t.Fatalf("error %v: want UNAVAILABLE or DEADLINE_EXCEEDED", err)
+	}
+	if elapsed > timeout+400*time.Millisecond {
+		t.Errorf("returned after %v, deadline %v", elapsed, timeout)
+	}
+	if n := cnt.count("IssueCartoToken"); n < 2 || n > 20 {
+		t.Errorf("%d attempts in %v", n, timeout)
+	}
+}
+
+func TestRetryAfterHeader(t *testing.T) {
+	t.Parallel()
+	b := startBroker(t, nil)
+	c, cnt := newClient(t, b, boston())
+	if _, err := c.Login(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	cnt.inject = func(_ context.Context, method string, n int, opts []grpc.CallOption) error {
+		if method == "IssueCartoToken" && n == 1 {
+			setHeader(opts, metadata.Pairs("retry-after", "1"))
+			return status.Error(codes.Unavailable, "injected (retry after 1s)")
+		}
+		return nil
+	}
+	start := time.Now()
+	if _, err := c.CartoToken(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if elapsed := time.Since(start); elapsed < time.Second {
+		t.Errorf("retried after %v, before the 1s retry-after", elapsed)
+	}
+	if got := cnt.count("IssueCartoToken"); got != 2 {
+		t.Errorf("IssueCartoToken attempts = %d, want 2", got)
+	}
+}
+
+// TestRetryAfterFromBroker: the broker passes CARTO's long Retry-After on as
+// a retry-after header; a wait past the caller's deadline is not made.
+func TestRetryAfterFromBroker(t *testing.T) {
+	t.Parallel()
+	b := startBroker(t, nil)
+	c, cnt := newClient(t, b, boston())
+	if _, err := c.Login(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	f := b.Emulator.Faults()
+	f.RateLimit, f.RetryAfter, f.Scope = true, 30*time.Second, "tokens"
+	b.Emulator.SetFaults(f)
+
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err := c.CartoToken(ctx)
+	wantCode(t, err, codes.Unavailable)
+	if elapsed := time.Since(start); elapsed > 2*time.Second {
+		t.Errorf("returned after %v: waited for a retry it could not make", elapsed)
+	}
+	if got := cnt.count("IssueCartoToken"); got != 1 {
+		t.Errorf("IssueCartoToken attempts = %d, want 1 (retry-after 30s > deadline)", got)
+	}
+}
+
+func TestSharedCallOutlivesAnImpatientCaller(t *testing.T) {
+	t.Parallel()
+	b := startBroker(t, nil)
+	c, cnt := newClient(t, b, boston())
+	if _, err := c.Login(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	cnt.inject = func(ctx context.Context, method string, _ int, _ []grpc.CallOption) error {
+		if method == "IssueCartoToken" {
+			select {
+			case <-time.After(300 * time.Millisecond):
+			case <-ctx.Done():
+				return status.FromContextError(ctx.Err()).Err()
+			}
+		}
+		return nil
+	}
+	short, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	impatient := make(chan error, 1)
+	go func() { _, err := c.CartoToken(short); impatient <- err }()
+	time.Sleep(10 * time.Millisecond) // let it start the shared call
+	tok, err := c.CartoToken(t.Context())
+	if err != nil {
+		t.Fatalf("the patient caller failed: %v", err)
+	}
+	if tok.Token == "" {
+		t.Fatal("no token")
+	}
+	wantCode(t, <-impatient, codes.DeadlineExceeded)
+}
+
+func TestReloginWhenSessionExpired(t *testing.T) {
+	t.Parallel()
+	b := startBroker(t, nil)
+	c, cnt := newClient(t, b, boston())
+	first, err := c.Login(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cnt.inject = func(_ context.Context, method string, n int, _ []grpc.CallOption) error {
+		if method == "IssueCartoToken" && n == 1 {
+			return status.Error(codes.Unauthenticated, "session token expired")
+		}
+		return nil
+	}
+	tok, err := c.CartoToken(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok.Group != "BOSTON" {
+		t.Fatalf("token of %q", tok.Group)
+	}
+	if got := cnt.count("Login"); got != 2 {
+		t.Errorf("Login called %d times, want 2", got)
+	}
+	if got := cnt.count("IssueCartoToken"); got != 2 {
+		t.Errorf("IssueCartoToken attempts = %d, want 2", got)
+	}
+	// The new session is the one used from now on.
+	second, err := c.Login(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.Token == first.Token {
+		t.Error("the session was not replaced")
+	}
+}
+
+func TestReloginOnlyOnce(t *testing.T) {
+	t.Parallel()
+	b := startBroker(t, nil)
+	c, cnt := newClient(t, b, boston())
+	cnt.inject = func(_ context.Context, method string, _ int, _ []grpc.CallOption) error {
+		if method == "IssueCartoToken" {
+			return status.Error(codes.Unauthenticated, "session token expired")
+		}
+		return nil
+	}
+	_, err := c.CartoToken(t.Context())
+	wantCode(t, err, codes.Unauthenticated)
+	if got := cnt.count("Login"); got != 2 {
+		t.Errorf("Login called %d times, want 2", got)
+	}
+}
+
+func TestNoReloginWithoutUsernameOrExpiry(t *testing.T) {
+	t.Parallel()
+	b := startBroker(t, nil)
+	// A session that is not expired but refused for another reason.
+	c, cnt := newClient(t, b, boston())
+	cnt.inject = func(_ context.Context, method string, _ int, _ []grpc.CallOption) error {
+		if method == "IssueCartoToken" {
+			return status.Error(codes.Unauthenticated, "session revoked")
+		}
+		return nil
+	}
+	_, err := c.CartoToken(t.Context())
+	wantCode(t, err, codes.Unauthenticated)
+	if got := cnt.count("Login"); got != 1 {
+		t.Errorf("Login called %d times, want 1", got)
+	}
+
+	// A given token cannot be renewed by the client.
+	sess, err := c.Login(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	withToken, cnt2 := newClient(t, b, client.Options{Token: sess.Token})
+	cnt2.inject = func(_ context.Context, method string, _ int, _ []grpc.CallOption) error {
+		if method == "IssueCartoToken" {
+			return status.Error(codes.Unauthenticated, "session token expired")
+		}
+		return nil
+	}
+	_, err = withToken.CartoToken(t.Context())
+	wantCode(t, err, codes.Unauthenticated)
+	if got := cnt2.count("Login") + cnt2.count("IssueCartoToken"); got != 1 {
+		t.Errorf("%d calls, want 1", got)
+	}
+}
+
+func TestRevoke(t *testing.T) {
+	t.Parallel()
+	b := startBroker(t, nil)
+	c, cnt := newClient(t, b, boston())
+
+	old, err := c.CartoToken(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.Revoke(t.Context(), client.RevokeCartoToken(old.Token))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.RevokedCount != 1 || !res.RevokedUntil.Equal(old.ExpiresAt) {
+		t.Errorf("revoke result %+v, want 1 until %v", res, old.ExpiresAt)
+	}
+	fresh, err := c.CartoToken(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fresh.Token == old.Token {
+		t.Error("the revoked token is still served")
+	}
+	if st := b.Emulator.Stats(); st.TokensDeleted != 1 || st.TokensCreated != 2 {
+		t.Errorf("emulator: %d deleted, %d created; want 1, 2", st.TokensDeleted, st.TokensCreated)
+	}
+	_, err = c.Revoke(t.Context(), client.RevokeCartoToken(old.Token)) // gone
+	wantCode(t, err, codes.NotFound)
+
+	// Logout: the session is refused afterwards; the client logs in again.
+	sess, err := c.Login(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Revoke(t.Context(), client.RevokeSession()); err != nil {
+		t.Fatal(err)
+	}
+	other, _ := newClient(t, b, client.Options{Token: sess.Token})
+	_, err = other.CartoToken(t.Context())
+	wantCode(t, err, codes.Unauthenticated)
+	logins := cnt.count("Login")
+	if _, err := c.CartoToken(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := cnt.count("Login"); got != logins+1 {
+		t.Errorf("Login called %d times after the logout, want 1", got-logins)
+	}
+
+	// Targets the client refuses itself.
+	_, err = c.Revoke(t.Context(), client.RevokeTarget{})
+	wantCode(t, err, codes.InvalidArgument)
+	_, err = c.Revoke(t.Context(), client.RevokeCartoToken(""))
+	wantCode(t, err, codes.InvalidArgument)
+	anon, _ := newClient(t, b, client.Options{})
+	_, err = anon.Revoke(t.Context(), client.RevokeSession())
+	wantCode(t, err, codes.FailedPrecondition)
+	_, err = anon.Login(t.Context())
+	wantCode(t, err, codes.FailedPrecondition)
+
+	// A group: admins only.
+	_, err = c.Revoke(t.Context(), client.RevokeGroup("BOSTON"))
+	wantCode(t, err, codes.PermissionDenied)
+}
+
+func TestCredentialsNeverInErrors(t *testing.T) {
+	t.Parallel()
+	b := startBroker(t, nil)
+	const password = "Wr0ng-Passw0rd-s3cret"
+	bad, _ := newClient(t, b, client.Options{Username: brokertest.BostonUser, Password: password})
+	_, err := bad.CartoToken(t.Context())
+	wantCode(t, err, codes.Unauthenticated)
+	var msgs []string
+	msgs = append(msgs, err.Error())
+
+	const token = "not-a-session-t0ken-s3cret"
+	withToken, _ := newClient(t, b, client.Options{Token: token})
+	_, err = withToken.CartoToken(t.Context())
+	wantCode(t, err, codes.Unauthenticated)
+	msgs = append(msgs, err.Error())
+
+	// A real session that keeps being refused as expired.
+	c, cnt := newClient(t, b, boston())
+	sess, err := c.Login(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cnt.inject = func(_ context.Context, method string, _ int, _ []grpc.CallOption) error {
+		if method == "IssueCartoToken" || method == "ListTokens" {
+			return status.Error(codes.Unauthenticated, "session token expired")
+		}
+		return nil
+	}
+	_, err = c.CartoToken(t.Context())
+	msgs = append(msgs, err.Error())
+	_, err = c.ListTokens(t.Context(), "")
+	msgs = append(msgs, err.Error())
+	cnt.inject = nil
+	tok, err := c.CartoToken(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = withToken.Revoke(t.Context(), client.RevokeCartoToken(tok.Token))
+	msgs = append(msgs, err.Error())
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	_, err = withToken.Revoke(ctx, client.RevokeCartoToken(tok.Token))
+	msgs = append(msgs, err.Error())
+
+	// Nor when the values are printed or logged.
+	var logged bytes.Buffer
+	slog.New(slog.NewTextHandler(&logged, nil)).Info("tokens", "session", sess, "carto", tok)
+	msgs = append(msgs,
+		fmt.Sprintf("%v %+v %#v %s", sess, sess, sess, sess),
+		fmt.Sprintf("%v %+v %#v %s", tok, tok, tok, tok),
+		fmt.Sprintf("%v %#v", client.RevokeCartoToken(tok.Token), client.RevokeCartoToken(tok.Token)),
+		logged.String(),
+	)
+	for _, m := range msgs {
+		for _, secret := range []string{password, token, sess.Token, tok.Token} {
+			if strings.Contains(m, secret) {
+				t.Errorf("%q contains a credential", m)
+			}
+		}
+	}
+	if !strings.Contains(msgs[len(msgs)-1], "BOSTON") {
+		t.Errorf("the log lost the group: %s", logged.String())
+	}
+}
+
+func TestClosedClient(t *testing.T) {
+	t.Parallel()
+	b := startBroker(t, nil)
+	c, _ := newClient(t, b, boston())
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.CartoToken(t.Context())
+	wantCode(t, err, codes.Canceled)
+}

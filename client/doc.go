@@ -1,0 +1,52 @@
+// Package client is the Go client of TokenBroker (the gRPC service
+// tokenbroker.v1.TokenBroker) for internal services and tools.
+//
+// A [Client] signs in (with a username and password, with a bearer token it
+// is given, or as a service with a TLS client certificate), fetches the CARTO
+// API access token of its group and keeps it until shortly before it
+// expires, so callers may ask for it on every request:
+//
+//	c, err := client.New(ctx, client.Options{
+//		Addr:     "localhost:9090",
+//		Username: "user.boston@acme.com",
+//		Password: password,
+//	})
+//	if err != nil {
+//		return err
+//	}
+//	defer c.Close()
+//	tok, err := c.CartoToken(ctx) // logs in on first use; cached afterwards
+//	if err != nil {
+//		return err
+//	}
+//	req.Header.Set("Authorization", "Bearer "+tok.Token) // to CARTO's APIs
+//
+// # Credentials
+//
+// The bearer (a session made by [Client.Login], or [Options.Token]) is
+// attached to each call as `authorization: Bearer <token>` through a
+// [google.golang.org/grpc/credentials.PerRPCCredentials] that does not require
+// transport security, so that a broker on loopback can be reached in
+// plaintext. Across a network, set [Options.TLS]: without it the bearer is
+// readable on the wire. A service that authenticates with a client
+// certificate sets [Options.TLS] with Certificates and [Options.Group], and
+// no bearer.
+//
+// Credentials are never logged by this package and never appear in the
+// errors it returns; [Session], [CartoToken] and [RevokeTarget] print their
+// token values redacted (with fmt and log/slog).
+//
+// # Errors and retries
+//
+// Errors of calls to the broker carry their gRPC status:
+// [google.golang.org/grpc/status.FromError] and
+// [google.golang.org/grpc/status.Code] work on them. Errors the client
+// detects itself (a revoke target that is empty, say) are statuses too, with
+// messages starting "client:". Calls that fail UNAVAILABLE are retried (see
+// [Options.MaxRetries]) within the deadline of the caller's context; no
+// other code is retried. A call made with a session from Login that fails
+// UNAUTHENTICATED because the session expired logs in again once and is
+// retried.
+//
+// A Client is safe for concurrent use.
+package client

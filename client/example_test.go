@@ -1,0 +1,128 @@
+package client_test
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"os"
+	"testing"
+
+	"github.com/tokenbroker/tokenbroker/client"
+	"github.com/tokenbroker/tokenbroker/server/brokertest"
+)
+
+// brokerAddr is the gRPC address of the demo broker the Examples call. It is
+// set only by TestMain, which starts that broker before any Example runs
+// (an Example has no *testing.T to start one with).
+var brokerAddr string
+
+func TestMain(m *testing.M) {
+	b, stop, err := brokertest.New(nil, nil)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "TestMain: starting the examples' broker:", err)
+		os.Exit(1)
+	}
+	brokerAddr = b.GRPCAddr
+	code := m.Run()
+	if err := stop(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		code = 1
+	}
+	os.Exit(code)
+}
+
+func ExampleClient_CartoToken() {
+	ctx := context.Background()
+	c, err := client.New(ctx, client.Options{
+		Addr:     brokerAddr, // e.g. "localhost:9090"
+		Username: brokertest.BostonUser,
+		Password: brokertest.BostonPassword,
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+
+	// The first call logs in and asks the broker; later calls are served
+	// from the client's cache until the token is due for renewal.
+	tok, err := c.CartoToken(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(tok.Group)
+	for _, g := range tok.Grants {
+		fmt.Println(g.ConnectionName, g.Source)
+	}
+	fmt.Println(tok.AllowedAPIs)
+	// Output:
+	// BOSTON
+	// carto_dw SELECT * FROM `carto-demo-data`.demo_tables.retail_stores WHERE city = 'BOSTON'
+	// [maps sql]
+}
+
+func ExampleClient_Revoke() {
+	ctx := context.Background()
+	c, err := client.New(ctx, client.Options{
+		Addr:     brokerAddr,
+		Username: brokertest.NYUser,
+		Password: brokertest.NYPassword,
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+
+	old, err := c.CartoToken(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	// Deleted at CARTO and forgotten by the broker and by the client.
+	res, err := c.Revoke(ctx, client.RevokeCartoToken(old.Token))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("revoked:", res.RevokedCount)
+
+	fresh, err := c.CartoToken(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("new token:", fresh.Token != old.Token)
+	// Output:
+	// revoked: 1
+	// new token: true
+}
+
+func ExampleNew_withToken() {
+	ctx := context.Background()
+
+	// Some other party logs in and hands over its session token ...
+	login, err := client.New(ctx, client.Options{
+		Addr:     brokerAddr,
+		Username: brokertest.NYUser,
+		Password: brokertest.NYPassword,
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer login.Close()
+	sess, err := login.Login(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	// ... which a client uses as its bearer. It cannot log in again by
+	// itself: when the token expires, its calls fail UNAUTHENTICATED.
+	c, err := client.New(ctx, client.Options{Addr: brokerAddr, Token: sess.Token})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	tok, err := c.CartoToken(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(sess.Group, tok.Group, tok.AllowedAPIs)
+	// Output:
+	// NEW YORK NEW YORK [maps]
+}

@@ -1,0 +1,160 @@
+package tokenbroker_test
+
+import (
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/tokenbroker/tokenbroker/server/brokertest"
+)
+
+func readme(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// section returns the body of the README section headed title, up to the
+// next section.
+func section(t *testing.T, doc, title string) string {
+	t.Helper()
+	i := strings.Index(doc, "\n## "+title+"\n")
+	if i < 0 {
+		t.Fatalf("README has no section %q", title)
+	}
+	rest := doc[i+len(title)+5:]
+	if j := strings.Index(rest, "\n## "); j >= 0 {
+		rest = rest[:j]
+	}
+	return rest
+}
+
+// tool finds a command on PATH or in GOBIN, or skips (fails under CI).
+func tool(t *testing.T, name string) string {
+	t.Helper()
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	if out, err := exec.Command("go", "env", "GOPATH").Output(); err == nil {
+		p := filepath.Join(strings.TrimSpace(string(out)), "bin", name)
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	msg := name + " is not installed: `go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4` (.ci/run does)"
+	if os.Getenv("TOKENBROKER_REQUIRE_TOOLS") == "1" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+	return ""
+}
+
+// TestCookbook runs the README's grpcurl cookbook, line by line in one
+// shell, against a demo broker (its ports put in place of the default
+// ones). A line marked "# fails: X" must fail with X; every other must
+// succeed.
+func TestCookbook(t *testing.T) {
+	grpcurl := tool(t, "grpcurl")
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("curl is not installed")
+	}
+	block := section(t, readme(t), "grpcurl cookbook")
+	start := strings.Index(block, "```sh\n")
+	end := strings.Index(block[start+6:], "```")
+	lines := strings.Split(strings.TrimSpace(block[start+6:start+6+end]), "\n")
+
+	b := brokertest.Start(t, nil, nil)
+	rest, _ := url.Parse(b.RESTURL)
+	dir := t.TempDir()
+	var script strings.Builder
+	script.WriteString("PATH=" + filepath.Dir(grpcurl) + ":$PATH\n")
+	want := make([]string, len(lines))
+	for i, line := range lines {
+		cmd := line
+		if j := strings.Index(line, "# fails: "); j >= 0 {
+			cmd, want[i] = strings.TrimSpace(line[:j]), strings.TrimSpace(line[j+len("# fails: "):])
+		}
+		cmd = strings.ReplaceAll(cmd, "localhost:9090", b.GRPCAddr)
+		cmd = strings.ReplaceAll(cmd, "localhost:8000", rest.Host)
+		fmt.Fprintf(&script, "{ %s ; } >%s/out%d 2>%s/err%d; echo $? >%s/rc%d\n", cmd, dir, i, dir, i, dir, i)
+	}
+	fmt.Fprintf(&script, "echo ${#TOKEN} ${#CARTO} ${#ADMIN} >%s/vars\n", dir)
+	if out, err := exec.Command("bash", "-c", script.String()).CombinedOutput(); err != nil {
+		t.Fatalf("cookbook script: %v\n%s", err, out)
+	}
+	read := func(name string, i int) string {
+		b, _ := os.ReadFile(fmt.Sprintf("%s/%s%d", dir, name, i))
+		return strings.TrimSpace(string(b))
+	}
+	for i, line := range lines {
+		rc, out := read("rc", i), read("out", i)+read("err", i)
+		switch {
+		case want[i] == "" && rc != "0":
+			t.Errorf("line %d failed (exit %s): %s\n%s", i+1, rc, line, out)
+		case want[i] != "" && (rc == "0" || !strings.Contains(out, want[i])):
+			t.Errorf("line %d should fail with %s (exit %s): %s\n%s", i+1, want[i], rc, line, out)
+		}
+	}
+	vars, _ := os.ReadFile(dir + "/vars")
+	if f := strings.Fields(string(vars)); len(f) != 3 || slices.Contains(f, "0") {
+		t.Errorf("TOKEN, CARTO, ADMIN lengths %q: a command did not yield a token", vars)
+	}
+	for i, line := range lines {
+		out := read("out", i) + read("err", i)
+		checks := map[string]string{"ListTokens": "maskedToken", "/readyz": `"status":"ready"`, "/metrics": "grpc_server_handled_total", "x-request-id": "my-trace-42"}
+		for cue, wantOut := range checks {
+			if strings.Contains(line, cue) && want[i] == "" && !strings.Contains(out, wantOut) && !(cue == "ListTokens" && strings.Contains(line, "$TOKEN")) {
+				t.Errorf("line %d output lacks %q: %s", i+1, wantOut, line)
+			}
+		}
+	}
+}
+
+// TestConfigurationReference: the README's configuration table lists every
+// variable the configuration code reads, and nothing else, so neither can
+// drift from the other.
+func TestConfigurationReference(t *testing.T) {
+	src, err := os.ReadFile("server/internal/config/config.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inCode []string
+	for _, m := range regexp.MustCompile(`get\("([A-Z0-9_]+)"`).FindAllStringSubmatch(string(src), -1) {
+		if !slices.Contains(inCode, m[1]) {
+			inCode = append(inCode, m[1])
+		}
+	}
+	table := section(t, readme(t), "Configuration")
+	var inDoc []string
+	for _, line := range strings.Split(table, "\n") {
+		if !strings.HasPrefix(line, "| `") {
+			continue
+		}
+		first := strings.SplitN(line, "|", 3)[1]
+		for _, m := range regexp.MustCompile("`([A-Z0-9_]+)`").FindAllStringSubmatch(first, -1) {
+			inDoc = append(inDoc, m[1])
+		}
+	}
+	for _, v := range inCode {
+		if !slices.Contains(inDoc, v) {
+			t.Errorf("%s is read by the code but not in the README's configuration table", v)
+		}
+	}
+	for _, v := range inDoc {
+		if !slices.Contains(inCode, v) {
+			t.Errorf("%s is in the README's configuration table but the code does not read it", v)
+		}
+	}
+	if len(inCode) < 20 {
+		t.Fatalf("found only %d variables in the code: the pattern no longer matches", len(inCode))
+	}
+}

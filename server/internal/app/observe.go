@@ -1,0 +1,66 @@
+package app
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	tokenbroker "github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/server/internal/transport"
+)
+
+// routes are the HTTP endpoints beside the API: metrics, probes, the API
+// description and, with asymmetric sessions, their public keys.
+func (a *App) routes() map[string]http.Handler {
+	r := map[string]http.Handler{
+		"/metrics": promhttp.HandlerFor(a.metrics.Registry, promhttp.HandlerOpts{}),
+		"/healthz": http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			transport.WriteJSON(w, http.StatusOK, map[string]string{"status": "alive"})
+		}),
+		"/readyz": http.HandlerFunc(a.readyz),
+		"/openapi.json": http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write(tokenbroker.OpenAPI)
+		}),
+	}
+	if a.rotating != nil {
+		r["/.well-known/jwks.json"] = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			b, err := a.rotating.JWKS(req.Context())
+			if err != nil {
+				transport.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "the session keys cannot be read right now"})
+				return
+			}
+			w.Header().Set("Content-Type", "application/jwk-set+json")
+			w.Header().Set("Cache-Control", "public, max-age=300")
+			_, _ = w.Write(b)
+		})
+	}
+	return r
+}
+
+// readyz answers whether this replica can serve: its token store answers and
+// its views are fresh, and CARTO is reachable or tokens are cached (which it
+// serves while CARTO is down).
+func (a *App) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	checks := map[string]string{"store": "ok", "carto": "ok"}
+	ready := true
+	if err := a.cache.Ready(ctx); err != nil {
+		checks["store"], ready = "unavailable", false
+	}
+	if !a.carto.Reachable() {
+		if a.cache.HasTokens(ctx) {
+			checks["carto"] = "unreachable; serving cached tokens"
+		} else {
+			checks["carto"], ready = "unreachable and no token cached", false
+		}
+	}
+	status, code := "ready", http.StatusOK
+	if !ready {
+		status, code = "not ready", http.StatusServiceUnavailable
+	}
+	transport.WriteJSON(w, code, map[string]any{"status": status, "checks": checks})
+}

@@ -1,0 +1,149 @@
+// Package metrics holds the broker's Prometheus metrics. Every label has a
+// small, fixed set of values: no usernames, groups or tokens, so neither a
+// secret nor an unbounded number of series can appear.
+package metrics
+
+import (
+	"context"
+	"time"
+
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Metrics are the broker's metrics, on their own registry.
+type Metrics struct {
+	Registry *prometheus.Registry
+	// GRPC counts requests and their latency by method and code (REST calls
+	// included: they run through the same interceptors).
+	GRPC *grpcprom.ServerMetrics
+
+	issuances    *prometheus.CounterVec
+	refreshes    *prometheus.CounterVec
+	cartoCalls   *prometheus.CounterVec
+	cartoLatency *prometheus.HistogramVec
+	logins       *prometheus.CounterVec
+	revocations  *prometheus.CounterVec
+	tokensMinted prometheus.Counter
+}
+
+// Gauges are read at scrape time.
+type Gauges struct {
+	// LiveTokens counts the unexpired CARTO tokens held.
+	LiveTokens func(ctx context.Context) (int, error)
+	// MaxLiveTokens and MaxMintsPerHour are the quota ceilings (0: none);
+	// MintsThisHour reads the creations counted in the current window.
+	MaxLiveTokens   int
+	MaxMintsPerHour int
+	MintsThisHour   func(ctx context.Context) (int64, error)
+}
+
+// New registers the broker's metrics, the Go runtime's and the process's.
+func New(g Gauges) *Metrics {
+	reg := prometheus.NewRegistry()
+	m := &Metrics{
+		Registry: reg,
+		GRPC: grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram(
+			grpcprom.WithHistogramBuckets([]float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}))),
+		issuances: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokenbroker_issuances_total", Help: "CARTO tokens handed out, by whether they came from the cache (hit) or were minted for the call (mint).",
+		}, []string{"result"}),
+		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokenbroker_cache_refreshes_total", Help: "Background refreshes of CARTO tokens nearing the end of their life, by outcome.",
+		}, []string{"outcome"}),
+		cartoCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokenbroker_carto_calls_total", Help: "Calls to CARTO by endpoint and outcome (every attempt counts).",
+		}, []string{"endpoint", "outcome"}),
+		cartoLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "tokenbroker_carto_call_seconds", Help: "Latency of calls to CARTO by endpoint.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"endpoint"}),
+		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokenbroker_logins_total", Help: "Login attempts by outcome: success, failure (bad credentials), locked_out, invalid, error.",
+		}, []string{"outcome"}),
+		revocations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokenbroker_revocations_total", Help: "Revocations by target (session, carto_token, group) and outcome.",
+		}, []string{"target", "outcome"}),
+		tokensMinted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tokenbroker_tokens_minted_total", Help: "CARTO tokens created by this replica (cold misses and refreshes).",
+		}),
+	}
+	reg.MustRegister(m.GRPC, m.issuances, m.refreshes, m.cartoCalls, m.cartoLatency, m.logins, m.revocations, m.tokensMinted,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if g.LiveTokens != nil {
+		reg.MustRegister(gaugeFunc("tokenbroker_live_tokens", "Unexpired CARTO tokens the broker holds (all replicas, from the store).", func(ctx context.Context) (float64, error) {
+			n, err := g.LiveTokens(ctx)
+			return float64(n), err
+		}))
+		if g.MaxLiveTokens > 0 {
+			reg.MustRegister(gaugeFunc("tokenbroker_live_tokens_headroom", "Live CARTO tokens that can still be minted before MAX_LIVE_TOKENS.", func(ctx context.Context) (float64, error) {
+				n, err := g.LiveTokens(ctx)
+				return float64(g.MaxLiveTokens - n), err
+			}))
+		}
+	}
+	if g.MintsThisHour != nil && g.MaxMintsPerHour > 0 {
+		reg.MustRegister(gaugeFunc("tokenbroker_mints_headroom", "Token creations still allowed this hour before MAX_MINTS_PER_HOUR.", func(ctx context.Context) (float64, error) {
+			n, err := g.MintsThisHour(ctx)
+			return float64(int64(g.MaxMintsPerHour) - n), err
+		}))
+	}
+	return m
+}
+
+// gaugeFunc is a gauge read at scrape time, within 2 s; a failed read
+// reports nothing rather than a wrong value.
+func gaugeFunc(name, help string, read func(context.Context) (float64, error)) prometheus.Collector {
+	return &scrapeGauge{desc: prometheus.NewDesc(name, help, nil, nil), read: read}
+}
+
+type scrapeGauge struct {
+	desc *prometheus.Desc
+	read func(context.Context) (float64, error)
+}
+
+func (g *scrapeGauge) Describe(ch chan<- *prometheus.Desc) { ch <- g.desc }
+
+func (g *scrapeGauge) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if v, err := g.read(ctx); err == nil {
+		ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, v)
+	}
+}
+
+// Issued counts a CARTO token handed out.
+func (m *Metrics) Issued(minted bool) {
+	if minted {
+		m.issuances.WithLabelValues("mint").Inc()
+		return
+	}
+	m.issuances.WithLabelValues("hit").Inc()
+}
+
+// Minted counts a token created at CARTO by this replica.
+func (m *Metrics) Minted() { m.tokensMinted.Inc() }
+
+// Refreshed counts a background refresh.
+func (m *Metrics) Refreshed(ok bool) {
+	if ok {
+		m.refreshes.WithLabelValues("ok").Inc()
+		return
+	}
+	m.refreshes.WithLabelValues("failed").Inc()
+}
+
+// CartoCall counts one attempt of a call to CARTO.
+func (m *Metrics) CartoCall(endpoint, outcome string, d time.Duration) {
+	m.cartoCalls.WithLabelValues(endpoint, outcome).Inc()
+	m.cartoLatency.WithLabelValues(endpoint).Observe(d.Seconds())
+}
+
+// Login counts a login attempt.
+func (m *Metrics) Login(outcome string) { m.logins.WithLabelValues(outcome).Inc() }
+
+// Revoked counts a revocation.
+func (m *Metrics) Revoked(target, outcome string) {
+	m.revocations.WithLabelValues(target, outcome).Inc()
+}
