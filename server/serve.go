@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"time"
 
 	"github.com/tokenbroker/tokenbroker/server/internal/app"
 	"github.com/tokenbroker/tokenbroker/server/internal/config"
@@ -27,7 +28,10 @@ func serve(ctx context.Context, args []string, env func(string) (string, bool), 
 	case err != nil:
 		return usageError{fmt.Errorf("%w\n\nflags:\n%s", err, config.FlagUsage())}
 	}
-	log := newLogger(cfg, stderr)
+	// Log lines are written in batches (every 100 ms, and at exit).
+	logOut := telemetry.NewBufferedWriter(stderr, 100*time.Millisecond)
+	defer logOut.Close()
+	log := newLogger(cfg, logOut)
 	tracing, err := telemetry.Setup(ctx, telemetry.Env(env))
 	if err != nil {
 		return err

@@ -7,6 +7,8 @@ package api
 import (
 	"context"
 	"log/slog"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -31,7 +33,16 @@ type Service struct {
 	log    *slog.Logger
 	audit  *audit.Logger
 	rec    Recorder
+
+	// responses holds the answer built for each CARTO token handed out:
+	// every hit of a token gets the same one (read-only once built), so a
+	// hit allocates no message. Bounded by clearing it when full.
+	responses     sync.Map // token -> *tokenbrokerv1.IssueCartoTokenResponse
+	responseCount atomic.Int64
 }
+
+// maxResponses bounds the answers kept: about the live tokens of a broker.
+const maxResponses = 10_000
 
 // Recorder counts what the service does, for metrics.
 type Recorder interface {
@@ -83,11 +94,19 @@ func (s *Service) IssueCartoToken(ctx context.Context, req *tokenbrokerv1.IssueC
 		ev.Detail = "mint"
 	}
 	s.ok(ctx, ev)
+	return s.response(t), nil
+}
+
+// response is the answer for an issued token, built once per token.
+func (s *Service) response(t broker.IssuedToken) *tokenbrokerv1.IssueCartoTokenResponse {
+	if r, ok := s.responses.Load(t.Token); ok {
+		return r.(*tokenbrokerv1.IssueCartoTokenResponse)
+	}
 	grants := make([]*tokenbrokerv1.Grant, len(t.Policy.Grants))
 	for i, g := range t.Policy.Grants {
 		grants[i] = &tokenbrokerv1.Grant{ConnectionName: g.Connection, Source: g.Source}
 	}
-	return &tokenbrokerv1.IssueCartoTokenResponse{
+	r := &tokenbrokerv1.IssueCartoTokenResponse{
 		Token:       t.Token,
 		ExpiresAt:   timestamppb.New(t.ExpiresAt),
 		Group:       t.Policy.Group,
@@ -96,7 +115,13 @@ func (s *Service) IssueCartoToken(ctx context.Context, req *tokenbrokerv1.IssueC
 		AllowedApis: t.Policy.AllowedAPIs,
 		Referers:    t.Policy.Referers,
 		ApiBaseUrl:  t.APIBaseURL,
-	}, nil
+	}
+	if s.responseCount.Add(1) > maxResponses {
+		s.responses.Clear()
+		s.responseCount.Store(1)
+	}
+	s.responses.Store(t.Token, r)
+	return r
 }
 
 // RevokeToken implements tokenbrokerv1.TokenBrokerServer.

@@ -304,8 +304,21 @@ func (a *App) openAudit() (*audit.Logger, error) {
 	if err != nil {
 		return nil, fmt.Errorf("AUDIT_LOG: %w", err)
 	}
-	a.auditFile = f
-	return audit.New(slog.NewJSONHandler(f, nil)), nil
+	// Events are written in batches (every 100 ms, and at shutdown).
+	w := telemetry.NewBufferedWriter(f, 100*time.Millisecond)
+	a.auditFile = closers{w, f}
+	return audit.New(slog.NewJSONHandler(w, nil)), nil
+}
+
+// closers closes several things in order.
+type closers []io.Closer
+
+func (c closers) Close() error {
+	var errs []error
+	for _, x := range c {
+		errs = append(errs, x.Close())
+	}
+	return errors.Join(errs...)
 }
 
 // serverTLS is the TLS of both listeners. With a client CA, a client

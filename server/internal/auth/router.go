@@ -2,10 +2,13 @@ package auth
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
+	"time"
 )
 
 // Verifier verifies the tokens of one issuer.
@@ -25,11 +28,32 @@ type Verifier interface {
 type Router struct {
 	verifiers map[string]Verifier
 	revoked   Revocations
+	now       func() time.Time
+
+	// verified remembers tokens already verified, by their SHA-256, so a
+	// session presented again (every call of a browser or service) costs a
+	// hash and a map lookup instead of a JSON decode and a signature check.
+	// Revocation is still checked on every call. Entries live until the
+	// token expires, at most verifiedTTL (so a key an IdP retires stops
+	// counting soon), and the map is bounded by verifiedMax.
+	mu       sync.RWMutex
+	verified map[[sha256.Size]byte]verifiedEntry
 }
+
+type verifiedEntry struct {
+	p     Principal
+	until time.Time
+}
+
+const (
+	verifiedTTL = 5 * time.Minute
+	verifiedMax = 100_000
+)
 
 // NewRouter returns a Router over verifiers with distinct issuers.
 func NewRouter(revoked Revocations, verifiers ...Verifier) (*Router, error) {
-	r := &Router{verifiers: make(map[string]Verifier, len(verifiers)), revoked: revoked}
+	r := &Router{verifiers: make(map[string]Verifier, len(verifiers)), revoked: revoked, now: time.Now,
+		verified: make(map[[sha256.Size]byte]verifiedEntry)}
 	for _, v := range verifiers {
 		if _, dup := r.verifiers[v.Issuer()]; dup {
 			return nil, fmt.Errorf("two token verifiers for issuer %q", v.Issuer())
@@ -44,15 +68,7 @@ func (r *Router) Authenticate(ctx context.Context, bearer string) (Principal, er
 	if len(bearer) > maxTokenLen {
 		return Principal{}, fmt.Errorf("%w: token too long", ErrUnauthenticated)
 	}
-	iss, err := unverifiedIssuer(bearer)
-	if err != nil {
-		return Principal{}, err
-	}
-	v, ok := r.verifiers[iss]
-	if !ok {
-		return Principal{}, fmt.Errorf("%w: token from an unknown issuer", ErrUnauthenticated)
-	}
-	p, err := v.Verify(ctx, bearer)
+	p, err := r.verify(ctx, bearer)
 	if err != nil {
 		return Principal{}, err
 	}
@@ -65,6 +81,43 @@ func (r *Router) Authenticate(ctx context.Context, bearer string) (Principal, er
 			return Principal{}, fmt.Errorf("%w: session revoked", ErrUnauthenticated)
 		}
 	}
+	return p, nil
+}
+
+// verify returns the principal of a token, from the cache of verified
+// tokens or by verifying it with its issuer's verifier.
+func (r *Router) verify(ctx context.Context, bearer string) (Principal, error) {
+	key := sha256.Sum256([]byte(bearer))
+	now := r.now()
+	r.mu.RLock()
+	e, ok := r.verified[key]
+	r.mu.RUnlock()
+	if ok && now.Before(e.until) {
+		return e.p, nil
+	}
+	iss, err := unverifiedIssuer(bearer)
+	if err != nil {
+		return Principal{}, err
+	}
+	v, ok := r.verifiers[iss]
+	if !ok {
+		return Principal{}, fmt.Errorf("%w: token from an unknown issuer", ErrUnauthenticated)
+	}
+	p, err := v.Verify(ctx, bearer)
+	if err != nil {
+		return Principal{}, err
+	}
+	until := now.Add(verifiedTTL)
+	if !p.SessionExpiry.IsZero() && p.SessionExpiry.Before(until) {
+		until = p.SessionExpiry
+	}
+	r.mu.Lock()
+	if len(r.verified) >= verifiedMax {
+		// Full: start again rather than track ages; a miss costs one verify.
+		clear(r.verified)
+	}
+	r.verified[key] = verifiedEntry{p: p, until: until}
+	r.mu.Unlock()
 	return p, nil
 }
 

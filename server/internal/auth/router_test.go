@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"testing"
+	"time"
 )
 
 // stubVerifier accepts the token "ok" for its issuer.
@@ -47,3 +48,55 @@ func TestRouterRoutesByIssuer(t *testing.T) {
 }
 
 func b64(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+
+// countingVerifier counts verifications and accepts every token until exp.
+type countingVerifier struct {
+	n   int
+	exp time.Time
+}
+
+func (c *countingVerifier) Issuer() string { return "https://a.example" }
+
+func (c *countingVerifier) Verify(_ context.Context, tok string) (Principal, error) {
+	c.n++
+	return Principal{Kind: KindIdP, Subject: tok, Group: "G", SessionID: "sid-" + tok, SessionExpiry: c.exp}, nil
+}
+
+func TestRouterRemembersVerifiedTokens(t *testing.T) {
+	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	v := &countingVerifier{exp: now.Add(time.Hour)}
+	revoked := map[string]bool{}
+	r, err := NewRouter(RevocationsFunc(func(_ context.Context, id string) (bool, error) { return revoked[id], nil }), v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.now = func() time.Time { return now }
+	tok := "e30." + b64(`{"iss":"https://a.example"}`) + ".sig"
+	for range 5 {
+		if _, err := r.Authenticate(context.Background(), tok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v.n != 1 {
+		t.Fatalf("%d verifications for one token presented 5 times, want 1", v.n)
+	}
+	// Revocation is checked on every call, cached or not.
+	revoked["sid-"+tok] = true
+	if _, err := r.Authenticate(context.Background(), tok); !errors.Is(err, ErrUnauthenticated) {
+		t.Fatalf("a revoked, cached token: %v", err)
+	}
+	revoked["sid-"+tok] = false
+	// An entry lasts at most verifiedTTL, then the token is verified again.
+	now = now.Add(verifiedTTL)
+	_, _ = r.Authenticate(context.Background(), tok)
+	if v.n != 2 {
+		t.Fatalf("%d verifications after the entry's lifetime, want 2", v.n)
+	}
+	// Past the token's expiry the verifier decides, not the cache.
+	now = now.Add(2 * time.Hour)
+	v.exp = now.Add(-time.Minute)
+	_, _ = r.Authenticate(context.Background(), tok)
+	if v.n != 3 {
+		t.Fatalf("an expired token was answered from the cache (%d verifications)", v.n)
+	}
+}

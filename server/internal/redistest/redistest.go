@@ -29,37 +29,51 @@ type Server struct {
 // Start starts a server and stops it when the test ends.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
+	if _, err := exec.LookPath("redis-server"); err != nil {
 		msg := "redis-server is not installed: install it (Debian: apt-get install redis-server) to run the Redis tests; .ci/run installs it"
 		if os.Getenv("TOKENBROKER_REQUIRE_REDIS") == "1" {
 			t.Fatal(msg)
 		}
 		t.Skip(msg)
 	}
-	s := &Server{dir: t.TempDir()}
-	for attempt := 0; ; attempt++ {
-		s.port = freePort(t)
-		if err := s.start(bin); err == nil {
-			break
-		} else if attempt == 4 {
-			t.Fatalf("start redis-server: %v", err)
-		}
+	s, err := New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
 	}
-	s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port))
-	s.URL = "redis://" + s.Addr
 	t.Cleanup(s.Kill)
 	return s
 }
 
-func freePort(t testing.TB) int {
-	t.Helper()
+// New starts a server keeping its files in dir, outside a test (the
+// benchmark command); Kill stops it.
+func New(dir string) (*Server, error) {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{dir: dir}
+	for attempt := 0; ; attempt++ {
+		if s.port, err = freePort(); err != nil {
+			return nil, err
+		}
+		if err = s.start(bin); err == nil {
+			break
+		} else if attempt == 4 {
+			return nil, fmt.Errorf("start redis-server: %w", err)
+		}
+	}
+	s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port))
+	s.URL = "redis://" + s.Addr
+	return s, nil
+}
+
+func freePort() (int, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		return 0, err
 	}
 	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 func (s *Server) start(bin string) error {

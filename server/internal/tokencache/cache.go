@@ -50,7 +50,7 @@ type Config struct {
 	// crashed holder blocks the others for at most this long. 10 s when zero.
 	LockTTL time.Duration
 	// WaitPoll is how often a replica waiting for another's mint looks for
-	// the result. 50 ms when zero.
+	// the result (one read of the store). 10 ms when zero.
 	WaitPoll time.Duration
 	// Observer, when set, is told about mints and background refreshes.
 	Observer Observer
@@ -106,7 +106,7 @@ func New(cfg Config) *Cache {
 	def(&cfg.MintWindow, time.Hour)
 	def(&cfg.MaxStaleness, 2*time.Second)
 	def(&cfg.LockTTL, 10*time.Second)
-	def(&cfg.WaitPoll, 50*time.Millisecond)
+	def(&cfg.WaitPoll, 10*time.Millisecond)
 	_, watched := cfg.Store.(Watcher)
 	return &Cache{
 		cfg:      cfg,

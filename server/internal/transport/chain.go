@@ -12,13 +12,12 @@ import (
 	"runtime/debug"
 	"slices"
 	"strings"
+	"time"
 
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
-	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
 	grpcauth "github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
-	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -71,15 +70,15 @@ func NewChain(cfg ChainConfig) Chain {
 		log.ErrorContext(ctx, "panic in request", "panic", p, "stack", string(debug.Stack()))
 		return status.Error(codes.Internal, "internal error")
 	})
-	logged := selector.MatchFunc(func(_ context.Context, c interceptors.CallMeta) bool { return !infrastructure(c.FullMethod()) })
-	authenticated := selector.MatchFunc(func(_ context.Context, c interceptors.CallMeta) bool {
-		return !infrastructure(c.FullMethod()) && !slices.Contains(cfg.Public, c.FullMethod())
-	})
+	// What skips the request log and what skips authentication. (Matched on
+	// info.FullMethod directly: go-grpc-middleware's selector formats the
+	// method name anew on every call.)
+	notLogged := infrastructure
+	public := func(m string) bool { return infrastructure(m) || slices.Contains(cfg.Public, m) }
 	logger := logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
 		log.Log(ctx, slog.Level(lvl), msg, fields...)
 	})
-	// Only the end of a call is logged, with method, code and duration:
-	// payloads hold passwords and tokens and are never logged.
+	// Streams (health Watch, reflection) keep the library's logger.
 	logOpts := []logging.Option{logging.WithLogOnEvents(logging.FinishCall)}
 	authFn := authenticate(cfg.Authenticator, cfg.Services, log)
 	unary := []grpc.UnaryServerInterceptor{recovery.UnaryServerInterceptor(onPanic), requestIDUnary}
@@ -89,12 +88,64 @@ func NewChain(cfg ChainConfig) Chain {
 		stream = append(stream, cfg.Metrics.StreamServerInterceptor())
 	}
 	unary = append(unary,
-		selector.UnaryServerInterceptor(logging.UnaryServerInterceptor(logger, logOpts...), logged),
-		selector.UnaryServerInterceptor(grpcauth.UnaryServerInterceptor(authFn), authenticated))
+		unaryUnless(notLogged, logCall(log)),
+		unaryUnless(public, grpcauth.UnaryServerInterceptor(authFn)))
 	stream = append(stream,
-		selector.StreamServerInterceptor(logging.StreamServerInterceptor(logger, logOpts...), logged),
-		selector.StreamServerInterceptor(grpcauth.StreamServerInterceptor(authFn), authenticated))
+		streamUnless(notLogged, logging.StreamServerInterceptor(logger, logOpts...)),
+		streamUnless(public, grpcauth.StreamServerInterceptor(authFn)))
 	return Chain{Unary: chainUnary(unary...), Stream: chainStream(stream...)}
+}
+
+// unaryUnless runs ic except for the methods skip names.
+func unaryUnless(skip func(fullMethod string) bool, ic grpc.UnaryServerInterceptor) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		if skip(info.FullMethod) {
+			return h(ctx, req)
+		}
+		return ic(ctx, req, info, h)
+	}
+}
+
+// streamUnless runs ic except for the methods skip names.
+func streamUnless(skip func(fullMethod string) bool, ic grpc.StreamServerInterceptor) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+		if skip(info.FullMethod) {
+			return h(srv, ss)
+		}
+		return ic(srv, ss, info, h)
+	}
+}
+
+// logCall logs the end of a unary call: method, code and duration, never a
+// payload (they hold passwords and tokens). Successful calls are logged at
+// Debug: at tens of thousands a second a line each would cost more than the
+// call, and the audit log records every login, issuance and revocation
+// anyway. Nothing is built unless the line will be written.
+func logCall(log *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		start := time.Now()
+		resp, err := h(ctx, req)
+		code := status.Code(err)
+		level := slog.Level(logging.DefaultServerCodeToLevel(code))
+		if code == codes.OK {
+			level = slog.LevelDebug
+		}
+		if log.Enabled(ctx, level) {
+			attrs := []slog.Attr{
+				slog.String("grpc.method", info.FullMethod),
+				slog.String("grpc.code", code.String()),
+				slog.Float64("grpc.time_ms", float64(time.Since(start).Microseconds())/1000),
+			}
+			if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+				attrs = append(attrs, slog.String("peer.address", p.Addr.String()))
+			}
+			if err != nil {
+				attrs = append(attrs, slog.String("grpc.error", err.Error()))
+			}
+			log.LogAttrs(ctx, level, "finished call", attrs...)
+		}
+		return resp, err
+	}
 }
 
 // requestID gives every call an id: the caller's x-request-id when it is

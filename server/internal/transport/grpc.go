@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"runtime"
 	"time"
 
 	"google.golang.org/grpc"
@@ -29,6 +30,13 @@ func NewGRPCServer(svc tokenbrokerv1.TokenBrokerServer, chain Chain, opts ...grp
 		grpc.StreamInterceptor(chain.Stream),
 		grpc.MaxRecvMsgSize(MaxMessageBytes),
 		grpc.MaxHeaderListSize(MaxHeaderBytes),
+		// A pool of stream workers instead of a new goroutine per call: the
+		// workers' stacks have already grown through the interceptor chain,
+		// where a new goroutine grows (copies) its stack on every call
+		// (profiled at 3.5-6% of CPU on the cache-hit path). Sized for the
+		// concurrency of a busy replica: the benchmark's cache hits went
+		// from 0.59x to 0.71x of bare grpc-go; a larger pool gained nothing.
+		grpc.NumStreamWorkers(uint32(32 * runtime.GOMAXPROCS(0))),
 		// Connections are recycled after 30 min (1 min to finish their
 		// calls), so long-lived clients spread over new replicas behind L4
 		// load balancers; idle ones are closed after 15 min.

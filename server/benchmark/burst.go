@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc/metadata"
+
+	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
+	"github.com/tokenbroker/tokenbroker/server/internal/cartosim"
+	"github.com/tokenbroker/tokenbroker/server/internal/config"
+	"github.com/tokenbroker/tokenbroker/server/internal/redistest"
+)
+
+type burstResult struct {
+	first     time.Duration
+	lat       result
+	creations int64
+	oauth     int64
+}
+
+// coldBurst starts replicas on one Redis and one emulator, then has
+// o.burst callers of one group ask at once, with nothing cached.
+func coldBurst(ctx context.Context, o options) (burstResult, error) {
+	dir, err := os.MkdirTemp("", "tokenbroker-burst-")
+	if err != nil {
+		return burstResult{}, err
+	}
+	defer os.RemoveAll(dir)
+	rs, err := redistest.New(dir)
+	if err != nil {
+		return burstResult{}, fmt.Errorf("redis-server: %w", err)
+	}
+	defer rs.Kill()
+	sim, err := cartosim.New(cartosim.Options{ClientID: "bench", ClientSecret: "bench-secret"})
+	if err != nil {
+		return burstResult{}, err
+	}
+	sim.SetFaults(cartosim.Faults{Latency: o.latency})
+	simSrv := httptest.NewServer(sim)
+	defer simSrv.Close()
+
+	demo := filepath.Join(dir, "tokenbroker.yaml")
+	if err := os.WriteFile(demo, config.DemoYAML(), 0o600); err != nil {
+		return burstResult{}, err
+	}
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	env := map[string]string{
+		"HOST": "127.0.0.1", "PORT": "0", "GRPC_PORT": "0",
+		"JWT_SECRET": "benchmark-secret-benchmark-secret-0", "TOKENBROKER_CONFIG": demo,
+		"CARTO_BASE_URL": simSrv.URL, "CARTO_AUTH_URL": simSrv.URL + "/oauth/token",
+		"CARTO_CLIENT_ID": "bench", "CARTO_CLIENT_SECRET": "bench-secret",
+		"REDIS_URL": rs.URL, "TOKENBROKER_STORE_KEY": base64.StdEncoding.EncodeToString(key),
+		"RECONCILE_INTERVAL": "0",
+	}
+	var clients []tokenbrokerv1.TokenBrokerClient
+	for range o.replicas {
+		a, stop, err := startBroker(ctx, env, 0)
+		if err != nil {
+			return burstResult{}, err
+		}
+		defer stop()
+		conns, err := dial(a.GRPCAddr(), 1)
+		if err != nil {
+			return burstResult{}, err
+		}
+		defer closeAll(conns)
+		clients = append(clients, tokenbrokerv1.NewTokenBrokerClient(conns[0]))
+	}
+	lr, err := clients[0].Login(ctx, &tokenbrokerv1.LoginRequest{Username: "user.boston@acme.com", Password: "boston"})
+	if err != nil {
+		return burstResult{}, fmt.Errorf("login: %w", err)
+	}
+	mdCtx := metadata.NewOutgoingContext(ctx, metadata.Pairs("authorization", "Bearer "+lr.GetToken()))
+	before := sim.Stats()
+
+	var (
+		wg    sync.WaitGroup
+		gate  = make(chan struct{})
+		first atomic.Int64
+		mu    sync.Mutex
+		out   = result{name: "cold burst", callers: o.burst}
+	)
+	start := time.Now()
+	for i := range o.burst {
+		wg.Go(func() {
+			<-gate
+			t0 := time.Now()
+			_, err := clients[i%len(clients)].IssueCartoToken(mdCtx, &tokenbrokerv1.IssueCartoTokenRequest{})
+			d := time.Since(t0)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				out.errs++
+				return
+			}
+			first.CompareAndSwap(0, int64(time.Since(start)))
+			out.lat = append(out.lat, d)
+		})
+	}
+	start = time.Now()
+	close(gate)
+	wg.Wait()
+	out.took = time.Since(start)
+	after := sim.Stats()
+	return burstResult{first: time.Duration(first.Load()), lat: out, creations: after.TokensCreated - before.TokensCreated, oauth: after.OAuthRequests}, nil
+}

@@ -1,0 +1,192 @@
+// Command benchmark measures the broker against the limits of its own stack,
+// side by side in one run on the same machine, and prints a table:
+//
+//	go run ./server/benchmark            # defaults: c=50, 5 s per run
+//
+// It starts, in this process: the broker (demo mode; the CARTO emulator
+// behind it with 50 ms latency), a bare grpc-go unary server (the health
+// service, no interceptors) and a bare net/http JSON handler, and drives each
+// with the same concurrency for the same time. Then a cold burst: 3 broker
+// replicas on one Redis (a redis-server it starts), many callers of one group
+// at once. Then logins per second at the demo users' bcrypt cost, and the
+// memory each cached key costs. Client and server share the machine, so
+// only ratios within one run mean anything.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime/pprof"
+	"sort"
+	"strings"
+	"time"
+)
+
+type options struct {
+	concurrency int
+	duration    time.Duration
+	latency     time.Duration
+	burst       int
+	replicas    int
+	keys        []int
+	conns       int
+	rounds      int
+	skipBurst   bool
+	cpuProfile  string
+}
+
+func main() {
+	var o options
+	var keys string
+	flag.IntVar(&o.concurrency, "c", 50, "concurrent callers in the throughput runs")
+	flag.DurationVar(&o.duration, "d", 5*time.Second, "duration of each throughput run")
+	flag.DurationVar(&o.latency, "latency", 50*time.Millisecond, "latency the CARTO emulator adds")
+	flag.IntVar(&o.burst, "burst", 1000, "callers in the cold burst")
+	flag.IntVar(&o.replicas, "replicas", 3, "broker replicas in the cold burst")
+	flag.IntVar(&o.conns, "conns", 4, "client connections per target")
+	flag.IntVar(&o.rounds, "rounds", 3, "rounds of the throughput runs (targets alternate; median ratio reported)")
+	flag.StringVar(&keys, "keys", "10000,100000", "cached-key counts for the memory measurement")
+	flag.BoolVar(&o.skipBurst, "skip-burst", false, "skip the cold burst (needs redis-server)")
+	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the throughput runs to this file")
+	flag.Parse()
+	for _, k := range strings.Split(keys, ",") {
+		var n int
+		if _, err := fmt.Sscan(k, &n); err != nil || n <= 0 {
+			fmt.Fprintf(os.Stderr, "benchmark: bad -keys %q\n", keys)
+			os.Exit(2)
+		}
+		o.keys = append(o.keys, n)
+	}
+	if err := run(context.Background(), o, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "benchmark:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, o options, w io.Writer) error {
+	host, _ := os.Hostname()
+	fmt.Fprintf(w, "TokenBroker benchmark, %s, %s, GOMAXPROCS=%d, c=%d, %d rounds of %s per target, emulator latency %s\n\n",
+		time.Now().UTC().Format("2006-01-02"), host, gomaxprocs(), o.concurrency, o.rounds, o.duration, o.latency)
+
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+	}
+	tp, err := throughput(ctx, o)
+	if o.cpuProfile != "" {
+		pprof.StopCPUProfile()
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(w, "| path | req/s (median of rounds) | p50 | p99 | errors | ratio (median of rounds) | target |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
+	row := func(r result, base *result, target string) {
+		ratio := "1.00 (baseline)"
+		if base != nil {
+			var rs []float64
+			for i := range r.rounds {
+				rs = append(rs, r.rounds[i]/base.rounds[i])
+			}
+			ratio = fmt.Sprintf("%.2f (rounds %s)", median(rs), fmtList(rs))
+		}
+		fmt.Fprintf(w, "| %s | %.0f | %s | %s | %d | %s | %s |\n", r.name, median(r.rounds), ms(r.pct(50)), ms(r.pct(99)), r.errs, ratio, target)
+	}
+	row(tp.echo, nil, "")
+	row(tp.grpcHit, &tp.echo, "≥ 0.80")
+	row(tp.echoSized, &tp.echo, "(control)")
+	row(tp.httpBare, nil, "")
+	row(tp.restHit, &tp.httpBare, "≥ 0.60")
+	fmt.Fprintln(w)
+
+	if !o.skipBurst {
+		b, err := coldBurst(ctx, o)
+		if err != nil {
+			return fmt.Errorf("cold burst: %w", err)
+		}
+		fmt.Fprintf(w, "Cold burst: %d callers of one group over %d replicas on one Redis, emulator latency %s\n\n", o.burst, o.replicas, o.latency)
+		fmt.Fprintln(w, "| first token | p50 | p99 | max | errors | token creations | OAuth requests | target |")
+		fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %d | %d | %d | 1 creation; p99 ≤ %s |\n\n",
+			ms(b.first), ms(b.lat.pct(50)), ms(b.lat.pct(99)), ms(b.lat.pct(100)), b.lat.errs, b.creations, b.oauth, ms(o.latency+50*time.Millisecond))
+	}
+
+	l, err := logins(ctx, o)
+	if err != nil {
+		return fmt.Errorf("logins: %w", err)
+	}
+	fmt.Fprintf(w, "Logins: %.1f/s at bcrypt cost %d (%d concurrent callers, bcrypt bounded to %d at once), p50 %s\n\n", l.rps(), l.cost, l.callers, gomaxprocs(), ms(l.pct(50)))
+
+	fmt.Fprintln(w, "| cached keys | bytes per key | target |")
+	fmt.Fprintln(w, "|---|---|---|")
+	for _, n := range o.keys {
+		per, err := memoryPerKey(ctx, n)
+		if err != nil {
+			return fmt.Errorf("memory: %w", err)
+		}
+		fmt.Fprintf(w, "| %d | %.0f | ≤ 2048 |\n", n, per)
+	}
+	return nil
+}
+
+// result is one run's latencies.
+type result struct {
+	name string
+	lat  []time.Duration
+	errs int
+	took time.Duration
+	cost int // bcrypt cost, for logins
+	// callers is the concurrency of the run.
+	callers int
+	// rounds are the req/s of each round.
+	rounds []float64
+}
+
+func (r result) rps() float64 { return float64(len(r.lat)) / r.took.Seconds() }
+
+// pct is the p-th percentile latency (100: the maximum).
+func (r result) pct(p float64) time.Duration {
+	if len(r.lat) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), r.lat...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	i := int(float64(len(s))*p/100+0.5) - 1
+	return s[max(0, min(i, len(s)-1))]
+}
+
+// merge adds a round's run to r.
+func (r result) merge(round result) result {
+	round.lat = append(r.lat, round.lat...)
+	round.errs += r.errs
+	round.took += r.took
+	round.rounds = append(r.rounds, float64(len(round.lat)-len(r.lat))/(round.took-r.took).Seconds())
+	return round
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	return s[len(s)/2]
+}
+
+func fmtList(xs []float64) string {
+	parts := make([]string, len(xs))
+	for i, x := range xs {
+		parts[i] = fmt.Sprintf("%.2f", x)
+	}
+	return strings.Join(parts, ", ")
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }

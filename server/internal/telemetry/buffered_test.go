@@ -1,0 +1,52 @@
+package telemetry
+
+import (
+	"bytes"
+	"sync"
+	"testing"
+	"time"
+)
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+
+func TestBufferedWriter(t *testing.T) {
+	var out lockedBuffer
+	w := NewBufferedWriter(&out, 10*time.Millisecond)
+	_, _ = w.Write([]byte("line 1\n"))
+	if out.String() != "" {
+		t.Fatal("written through at once")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for out.String() != "line 1\n" {
+		if time.Now().After(deadline) {
+			t.Fatal("not flushed by the ticker")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	_, _ = w.Write([]byte("line 2\n"))
+	if err := w.Close(); err != nil || out.String() != "line 1\nline 2\n" {
+		t.Fatalf("after Close: %q %v", out.String(), err)
+	}
+	_ = w.Close() // twice is harmless
+}
+
+func TestCleanRequestID(t *testing.T) {
+	for in, want := range map[string]string{"abc-1.2_3": "abc-1.2_3", "": "", "a b": "", "x\n": "", string(make([]byte, 65)): ""} {
+		if got := CleanRequestID(in); got != want {
+			t.Errorf("CleanRequestID(%q) = %q", in, got)
+		}
+	}
+	if a, b := NewRequestID(), NewRequestID(); a == b || len(a) != 16 {
+		t.Fatalf("request ids %q %q", a, b)
+	}
+}
