@@ -69,6 +69,11 @@ func coldBurst(ctx context.Context, o options) (burstResult, error) {
 			return burstResult{}, err
 		}
 		defer stop()
+		// A deployment gets its OAuth token at start (App.Run warms it);
+		// the burst is on a cold token cache, not a just-booted process.
+		if err := a.Warm(ctx); err != nil {
+			return burstResult{}, fmt.Errorf("warm: %w", err)
+		}
 		conns, err := dial(a.GRPCAddr(), 1)
 		if err != nil {
 			return burstResult{}, err

@@ -35,6 +35,7 @@ type options struct {
 	conns       int
 	rounds      int
 	skipBurst   bool
+	only        map[string]bool // parts to run; empty runs all
 	cpuProfile  string
 }
 
@@ -50,8 +51,20 @@ func main() {
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds of the throughput runs (targets alternate; median ratio reported)")
 	flag.StringVar(&keys, "keys", "10000,100000", "cached-key counts for the memory measurement")
 	flag.BoolVar(&o.skipBurst, "skip-burst", false, "skip the cold burst (needs redis-server)")
-	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the throughput runs to this file")
+	only := flag.String("only", "", "run only these parts, comma-separated: throughput, burst, logins, memory")
+	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (see -only) to this file")
 	flag.Parse()
+	o.only = map[string]bool{}
+	for _, p := range strings.Split(*only, ",") {
+		switch p = strings.TrimSpace(p); p {
+		case "":
+		case "throughput", "burst", "logins", "memory":
+			o.only[p] = true
+		default:
+			fmt.Fprintf(os.Stderr, "benchmark: bad -only part %q\n", p)
+			os.Exit(2)
+		}
+	}
 	for _, k := range strings.Split(keys, ",") {
 		var n int
 		if _, err := fmt.Sscan(k, &n); err != nil || n <= 0 {
@@ -76,14 +89,55 @@ func run(ctx context.Context, o options, w io.Writer) error {
 		if err != nil {
 			return err
 		}
+		defer f.Close()
 		if err := pprof.StartCPUProfile(f); err != nil {
 			return err
 		}
+		defer pprof.StopCPUProfile()
 	}
+	if o.runs("throughput") {
+		if err := throughputTable(ctx, o, w); err != nil {
+			return err
+		}
+	}
+	if o.runs("burst") && !o.skipBurst {
+		b, err := coldBurst(ctx, o)
+		if err != nil {
+			return fmt.Errorf("cold burst: %w", err)
+		}
+		fmt.Fprintf(w, "Cold burst: %d callers of one group over %d replicas on one Redis, emulator latency %s, empty token cache\n\n", o.burst, o.replicas, o.latency)
+		fmt.Fprintln(w, "| first token | p50 | p99 | max | errors | token creations | OAuth requests | target |")
+		fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %d | %d | %d | 1 creation; p99 ≤ %s |\n\n",
+			ms(b.first), ms(b.lat.pct(50)), ms(b.lat.pct(99)), ms(b.lat.pct(100)), b.lat.errs, b.creations, b.oauth, ms(o.latency+50*time.Millisecond))
+	}
+	if o.runs("logins") {
+		l, err := logins(ctx, o)
+		if err != nil {
+			return fmt.Errorf("logins: %w", err)
+		}
+		fmt.Fprintf(w, "Logins: %.1f/s at bcrypt cost %d (%d concurrent callers, bcrypt bounded to %d at once), p50 %s\n\n", l.rps(), l.cost, l.callers, gomaxprocs(), ms(l.pct(50)))
+	}
+	if o.runs("memory") {
+		fmt.Fprintln(w, "| cached keys | bytes per key | target |")
+		fmt.Fprintln(w, "|---|---|---|")
+		for _, n := range o.keys {
+			per, err := memoryPerKey(ctx, n)
+			if err != nil {
+				return fmt.Errorf("memory: %w", err)
+			}
+			fmt.Fprintf(w, "| %d | %.0f | ≤ 2048 |\n", n, per)
+		}
+	}
+	return nil
+}
+
+// runs reports whether part is to run.
+func (o options) runs(part string) bool { return len(o.only) == 0 || o.only[part] }
+
+// throughputTable runs the side-by-side throughput runs and prints their table.
+func throughputTable(ctx context.Context, o options, w io.Writer) error {
 	tp, err := throughput(ctx, o)
-	if o.cpuProfile != "" {
-		pprof.StopCPUProfile()
-	}
 	if err != nil {
 		return err
 	}
@@ -106,34 +160,6 @@ func run(ctx context.Context, o options, w io.Writer) error {
 	row(tp.httpBare, nil, "")
 	row(tp.restHit, &tp.httpBare, "≥ 0.60")
 	fmt.Fprintln(w)
-
-	if !o.skipBurst {
-		b, err := coldBurst(ctx, o)
-		if err != nil {
-			return fmt.Errorf("cold burst: %w", err)
-		}
-		fmt.Fprintf(w, "Cold burst: %d callers of one group over %d replicas on one Redis, emulator latency %s\n\n", o.burst, o.replicas, o.latency)
-		fmt.Fprintln(w, "| first token | p50 | p99 | max | errors | token creations | OAuth requests | target |")
-		fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %d | %d | %d | 1 creation; p99 ≤ %s |\n\n",
-			ms(b.first), ms(b.lat.pct(50)), ms(b.lat.pct(99)), ms(b.lat.pct(100)), b.lat.errs, b.creations, b.oauth, ms(o.latency+50*time.Millisecond))
-	}
-
-	l, err := logins(ctx, o)
-	if err != nil {
-		return fmt.Errorf("logins: %w", err)
-	}
-	fmt.Fprintf(w, "Logins: %.1f/s at bcrypt cost %d (%d concurrent callers, bcrypt bounded to %d at once), p50 %s\n\n", l.rps(), l.cost, l.callers, gomaxprocs(), ms(l.pct(50)))
-
-	fmt.Fprintln(w, "| cached keys | bytes per key | target |")
-	fmt.Fprintln(w, "|---|---|---|")
-	for _, n := range o.keys {
-		per, err := memoryPerKey(ctx, n)
-		if err != nil {
-			return fmt.Errorf("memory: %w", err)
-		}
-		fmt.Fprintf(w, "| %d | %.0f | ≤ 2048 |\n", n, per)
-	}
 	return nil
 }
 

@@ -411,6 +411,11 @@ func (a *App) Emulator() *cartosim.Sim { return a.sim }
 // the emulator).
 func (a *App) Config() config.Config { return a.cfg }
 
+// Warm gets the deployment's CARTO OAuth token (another replica's, or a new
+// one) if this replica has none, so that the first token request after a
+// start waits for one CARTO call, not two. Run calls it in the background.
+func (a *App) Warm(ctx context.Context) error { return a.carto.Warm(ctx) }
+
 // Run serves until ctx ends, then stops taking requests, lets in-flight ones
 // finish (up to ShutdownTimeout), stops the background work and closes the
 // store, and returns.
@@ -425,6 +430,11 @@ func (a *App) Run(ctx context.Context) error {
 		}
 	})
 	bgWG.Go(func() { a.reconciler.Run(a.bg) })
+	bgWG.Go(func() {
+		if err := a.Warm(a.bg); err != nil && a.bg.Err() == nil {
+			a.log.Warn("no CARTO OAuth token at start; the first request will try again", "error", err)
+		}
+	})
 	if a.rotating != nil {
 		bgWG.Go(func() { a.rotating.Run(a.bg) })
 	}

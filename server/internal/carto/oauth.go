@@ -73,6 +73,13 @@ func (o *oauthSource) token(ctx context.Context) (string, error) {
 	}
 }
 
+// Warm gets the OAuth token now (the shared one, or from CARTO), so that the
+// first caller after a start does not wait for it.
+func (c *Client) Warm(ctx context.Context) error {
+	_, err := c.oauth.token(ctx)
+	return err
+}
+
 // fetch starts a token fetch unless one is in flight, and returns its result
 // channel. The fetch runs detached from the caller: a caller that gives up must
 // not fail the others waiting on the same fetch.

@@ -72,8 +72,9 @@ type Observer interface {
 // revoked sessions.
 type Cache struct {
 	cfg     Config
-	flight  singleflight.Group
-	watched bool // the store is shared: local views follow its event feed
+	flight  singleflight.Group // mints, by key
+	reads   singleflight.Group // store reads after a front-cache miss, by key
+	watched bool               // the store is shared: local views follow its event feed
 
 	mu       sync.RWMutex
 	front    map[Key]Entry
@@ -312,11 +313,8 @@ func (c *Cache) Get(ctx context.Context, key Key, lifetime time.Duration) (Entry
 	c.mu.RUnlock()
 	if !ok || !c.servable(e, now) {
 		var err error
-		if e, ok, err = c.cfg.Store.Current(ctx, key); err != nil {
-			return Entry{}, false, fmt.Errorf("read token cache: %w", err)
-		}
-		if ok && c.servable(e, now) {
-			c.remember(e)
+		if e, ok, err = c.read(ctx, key, now); err != nil {
+			return Entry{}, false, err
 		}
 	}
 	if ok && c.servable(e, now) {
@@ -332,6 +330,37 @@ func (c *Cache) Get(ctx context.Context, key Key, lifetime time.Duration) (Entry
 	select {
 	case r := <-c.mint(ctx, key, lifetime, stale):
 		if r.Err != nil {
+			return Entry{}, false, r.Err
+		}
+		return r.Val.(Entry), true, nil
+	case <-ctx.Done():
+		return Entry{}, false, ctx.Err()
+	}
+}
+
+// read looks key up in the store after a front-cache miss. Concurrent
+// readers of one key share one store call: a burst of callers of a cold
+// group costs the store one read per replica, not one per caller.
+func (c *Cache) read(ctx context.Context, key Key, now time.Time) (Entry, bool, error) {
+	detached := context.WithoutCancel(ctx)
+	ch := c.reads.DoChan(key.String(), func() (any, error) {
+		rctx, cancel := context.WithTimeout(detached, c.cfg.MintTimeout)
+		defer cancel()
+		e, ok, err := c.cfg.Store.Current(rctx, key)
+		if err != nil {
+			return nil, fmt.Errorf("read token cache: %w", err)
+		}
+		if !ok {
+			return nil, nil
+		}
+		if c.servable(e, now) {
+			c.remember(e)
+		}
+		return e, nil
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil || r.Val == nil {
 			return Entry{}, false, r.Err
 		}
 		return r.Val.(Entry), true, nil

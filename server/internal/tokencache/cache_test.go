@@ -523,3 +523,57 @@ func TestResyncKeepsAndRestoresRevocations(t *testing.T) {
 
 // only allows revoking the tokens of one group.
 func only(group string) func(string) bool { return func(g string) bool { return g == group } }
+
+// slowReads counts Current calls and holds them until gate closes.
+type slowReads struct {
+	Store
+	reads atomic.Int64
+	gate  chan struct{}
+}
+
+func (s *slowReads) Current(ctx context.Context, key Key) (Entry, bool, error) {
+	s.reads.Add(1)
+	<-s.gate
+	return s.Store.Current(ctx, key)
+}
+
+// Callers of a group this replica has not seen (another minted it) share one
+// store read: a cold burst costs the store one read per replica, not one per
+// caller.
+func TestConcurrentFrontMissesReadOnce(t *testing.T) {
+	clk := newClock()
+	store := NewMemory(clk.Now)
+	up := &fakeUpstream{}
+	minted, _, err := newTestCache(t, up, clk, store).Get(context.Background(), boston, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow := &slowReads{Store: store, gate: make(chan struct{})}
+	other := newTestCache(t, up, clk, slow)
+	const callers = 50
+	var wg sync.WaitGroup
+	tokens := make([]string, callers)
+	for i := range callers {
+		wg.Go(func() {
+			e, _, err := other.Get(context.Background(), boston, time.Hour)
+			if err != nil {
+				t.Error(err)
+			}
+			tokens[i] = e.Token
+		})
+	}
+	time.Sleep(20 * time.Millisecond) // let every caller reach the read
+	close(slow.gate)
+	wg.Wait()
+	for i, tok := range tokens {
+		if tok != minted.Token {
+			t.Fatalf("caller %d got %q, want the stored %q", i, tok, minted.Token)
+		}
+	}
+	if n := slow.reads.Load(); n != 1 {
+		t.Fatalf("%d store reads for %d concurrent callers, want 1", n, callers)
+	}
+	if n := up.mints.Load(); n != 1 {
+		t.Fatalf("%d mints, want 1", n)
+	}
+}
