@@ -70,6 +70,7 @@ func printHowTo(w io.Writer, a *app.App) {
 TokenBroker demo: an in-process CARTO emulator, the reference guide's users and
 a random session secret. Nothing leaves this machine.
 
+  Demo page       http://%[1]s/   (open it in a browser on this machine)
   REST            http://%[1]s   (POST /login, /carto-token, /v1/login, /v1/carto-token, /v1/revoke)
   gRPC            %[2]s           (grpcurl -plaintext %[2]s list)
   CARTO emulator  %[3]s

@@ -147,6 +147,14 @@ func TestProbesAndOpenAPI(t *testing.T) {
 	if err != nil || spec != string(want) || !strings.Contains(spec, "/v1/carto-token") {
 		t.Fatal("/openapi.json is not the generated document")
 	}
+	// The demo page exists in demo mode only.
+	for _, path := range []string{"/", "/demo/app.js"} {
+		resp := b.do(http.MethodGet, path, "", "", nil)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Fatalf("GET %s outside demo mode: %d, want 404", path, resp.StatusCode)
+		}
+	}
 
 	// CARTO down (breaker open) with nothing cached: not ready.
 	b.sim.SetFaults(cartosim.Faults{Outage: cartosim.OutageUnavailable})

@@ -8,11 +8,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	tokenbroker "github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/server/internal/demopage"
 	"github.com/tokenbroker/tokenbroker/server/internal/transport"
 )
 
 // routes are the HTTP endpoints beside the API: metrics, probes, the API
-// description and, with asymmetric sessions, their public keys.
+// description, with asymmetric sessions their public keys, and in demo mode
+// the demo page.
 func (a *App) routes() map[string]http.Handler {
 	r := map[string]http.Handler{
 		"/metrics": promhttp.HandlerFor(a.metrics.Registry, promhttp.HandlerOpts{}),
@@ -24,6 +26,12 @@ func (a *App) routes() map[string]http.Handler {
 			w.Header().Set("Content-Type", "application/json")
 			_, _ = w.Write(tokenbroker.OpenAPI)
 		}),
+	}
+	if a.cfg.Demo {
+		// The demo page, at "/": it calls the emulator with the tokens.
+		for path, h := range demopage.Routes(a.cfg.Carto.BaseURL) {
+			r[path] = h
+		}
 	}
 	if a.rotating != nil {
 		r["/.well-known/jwks.json"] = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {

@@ -117,3 +117,21 @@ func retailStores() *table {
 	}
 	return t
 }
+
+// Rows returns the built-in table's rows, column name to value (geometries
+// as [lon, lat]), for tests that check what a query should have returned.
+func (s *Sim) Rows() []map[string]any {
+	out := make([]map[string]any, 0, len(s.data.rows))
+	for _, r := range s.data.rows {
+		m := make(map[string]any, len(s.data.cols))
+		for i, c := range s.data.cols {
+			v := r[i]
+			if p, ok := v.(point); ok {
+				v = [2]float64{p.lon, p.lat}
+			}
+			m[c.name] = v
+		}
+		out = append(out, m)
+	}
+	return out
+}
