@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -252,26 +253,19 @@ func startBroker(ctx context.Context, env map[string]string, latency time.Durati
 		logFile.Close()
 		os.RemoveAll(dir)
 	}
-	if err := waitServing(ctx, a.GRPCAddr()); err != nil {
+	select {
+	case <-a.Serving():
+		return a, stop, nil
+	case err := <-done:
+		cancel()
+		logOut.Close()
+		logFile.Close()
+		os.RemoveAll(dir)
+		return nil, nil, fmt.Errorf("the broker stopped before serving: %w", err)
+	case <-time.After(20 * time.Second):
 		stop()
-		return nil, nil, err
+		return nil, nil, errors.New("the broker is not serving after 20s")
 	}
-	return a, stop, nil
-}
-
-func waitServing(ctx context.Context, addr string) error {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		r, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
-		if err == nil && r.GetStatus() == healthpb.HealthCheckResponse_SERVING {
-			return nil
-		}
-	}
-	return fmt.Errorf("broker at %s not serving", addr)
 }
 
 func dial(addr string, n int) ([]*grpc.ClientConn, error) {

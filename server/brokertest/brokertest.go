@@ -6,6 +6,7 @@ package brokertest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -96,9 +97,14 @@ func New(env map[string]string, logs io.Writer) (b *Broker, stop func() error, e
 			return errors.New("brokertest: the broker did not stop")
 		}
 	}
-	if err := waitServing(ctx, a); err != nil {
+	select {
+	case <-a.Serving():
+	case err := <-done:
+		cancel()
+		return nil, nil, fmt.Errorf("brokertest: the broker stopped before serving: %w", err)
+	case <-time.After(10 * time.Second):
 		_ = stop()
-		return nil, nil, err
+		return nil, nil, errors.New("brokertest: the broker is not serving after 10s")
 	}
 	return &Broker{GRPCAddr: a.GRPCAddr(), RESTURL: "http://" + a.HTTPAddr(), EmulatorURL: a.EmulatorURL(), Emulator: a.Emulator()}, stop, nil
 }

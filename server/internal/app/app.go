@@ -72,6 +72,8 @@ type App struct {
 	// store's feed, reconciliation, key rotation, IdP key refresh).
 	bg     context.Context
 	stopBg context.CancelFunc
+	// serving is closed once Run serves (health says SERVING).
+	serving chan struct{}
 
 	// demo mode only
 	sim    *cartosim.Sim
@@ -87,7 +89,7 @@ func WithTracing(t telemetry.Tracing) Option { return func(a *App) { a.tracing =
 
 // New wires the broker and opens its listeners. Nothing is served until Run.
 func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Option) (a *App, err error) {
-	a = &App{cfg: cfg, log: log}
+	a = &App{cfg: cfg, log: log, serving: make(chan struct{})}
 	for _, o := range opts {
 		o(a)
 	}
@@ -416,6 +418,11 @@ func (a *App) Config() config.Config { return a.cfg }
 // start waits for one CARTO call, not two. Run calls it in the background.
 func (a *App) Warm(ctx context.Context) error { return a.carto.Warm(ctx) }
 
+// Serving is closed once Run serves: its servers accept calls and its health
+// says SERVING. A caller starting Run in a goroutine waits on it (and on
+// Run returning early with an error).
+func (a *App) Serving() <-chan struct{} { return a.serving }
+
 // Run serves until ctx ends, then stops taking requests, lets in-flight ones
 // finish (up to ShutdownTimeout), stops the background work and closes the
 // store, and returns.
@@ -476,6 +483,7 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	cancelSync()
 	a.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	close(a.serving)
 	a.log.Info("tokenbroker serving", "grpc", a.GRPCAddr(), "rest", a.HTTPAddr(), "config", a.cfg)
 
 	g.Go(func() error {
