@@ -2,12 +2,12 @@ package main
 
 import (
 	"context"
-	"os"
-	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tokenbroker/tokenbroker/server/internal/redistest"
 )
 
 // The benchmark runs end to end at a tiny size and prints every table, with
@@ -19,12 +19,7 @@ func TestBenchmarkSmoke(t *testing.T) {
 	}
 	o := options{concurrency: 4, duration: 150 * time.Millisecond, rounds: 1, latency: 5 * time.Millisecond,
 		burst: 30, replicas: 2, keys: []int{500}, conns: 1, only: map[string]bool{}}
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		if os.Getenv("TOKENBROKER_REQUIRE_REDIS") == "1" {
-			t.Fatal("redis-server is required here")
-		}
-		o.skipBurst = true
-	}
+	o.skipBurst = redistest.Missing(t) // the cold burst runs on Redis
 	var out strings.Builder
 	if err := run(context.Background(), o, &out); err != nil {
 		t.Fatalf("run: %v\n%s", err, out.String())

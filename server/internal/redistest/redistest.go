@@ -29,12 +29,8 @@ type Server struct {
 // Start starts a server and stops it when the test ends.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		msg := "redis-server is not installed: install it (Debian: apt-get install redis-server) to run the Redis tests; .ci/run installs it"
-		if os.Getenv("TOKENBROKER_REQUIRE_REDIS") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+	if Missing(t) {
+		t.Skip(missing)
 	}
 	s, err := New(t.TempDir())
 	if err != nil {
@@ -42,6 +38,22 @@ func Start(t testing.TB) *Server {
 	}
 	t.Cleanup(s.Kill)
 	return s
+}
+
+const missing = "redis-server is not installed: install it (Debian: apt-get install redis-server) to run the Redis tests; .ci/run installs it"
+
+// Missing reports whether redis-server is missing here, for a test that can
+// run in part without it. Where TOKENBROKER_REQUIRE_REDIS=1, a missing
+// redis-server fails t instead.
+func Missing(t testing.TB) bool {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err == nil {
+		return false
+	}
+	if os.Getenv("TOKENBROKER_REQUIRE_REDIS") == "1" {
+		t.Fatal(missing)
+	}
+	return true
 }
 
 // New starts a server keeping its files in dir, outside a test (the
