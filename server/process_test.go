@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"net"
@@ -11,7 +10,6 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,6 +21,7 @@ import (
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
 	"github.com/tokenbroker/tokenbroker/server/internal/cartosim"
+	"github.com/tokenbroker/tokenbroker/server/internal/logtest"
 )
 
 // These tests run the broker as real processes (this test binary re-run as
@@ -82,25 +81,13 @@ func brokerEnv(t *testing.T, emu *emulator, configPath string, extra ...string) 
 type process struct {
 	t        *testing.T
 	cmd      *exec.Cmd
-	logs     *syncBuffer
+	logs     *logtest.Buffer
 	rest     string
 	grpcAddr string
 	conn     *grpc.ClientConn
 	client   tokenbrokerv1.TokenBrokerClient
 	exited   chan error
 }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func freePort(t *testing.T) int {
 	t.Helper()
@@ -116,7 +103,7 @@ func freePort(t *testing.T) int {
 func startProcess(t *testing.T, env []string) *process {
 	t.Helper()
 	httpPort, grpcPort := freePort(t), freePort(t)
-	p := &process{t: t, logs: &syncBuffer{}, exited: make(chan error, 1),
+	p := &process{t: t, logs: &logtest.Buffer{}, exited: make(chan error, 1),
 		rest:     "http://127.0.0.1:" + strconv.Itoa(httpPort),
 		grpcAddr: "127.0.0.1:" + strconv.Itoa(grpcPort)}
 	p.cmd = exec.Command(os.Args[0], "-test.run=^$")

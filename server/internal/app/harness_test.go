@@ -1,7 +1,6 @@
 package app_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -14,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,6 +26,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/server/internal/app"
 	"github.com/tokenbroker/tokenbroker/server/internal/cartosim"
 	"github.com/tokenbroker/tokenbroker/server/internal/config"
+	"github.com/tokenbroker/tokenbroker/server/internal/logtest"
 	"github.com/tokenbroker/tokenbroker/server/internal/telemetry"
 )
 
@@ -71,7 +70,7 @@ type broker struct {
 	rest   string // http://host:port
 	grpc   tokenbrokerv1.TokenBrokerClient
 	conn   *grpc.ClientConn
-	logs   *syncBuffer
+	logs   *logtest.Buffer
 	stop   func() error
 	// http is the REST client; with TLS it trusts the test CA (roots).
 	http  *http.Client
@@ -126,7 +125,7 @@ func startBrokerWith(t *testing.T, configYAML string, env map[string]string, opt
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &broker{t: t, sim: sim, simURL: simSrv.URL, logs: &syncBuffer{}}
+	b := &broker{t: t, sim: sim, simURL: simSrv.URL, logs: &logtest.Buffer{}}
 	b.start(cfg, opts...)
 	return b
 }
@@ -290,22 +289,4 @@ func cities(t *testing.T, body map[string]any) map[string]int {
 		out[r.(map[string]any)["city"].(string)]++
 	}
 	return out
-}
-
-// syncBuffer is a log sink safe for the broker's concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -15,6 +15,7 @@ import (
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
 	"github.com/tokenbroker/tokenbroker/server/internal/cartosim"
 	"github.com/tokenbroker/tokenbroker/server/internal/config"
+	"github.com/tokenbroker/tokenbroker/server/internal/logtest"
 )
 
 func withRawAuthorization(v string) context.Context {
@@ -128,7 +129,7 @@ func TestDemoMode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &broker{t: t, logs: &syncBuffer{}}
+	b := &broker{t: t, logs: &logtest.Buffer{}}
 	b.start(cfg)
 	if b.sim == nil || !strings.HasPrefix(b.simURL, "http://127.0.0.1:") {
 		t.Fatalf("demo emulator at %q", b.simURL)

@@ -1,7 +1,6 @@
 package auth
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/tokenbroker/tokenbroker/server/internal/logtest"
 	"github.com/tokenbroker/tokenbroker/server/internal/tokencache"
 )
 
@@ -57,24 +57,6 @@ type rkCountingStore struct {
 func (s *rkCountingStore) Load(ctx context.Context) (string, time.Time, time.Time, bool, error) {
 	s.loads.Add(1)
 	return s.KeyStore.Load(ctx)
-}
-
-// rkLogs is a logger whose output a test can read.
-type rkLogs struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *rkLogs) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *rkLogs) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
 }
 
 func newRKStore(clock *rkClock) tokencache.SharedSecret {
@@ -328,7 +310,7 @@ func TestRotatingKeysRotation(t *testing.T) {
 			clock := newRKClock()
 			shared := newRKStore(clock)
 			storeA, storeB := &rkCountingStore{KeyStore: shared}, &rkCountingStore{KeyStore: shared}
-			logs := &rkLogs{}
+			logs := &logtest.Buffer{}
 			log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 			a, b := newRK(t, alg, storeA, clock, log), newRK(t, alg, storeB, clock, log)
 			// Sessions that outlive Retain, so that the key's retention is

@@ -1,26 +1,14 @@
 package telemetry
 
 import (
-	"bytes"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/tokenbroker/tokenbroker/server/internal/logtest"
 )
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
-
 func TestBufferedWriter(t *testing.T) {
-	var out lockedBuffer
+	var out logtest.Buffer
 	w := NewBufferedWriter(&out, 10*time.Millisecond)
 	_, _ = w.Write([]byte("line 1\n"))
 	if out.String() != "" {
