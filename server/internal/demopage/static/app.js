@@ -10,30 +10,29 @@
   let session = null; // {token, group, username}
   let carto = null; // the IssueCartoToken answer
 
-  // broker calls the broker's REST API and returns {ok, status, data}.
-  async function broker(path, body, bearer) {
-    const headers = { 'Content-Type': 'application/json' };
-    if (bearer) headers.Authorization = 'Bearer ' + bearer;
+  // request fetches url and returns {ok, status, data}, data being the JSON
+  // body ({} if none); a network failure is status 0 with data {message}.
+  async function request(url, init, unreachable) {
     let r;
     try {
-      r = await fetch(path, { method: 'POST', headers, body: JSON.stringify(body) });
+      r = await fetch(url, init);
     } catch (e) {
-      return { ok: false, status: 0, data: { message: 'the broker cannot be reached' } };
+      return { ok: false, status: 0, data: { message: unreachable, error: unreachable } };
     }
     const data = await r.json().catch(() => ({}));
     return { ok: r.ok, status: r.status, data };
   }
 
+  // broker calls the broker's REST API.
+  function broker(path, body, bearer) {
+    const headers = { 'Content-Type': 'application/json' };
+    if (bearer) headers.Authorization = 'Bearer ' + bearer;
+    return request(path, { method: 'POST', headers, body: JSON.stringify(body) }, 'the broker cannot be reached');
+  }
+
   // cartoGet calls CARTO's API with the API access token.
-  async function cartoGet(url) {
-    let r;
-    try {
-      r = await fetch(url, { headers: { Authorization: 'Bearer ' + carto.token } });
-    } catch (e) {
-      return { ok: false, status: 0, data: { error: 'CARTO cannot be reached' } };
-    }
-    const data = await r.json().catch(() => ({}));
-    return { ok: r.ok, status: r.status, data };
+  function cartoGet(url) {
+    return request(url, { headers: { Authorization: 'Bearer ' + carto.token } }, 'CARTO cannot be reached');
   }
 
   // mapsQuery runs a query through CARTO's Maps API (allowed to every demo
