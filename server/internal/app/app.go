@@ -88,8 +88,10 @@ type Option func(*App)
 func WithTracing(t telemetry.Tracing) Option { return func(a *App) { a.tracing = t } }
 
 // New wires the broker and opens its listeners. Nothing is served until Run.
-func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Option) (a *App, err error) {
-	a = &App{cfg: cfg, log: log, serving: make(chan struct{})}
+func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Option) (_ *App, err error) {
+	// a is not the named result: every failure returns nil, and the clean-up
+	// below must still see what was opened.
+	a := &App{cfg: cfg, log: log, serving: make(chan struct{})}
 	for _, o := range opts {
 		o(a)
 	}
