@@ -163,6 +163,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		BreakerCooldown: a.cfg.Carto.BreakerCooldown,
 		// One OAuth token for the whole deployment, kept across restarts.
 		Shared: tokencache.SharedSecret{Store: a.store, Name: "carto-oauth"},
+		// CARTO's Retry-After holds every replica back, per endpoint.
+		Pauses: tokencache.SharedPauses{Store: a.store, Name: "carto-pause"},
 	})
 	if err != nil {
 		return nil, err
@@ -429,9 +431,9 @@ func (a *App) Serving() <-chan struct{} { return a.serving }
 // finish (up to ShutdownTimeout), stops the background work and closes the
 // store, and returns.
 func (a *App) Run(ctx context.Context) error {
-	// Background work (the shared store's feed, reconciliation, key
-	// rotation) outlives the drain: in-flight requests still need fresh
-	// views to finish.
+	// Background work (the shared store's feed, reconciliation, the CARTO
+	// OAuth token's refresh, key rotation) outlives the drain: in-flight
+	// requests still need fresh views to finish.
 	var bgWG sync.WaitGroup
 	bgWG.Go(func() {
 		if err := a.cache.Run(a.bg); err != nil {
@@ -439,6 +441,7 @@ func (a *App) Run(ctx context.Context) error {
 		}
 	})
 	bgWG.Go(func() { a.reconciler.Run(a.bg) })
+	bgWG.Go(func() { a.carto.KeepOAuthFresh(a.bg) })
 	bgWG.Go(func() {
 		if err := a.Warm(a.bg); err != nil && a.bg.Err() == nil {
 			a.log.Warn("no CARTO OAuth token at start; the first request will try again", "error", err)

@@ -102,7 +102,9 @@ func TestFaultRateLimited(t *testing.T) {
 		t.Fatalf("429 with Retry-After 30: %d %v Retry-After=%q", resp.StatusCode, body, resp.Header.Get("Retry-After"))
 	}
 	f.cachedStillServed(t)
-	// A short one is waited out, and the call succeeds.
+	// A short one is waited out, and the call succeeds. (A new broker: the
+	// first is not calling CARTO's Tokens API for 30 s.)
+	f = newFaultEnv(t)
 	f.sim.SetFaults(cartosim.Faults{RateLimit: true, RetryAfter: time.Second, Scope: cartosim.ScopeTokens})
 	go func() { time.Sleep(300 * time.Millisecond); f.sim.SetFaults(cartosim.Faults{}) }()
 	start := time.Now()

@@ -48,6 +48,10 @@ type Config struct {
 	// Shared, when set, shares the OAuth token between replicas: one fetches
 	// it, all use it, and a restart finds it again.
 	Shared SharedTokens
+	// Pauses, when set, shares the pauses CARTO asks for (a 429's
+	// Retry-After, per endpoint) between replicas: while one lasts, no
+	// replica calls that endpoint.
+	Pauses SharedPauses
 	// CallTimeout bounds each attempt of a call, within the caller's own
 	// deadline. 10 s when zero.
 	CallTimeout time.Duration
@@ -61,8 +65,8 @@ type Config struct {
 	BreakerCooldown  time.Duration
 	// Observe, when set, is told about every attempt of a call: the
 	// endpoint (oauth, create, list, delete), its outcome (ok, rate_limited,
-	// server_error, client_error, transport_error, circuit_open) and its
-	// duration.
+	// server_error, client_error, transport_error, and, for calls not made,
+	// paused or circuit_open) and its duration.
 	Observe func(endpoint, outcome string, d time.Duration)
 }
 
@@ -72,6 +76,7 @@ type Client struct {
 	base    *url.URL
 	oauth   *oauthSource
 	breaker *breaker
+	pauses  *pauses
 }
 
 // New validates cfg and returns a Client.
@@ -120,7 +125,7 @@ func New(cfg Config) (*Client, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	c := &Client{cfg: cfg, base: base, breaker: &breaker{threshold: cfg.BreakerThreshold, cooldown: cfg.BreakerCooldown, now: cfg.Now}}
+	c := &Client{cfg: cfg, base: base, breaker: &breaker{threshold: cfg.BreakerThreshold, cooldown: cfg.BreakerCooldown, now: cfg.Now}, pauses: newPauses(cfg)}
 	c.oauth = newOAuthSource(c)
 	return c, nil
 }
@@ -358,16 +363,17 @@ func upstreamMessage(body []byte) string {
 	return msg
 }
 
-// retryAfter parses a Retry-After header: seconds or an HTTP date.
+// retryAfter parses a Retry-After header, seconds or an HTTP date, bounded
+// by maxPause.
 func retryAfter(v string) time.Duration {
 	if v == "" {
 		return 0
 	}
 	if s, err := strconv.Atoi(v); err == nil && s >= 0 {
-		return time.Duration(s) * time.Second
+		return time.Duration(min(s, int(maxPause/time.Second))) * time.Second
 	}
 	if t, err := http.ParseTime(v); err == nil {
-		return max(0, time.Until(t))
+		return min(maxPause, max(0, time.Until(t)))
 	}
 	return 0
 }

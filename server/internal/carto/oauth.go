@@ -3,6 +3,7 @@ package carto
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -44,6 +45,10 @@ type oauthSource struct {
 // current token is still good.
 const refreshBackoff = 30 * time.Second
 
+// minRefreshGap is the least time between two wake-ups of KeepOAuthFresh, so
+// that a clock that disagrees with its timer cannot make it spin.
+const minRefreshGap = time.Second
+
 // sharedPoll is how often a replica waiting for another's fetch looks again.
 const sharedPoll = 50 * time.Millisecond
 
@@ -80,6 +85,52 @@ func (c *Client) Warm(ctx context.Context) error {
 	return err
 }
 
+// KeepOAuthFresh gets the OAuth token if there is none, then refreshes it
+// at 80% of its life, ahead of the calls that need it, until ctx ends. With
+// Config.Shared the replicas' refreshers wake together and fetch one token
+// between them (the others adopt it). Callers still refresh a token they
+// find due, should this not run.
+func (c *Client) KeepOAuthFresh(ctx context.Context) {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if c.oauth.due() {
+			select {
+			case <-c.oauth.fetch(ctx):
+			case <-ctx.Done():
+				return
+			}
+		}
+		t.Reset(c.oauth.untilDue())
+	}
+}
+
+// due reports whether the token should be fetched now: there is none, or it
+// is past its refresh time, and no failed attempt asks to wait.
+func (o *oauthSource) due() bool {
+	now := o.c.cfg.Now()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return !now.Before(o.nextAttempt) && (o.tok == "" || !now.Before(o.refreshAt))
+}
+
+// untilDue is how long until due may become true.
+func (o *oauthSource) untilDue() time.Duration {
+	now := o.c.cfg.Now()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	next := o.nextAttempt
+	if o.tok != "" && o.refreshAt.After(next) {
+		next = o.refreshAt
+	}
+	return max(next.Sub(now), minRefreshGap)
+}
+
 // fetch starts a token fetch unless one is in flight, and returns its result
 // channel. The fetch runs detached from the caller: a caller that gives up must
 // not fail the others waiting on the same fetch.
@@ -90,8 +141,13 @@ func (o *oauthSource) fetch(ctx context.Context) <-chan singleflight.Result {
 		defer cancel()
 		tok, err := o.obtain(fctx)
 		if err != nil {
+			wait := refreshBackoff
+			var ce *Error
+			if errors.As(err, &ce) {
+				wait = max(wait, ce.RetryAfter) // a pause CARTO asked for
+			}
 			o.mu.Lock()
-			o.nextAttempt = o.c.cfg.Now().Add(refreshBackoff)
+			o.nextAttempt = o.c.cfg.Now().Add(wait)
 			o.mu.Unlock()
 			o.c.cfg.Logger.Warn("CARTO OAuth token fetch failed", "error", err)
 			return "", err

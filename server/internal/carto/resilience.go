@@ -27,11 +27,20 @@ const (
 
 // send makes one logical call: attempts of at most CallTimeout each, under
 // the caller's deadline, retried with exponential backoff and full jitter
-// as policy allows, and refused at once while the circuit breaker is open.
+// as policy allows, refused at once while CARTO asked for a pause on the
+// endpoint (see pauses) or while the circuit breaker is open.
 func (c *Client) send(ctx context.Context, op string, policy retryPolicy, newReq func(ctx context.Context) (*http.Request, error)) (int, []byte, http.Header, error) {
+	endpoint := endpointOf(op)
 	for attempt := 1; ; attempt++ {
+		adm, pause, refused := c.pauses.admit(ctx, endpoint)
+		if refused {
+			c.observe(endpoint, "paused", 0)
+			return 0, nil, nil, &Error{Op: op, Kind: ErrRateLimited, RetryAfter: pause,
+				Detail: fmt.Sprintf("CARTO asked for a pause; not calling it for %s", pause.Round(time.Millisecond))}
+		}
 		if wait, open := c.breaker.allow(); open {
-			c.observe(op, "circuit_open", 0)
+			c.pauses.abandoned(adm)
+			c.observe(endpoint, "circuit_open", 0)
 			return 0, nil, nil, &Error{Op: op, Kind: ErrUnavailable, RetryAfter: wait,
 				Detail: fmt.Sprintf("%d calls failed in a row; not calling CARTO for %s", c.cfg.BreakerThreshold, wait.Round(time.Second))}
 		}
@@ -40,12 +49,13 @@ func (c *Client) send(ctx context.Context, op string, policy retryPolicy, newReq
 		if err != nil {
 			cancel()
 			c.breaker.release()
+			c.pauses.abandoned(adm)
 			return 0, nil, nil, fmt.Errorf("carto: %s: %w", op, err)
 		}
 		started := time.Now()
 		status, body, hdr, err := c.do(req)
 		cancel()
-		c.observe(op, outcomeOf(status, err), time.Since(started))
+		c.observe(endpoint, outcomeOf(status, err), time.Since(started))
 
 		var retryable bool
 		var wait time.Duration
@@ -53,23 +63,31 @@ func (c *Client) send(ctx context.Context, op string, policy retryPolicy, newReq
 		case err != nil && ctx.Err() != nil:
 			// The caller gave up: no verdict on CARTO.
 			c.breaker.release()
+			c.pauses.abandoned(adm)
 			return 0, nil, nil, transportError(ctx, op, err)
 		case err != nil:
 			c.breaker.failure()
+			c.pauses.answered(ctx, adm)
 			retryable = policy == idempotent || neverSent(err)
 			err = transportError(ctx, op, err)
 		case status >= 500:
 			c.breaker.failure()
+			c.pauses.answered(ctx, adm)
 			retryable = policy == idempotent
 		case status == http.StatusTooManyRequests:
-			// CARTO is up and says when to come back. A short wait is waited
-			// out here; a long one goes back to the caller with its delay,
-			// rather than holding the request (and its waiters) that long.
+			// CARTO is up and says when to come back: nobody calls the
+			// endpoint before then. A short wait is waited out here; a
+			// long one goes back to the caller with its delay, rather than
+			// holding the request (and its waiters) that long.
 			c.breaker.success()
-			wait = retryAfter(hdr.Get("Retry-After"))
+			if wait = retryAfter(hdr.Get("Retry-After")); wait == 0 {
+				wait = defaultPause
+			}
+			c.pauses.paused(ctx, adm, wait)
 			retryable = wait <= maxRetryWait
 		default:
 			c.breaker.success()
+			c.pauses.answered(ctx, adm)
 			return status, body, hdr, nil
 		}
 		if !retryable || attempt >= c.cfg.MaxAttempts {
@@ -93,16 +111,26 @@ func (c *Client) send(ctx context.Context, op string, policy retryPolicy, newReq
 // the longest Retry-After a call waits out itself.
 const maxRetryWait = 2 * time.Second
 
+// endpointOf names the endpoint of an operation, for pauses and metrics.
+func endpointOf(op string) string {
+	switch op {
+	case "get OAuth token":
+		return "oauth"
+	case "create token":
+		return "create"
+	case "list tokens":
+		return "list"
+	case "delete token":
+		return "delete"
+	}
+	return "other"
+}
+
 // observe reports an attempt to Config.Observe.
-func (c *Client) observe(op, outcome string, d time.Duration) {
-	if c.cfg.Observe == nil {
-		return
+func (c *Client) observe(endpoint, outcome string, d time.Duration) {
+	if c.cfg.Observe != nil {
+		c.cfg.Observe(endpoint, outcome, d)
 	}
-	endpoint := map[string]string{"get OAuth token": "oauth", "create token": "create", "list tokens": "list", "delete token": "delete"}[op]
-	if endpoint == "" {
-		endpoint = "other"
-	}
-	c.cfg.Observe(endpoint, outcome, d)
 }
 
 func outcomeOf(status int, err error) string {

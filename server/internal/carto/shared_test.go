@@ -11,7 +11,7 @@ import (
 )
 
 // replicas returns n clients of one emulator that share their OAuth token
-// through one store, as replicas on one Redis do.
+// and CARTO's pauses through one store, as replicas on one Redis do.
 func replicas(t *testing.T, e *env, store tokencache.Store, n int) []*Client {
 	t.Helper()
 	var out []*Client
@@ -20,6 +20,7 @@ func replicas(t *testing.T, e *env, store tokencache.Store, n int) []*Client {
 			BaseURL: e.srv.URL, AuthURL: e.srv.URL + "/oauth/token", ClientID: "client-1", ClientSecret: secret,
 			Now: e.clk.Now, FetchTimeout: 2 * time.Second,
 			Shared: tokencache.SharedSecret{Store: store, Name: "carto-oauth"},
+			Pauses: tokencache.SharedPauses{Store: store, Name: "carto-pause"},
 		})
 		if err != nil {
 			t.Fatal(err)

@@ -66,18 +66,19 @@ type Sim struct {
 
 // Stats counts what the Sim has seen since it was created or last reset.
 type Stats struct {
-	Requests      int64 `json:"requests"`       // every request received, faulted or not (not preflights or /_sim)
-	OAuthRequests int64 `json:"oauth_requests"` // POST /oauth/token received, faulted or not
-	OAuthIssued   int64 `json:"oauth_issued"`   // OAuth tokens actually issued
-	TokensCreated int64 `json:"tokens_created"` // API tokens created
-	TokensDeleted int64 `json:"tokens_deleted"` // API tokens deleted
-	TokensListed  int64 `json:"tokens_listed"`  // GET /v3/tokens answered 200
-	TokensRead    int64 `json:"tokens_read"`    // GET /v3/tokens/{t} answered 200
-	SQLQueries    int64 `json:"sql_queries"`    // SQL queries answered 200
-	MapsQueries   int64 `json:"maps_queries"`   // maps instantiations, geojson, tilejson and tiles answered 200
-	Refused       int64 `json:"refused"`        // data-API requests refused with 401/403
-	Faulted       int64 `json:"faulted"`        // requests answered (or dropped, or held) by a fault switch
-	LiveTokens    int64 `json:"live_tokens"`    // API tokens live at snapshot time
+	Requests       int64 `json:"requests"`        // every request received, faulted or not (not preflights or /_sim)
+	OAuthRequests  int64 `json:"oauth_requests"`  // POST /oauth/token received, faulted or not
+	OAuthIssued    int64 `json:"oauth_issued"`    // OAuth tokens actually issued
+	CreateRequests int64 `json:"create_requests"` // POST /v3/tokens received, faulted or not
+	TokensCreated  int64 `json:"tokens_created"`  // API tokens created
+	TokensDeleted  int64 `json:"tokens_deleted"`  // API tokens deleted
+	TokensListed   int64 `json:"tokens_listed"`   // GET /v3/tokens answered 200
+	TokensRead     int64 `json:"tokens_read"`     // GET /v3/tokens/{t} answered 200
+	SQLQueries     int64 `json:"sql_queries"`     // SQL queries answered 200
+	MapsQueries    int64 `json:"maps_queries"`    // maps instantiations, geojson, tilejson and tiles answered 200
+	Refused        int64 `json:"refused"`         // data-API requests refused with 401/403
+	Faulted        int64 `json:"faulted"`         // requests answered (or dropped, or held) by a fault switch
+	LiveTokens     int64 `json:"live_tokens"`     // API tokens live at snapshot time
 }
 
 // New returns a Sim configured by opts.
@@ -174,6 +175,9 @@ func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.stats.Requests++
 	if scope == ScopeOAuth && r.Method == http.MethodPost {
 		s.stats.OAuthRequests++
+	}
+	if path == "/v3/tokens" && r.Method == http.MethodPost {
+		s.stats.CreateRequests++
 	}
 	s.mu.Unlock()
 	if !s.applyFaults(w, r, scope) {

@@ -341,7 +341,7 @@ func TestStatsCounters(t *testing.T) {
 	e.sim.SetFaults(Faults{ErrorRate: 1})
 	e.do("GET", "/v3/tokens", nil, bearer(oauth)...) // faulted
 	want := Stats{
-		Requests: 16, OAuthRequests: 2, OAuthIssued: 1, TokensCreated: 2, TokensDeleted: 1,
+		Requests: 16, OAuthRequests: 2, OAuthIssued: 1, CreateRequests: 2, TokensCreated: 2, TokensDeleted: 1,
 		TokensListed: 1, TokensRead: 1, SQLQueries: 1, MapsQueries: 2, Refused: 3, Faulted: 1, LiveTokens: 1,
 	}
 	if got := e.sim.Stats(); got != want {
