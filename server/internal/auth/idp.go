@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -128,6 +129,7 @@ type IdP struct {
 	groupRE    *regexp.Regexp
 	adminPath  []string
 	adminValue string
+	leeway     time.Duration
 	parser     *jwt.Parser
 	keys       keyfunc.Keyfunc
 }
@@ -184,6 +186,13 @@ func NewIdP(ctx context.Context, cfg IdPConfig) (*IdP, error) {
 	}
 	started = true
 	return p, nil
+}
+
+// Validate checks cfg without contacting the IdP, reporting every problem at
+// once, so a configuration can be refused at load time.
+func (cfg IdPConfig) Validate() error {
+	_, err := newIdP(&cfg)
+	return err
 }
 
 // newIdP validates cfg, fills in its defaults and builds everything but the
@@ -258,7 +267,7 @@ func newIdP(cfg *IdPConfig) (*IdP, error) {
 		return nil, errors.Join(errs...)
 	}
 	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{Timeout: idpDefaultHTTPTimeout}
+		cfg.HTTPClient = &http.Client{Timeout: idpDefaultHTTPTimeout, CheckRedirect: idpCheckRedirect}
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -274,6 +283,7 @@ func newIdP(cfg *IdPConfig) (*IdP, error) {
 		groupRE:    groupRE,
 		adminPath:  adminPath,
 		adminValue: cfg.AdminValue,
+		leeway:     cfg.Leeway,
 		// Only configured asymmetric algorithms: "none" and HS* are refused
 		// before any key lookup or network access.
 		parser: strictParser(cfg.Algorithms, cfg.Issuer, cfg.Audience, cfg.Leeway, cfg.Now),
@@ -355,17 +365,16 @@ func (p *IdP) Verify(ctx context.Context, token string) (Principal, error) {
 	if !ok {
 		return Principal{}, fmt.Errorf("%w (claim %q)", ErrNoGroup, p.groupClaim)
 	}
-	// The session id lets RevokeToken cut an IdP token off until it
-	// expires: its jti when it has one, else a digest of the whole token.
+	// The session id lets RevokeToken cut an IdP token off until it is no
+	// longer accepted (exp plus the leeway).
 	jti, _ := claims["jti"].(string)
-	sid := idpSessionID(p.issuer, jti, token)
 	return Principal{
 		Kind:          KindIdP,
 		Subject:       sub,
 		Group:         group,
 		Admin:         p.admin(claims),
-		SessionID:     sid,
-		SessionExpiry: exp.Time,
+		SessionID:     idpSessionID(p.issuer, jti, token),
+		SessionExpiry: exp.Time.Add(p.leeway),
 	}, nil
 }
 
@@ -449,14 +458,42 @@ func idpClaimPath(s string) ([]string, error) {
 	return path, nil
 }
 
-// idpCheckURL accepts an absolute http or https URL with a host.
+// idpCheckURL accepts an absolute https URL with a host, or an http one whose
+// host is loopback (a local test IdP). Plain http to anywhere else would let
+// anyone on the path replace the discovery document or the keys, and so sign
+// tokens the broker accepts.
 func idpCheckURL(s string) error {
 	if s == "" {
 		return errors.New("required")
 	}
 	u, err := url.Parse(s)
 	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-		return fmt.Errorf("%q is not an absolute http(s) URL", s)
+		return fmt.Errorf("%q is not an absolute https URL", s)
+	}
+	if u.Scheme == "http" && !isLoopback(u.Hostname()) {
+		return fmt.Errorf("%q is plain http: use https (http is accepted only for a loopback host: 127.0.0.0/8, ::1, localhost)", s)
+	}
+	return nil
+}
+
+// isLoopback reports whether host (no port, no brackets) is a loopback
+// address or localhost.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// idpCheckRedirect holds a redirect to the rules of a configured URL, so an
+// https discovery or JWKS URL cannot be downgraded to plain http.
+func idpCheckRedirect(req *http.Request, via []*http.Request) error {
+	if len(via) >= 10 {
+		return errors.New("stopped after 10 redirects")
+	}
+	if err := idpCheckURL(req.URL.String()); err != nil {
+		return fmt.Errorf("redirect: %w", err)
 	}
 	return nil
 }
@@ -470,13 +507,20 @@ func idpHTTPTimeout(c *http.Client) time.Duration {
 	return idpDefaultHTTPTimeout
 }
 
-// idpSessionID identifies an IdP token for revocation: its jti, scoped to
-// its issuer (two IdPs may reuse jtis), or without one a digest of the token.
+// idpSessionID identifies a verified IdP token for revocation: its jti,
+// scoped to its issuer (two IdPs may reuse jtis), or without one a digest of
+// the issuer and the token's signing input (header.payload).
+//
+// Never the signature: one signing input may carry several valid signatures
+// (an ECDSA s and n−s both verify, and an IdP may sign the same claims
+// twice), so an id that covered the signature would let a variant of a
+// revoked token through. The signing input is what the signature proves.
 func idpSessionID(issuer, jti, token string) string {
 	if jti != "" {
 		sum := sha256.Sum256([]byte(issuer + "\x00" + jti))
 		return "idp:" + hex.EncodeToString(sum[:16])
 	}
-	sum := sha256.Sum256([]byte(token))
+	signingInput := token[:strings.LastIndexByte(token, '.')] // Verify has parsed three segments
+	sum := sha256.Sum256([]byte(issuer + "\x00" + signingInput))
 	return "idp:" + hex.EncodeToString(sum[:])
 }

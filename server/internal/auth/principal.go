@@ -32,9 +32,13 @@ type Principal struct {
 	// Admin callers may revoke a whole group's tokens and list the tokens
 	// the broker holds.
 	Admin bool
-	// SessionID and SessionExpiry identify the session token the call was
-	// made with, so the session can be revoked (logout).
-	SessionID     string
+	// SessionID identifies the session token the call was made with, so the
+	// session can be revoked (logout). It is derived only from what the
+	// token's signature covers, so no re-encoding of the token escapes it.
+	SessionID string
+	// SessionExpiry is the last moment the token is accepted: its exp plus
+	// the clock-skew leeway of its verifier. A revocation must last until
+	// then, or the token would be accepted again within the leeway.
 	SessionExpiry time.Time
 }
 

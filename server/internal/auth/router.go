@@ -128,7 +128,7 @@ func unverifiedIssuer(token string) (string, error) {
 	if len(parts) != 3 {
 		return "", fmt.Errorf("%w: invalid token", ErrUnauthenticated)
 	}
-	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	payload, err := base64.RawURLEncoding.Strict().DecodeString(parts[1])
 	if err != nil {
 		return "", fmt.Errorf("%w: invalid token", ErrUnauthenticated)
 	}

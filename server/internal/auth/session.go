@@ -184,7 +184,7 @@ func (s *Sessions) Verify(ctx context.Context, bearer string) (Principal, error)
 		Group:         c.Group,
 		Admin:         c.Admin,
 		SessionID:     c.ID,
-		SessionExpiry: c.ExpiresAt.Time,
+		SessionExpiry: c.ExpiresAt.Time.Add(s.cfg.Leeway),
 	}, nil
 }
 
@@ -192,8 +192,13 @@ func (s *Sessions) Verify(ctx context.Context, bearer string) (Principal, error)
 // algorithms are pinned by configuration, never taken from the token ("none"
 // and any other are refused before a key is looked up), and iss, aud and
 // exp are required, with a small symmetric leeway for clock skew.
+//
+// Decoding is strict: a segment whose last base64url character has unused
+// bits set is refused, so a token has exactly one encoding and cannot be
+// re-encoded into a different string that still verifies.
 func strictParser(algs []string, issuer, audience string, leeway time.Duration, now func() time.Time) *jwt.Parser {
 	return jwt.NewParser(
+		jwt.WithStrictDecoding(),
 		jwt.WithValidMethods(algs),
 		jwt.WithIssuer(issuer),
 		jwt.WithAudience(audience),

@@ -417,6 +417,7 @@ func (c Config) validate() []error {
 	if err := validServices(c.Services); err != nil {
 		errs = append(errs, prefixed("services", err)...)
 	}
+	errs = append(errs, invalidIdentityProviders(c.IdentityProviders)...)
 	for _, s := range c.Services {
 		for _, g := range s.Groups {
 			if _, named := c.Groups[g]; !named && c.DefaultPolicy == nil {
@@ -572,4 +573,21 @@ func (e *ValidationError) Unwrap() []error { return e.Errs }
 func validServices(list []auth.Service) error {
 	_, err := auth.NewServices(list)
 	return err
+}
+
+// invalidIdentityProviders checks every identity provider without contacting
+// it (plain http to a non-loopback host, HMAC algorithms, bad claims...), so
+// such a file is refused at load with every problem named.
+func invalidIdentityProviders(list []auth.IdPConfig) []error {
+	var errs []error
+	for i, p := range list {
+		name := p.Name
+		if name == "" {
+			name = p.Issuer
+		}
+		if err := p.Validate(); err != nil {
+			errs = append(errs, prefixed(fmt.Sprintf("identity_providers: provider %d (%q)", i+1, name), err)...)
+		}
+	}
+	return errs
 }

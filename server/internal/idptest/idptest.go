@@ -18,6 +18,7 @@ import (
 	"math/big"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -134,6 +135,44 @@ func (i *Issuer) PublicKeyPEM() []byte {
 		panic("idptest: marshal public key: " + err.Error()) // cannot happen for keys New generates
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+}
+
+// SignatureVariant returns token with its signature re-encoded as an
+// attacker replaying a revoked token would: a different string whose
+// signature still verifies (ES256: s replaced by n−s, since ECDSA signatures
+// are malleable) or that a lenient base64url decoder reads as the same bytes
+// (RS256, EdDSA: see NonCanonical). A verifier must refuse it or treat it as
+// the same token.
+func (i *Issuer) SignatureVariant(t testing.TB, token string) string {
+	t.Helper()
+	if i.alg != "ES256" {
+		return NonCanonical(t, token)
+	}
+	dot := strings.LastIndexByte(token, '.')
+	sig, err := base64.RawURLEncoding.DecodeString(token[dot+1:])
+	if err != nil || len(sig) != 64 {
+		t.Fatalf("idptest: not an ES256 signature (%d bytes, %v)", len(sig), err)
+	}
+	s := new(big.Int).SetBytes(sig[32:])
+	s.Sub(elliptic.P256().Params().N, s)
+	sig = append(sig[:32:32], s.FillBytes(make([]byte, 32))...)
+	return token[:dot+1] + base64.RawURLEncoding.EncodeToString(sig)
+}
+
+// NonCanonical returns token (any JWT) with the unused low bits of its
+// signature's last base64url character set: the same bytes to a lenient
+// decoder, a different string. Canonical encoding leaves those bits zero.
+func NonCanonical(t testing.TB, token string) string {
+	t.Helper()
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	if n := len(token) - strings.LastIndexByte(token, '.') - 1; n == 0 || n*6%8 == 0 {
+		t.Fatal("idptest: the signature's encoding has no unused bits")
+	}
+	c := strings.IndexByte(alphabet, token[len(token)-1])
+	if c < 0 {
+		t.Fatal("idptest: the token does not end in base64url")
+	}
+	return token[:len(token)-1] + string(alphabet[c|1])
 }
 
 // SetDown makes every path answer 503 (an IdP outage) until SetDown(false).

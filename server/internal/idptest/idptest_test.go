@@ -123,3 +123,26 @@ func TestSignWithOverridesTheHeader(t *testing.T) {
 		t.Fatalf("header = %v", parsed.Header)
 	}
 }
+
+// The variants are real attacks: a lenient parser accepts them, a strict one
+// refuses the non-canonical ones, and none is the token itself.
+func TestSignatureVariant(t *testing.T) {
+	for _, alg := range []string{"RS256", "ES256", "EdDSA"} {
+		t.Run(alg, func(t *testing.T) {
+			i := New(t, alg)
+			tok := i.Sign(t, jwt.MapClaims{"iss": i.URL(), "sub": "u", "exp": time.Now().Add(time.Hour).Unix()})
+			variant := i.SignatureVariant(t, tok)
+			if variant == tok {
+				t.Fatal("the variant is the token")
+			}
+			kf := jwks(t, i).Keyfunc
+			if _, err := jwt.Parse(variant, kf, jwt.WithValidMethods([]string{alg})); err != nil {
+				t.Fatalf("a lenient parser refuses the variant: %v", err)
+			}
+			_, err := jwt.Parse(variant, kf, jwt.WithValidMethods([]string{alg}), jwt.WithStrictDecoding())
+			if canonical := alg == "ES256"; (err == nil) != canonical {
+				t.Fatalf("a strict parser: %v (the %s variant is canonical: %t)", err, alg, canonical)
+			}
+		})
+	}
+}
