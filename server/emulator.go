@@ -53,8 +53,9 @@ func runEmulator(ctx context.Context, args []string, env func(string) (string, b
 	fmt.Fprintf(stdout, `CARTO emulator on %s
 Point a broker at it with:
   CARTO_BASE_URL=%s CARTO_AUTH_URL=%s/oauth/token CARTO_CLIENT_ID=%s CARTO_CLIENT_SECRET=%s
-Counters: GET %s/_sim/stats   faults: PUT %s/_sim/faults
-`, base, base, base, id, secret, base, base)
+Control endpoints (GET /_sim/stats, PUT /_sim/faults, GET /_sim/tokens, POST /_sim/reset) need its control token:
+  curl -s -H "Authorization: Bearer %s" %s/_sim/stats
+`, base, base, base, id, secret, sim.ControlToken(), base)
 	srv := &http.Server{Handler: sim, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(slog.NewTextHandler(stderr, nil), slog.LevelWarn)}
 	go func() {
 		<-ctx.Done()

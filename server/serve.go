@@ -102,9 +102,10 @@ And over gRPC (go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4):
   NY=$(grpcurl -plaintext -d '{"username":"user.ny@acme.com","password":"ny"}' %[2]s tokenbroker.v1.TokenBroker/Login | %[4]s)
   grpcurl -plaintext -H "authorization: Bearer $NY" %[2]s tokenbroker.v1.TokenBroker/IssueCartoToken
 
-  emulator counters: curl -s %[3]s/_sim/stats
+  emulator counters (its control endpoints need this secret, printed only here):
+  curl -s -H "Authorization: Bearer %[7]s" %[3]s/_sim/stats
 
-`, rest, grpcAddr, sim, extract, shellQuote("q="+bostonSQL), shellQuote("q="+nySQL))
+`, rest, grpcAddr, sim, extract, shellQuote("q="+bostonSQL), shellQuote("q="+nySQL), a.Emulator().ControlToken())
 }
 
 func port(addr string) string {

@@ -259,7 +259,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		grpcOpts = append(grpcOpts, grpc.Creds(credentials.NewTLS(tlsCfg)))
 		a.httpLn = tls.NewListener(a.httpLn, tlsCfg)
 	}
-	a.grpcSrv, a.health = transport.NewGRPCServer(svc, chain, grpcOpts...)
+	a.grpcSrv, a.health = transport.NewGRPCServer(svc, chain, grpcLimits(cfg.GRPC), grpcOpts...)
 	gwCfg := transport.GatewayConfig{Service: svc, Chain: chain, CORSOrigins: cfg.CORSOrigins, Routes: a.routes()}
 	if a.tracing.Enabled {
 		gwCfg.Wrap = func(h http.Handler) http.Handler {
@@ -273,6 +273,19 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	}
 	a.httpSrv = newHTTPServer(gw, log)
 	return a, nil
+}
+
+// grpcLimits is the gRPC server's part of the configuration.
+func grpcLimits(c config.GRPCLimits) transport.Limits {
+	return transport.Limits{
+		MaxConcurrentStreams:  uint32(c.MaxConcurrentStreams),
+		MaxHealthWatches:      c.MaxHealthWatches,
+		MaxReflectionStreams:  c.MaxReflectionStreams,
+		MaxConnectionIdle:     c.MaxConnectionIdle,
+		MaxConnectionAge:      c.MaxConnectionAge,
+		MaxConnectionAgeGrace: c.MaxConnectionAgeGrace,
+		KeepaliveMinTime:      c.KeepaliveMinTime,
+	}
 }
 
 // sessionKeys returns what sessions are signed with: JWT_SECRET (HS256), or

@@ -11,7 +11,9 @@
 //   - /v3/sql/{conn}/query and /v3/maps/{conn}/query, plus the geojson,
 //     tilejson and {z}/{x}/{y} follow-ups of a maps instantiation, with an
 //     API access token, enforcing allowed_apis, referers and grants.
-//   - /_sim/*: unauthenticated admin endpoints for stats and faults.
+//   - /_sim/*: control endpoints for stats, faults and the live tokens,
+//     for the operator's tools only: they need the control token
+//     (Options.ControlToken, random by default) and send no CORS headers.
 //
 // The data APIs serve one built-in table, a model of CARTO's public
 // `carto-demo-data`.demo_tables.retail_stores, on any connection, through a

@@ -3,6 +3,7 @@ package cartosim
 import (
 	"bytes"
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,6 +29,10 @@ type Options struct {
 	ListWrapped   bool             // GET /v3/tokens answers {"tokens":[...]} instead of a bare array
 	MaxLiveTokens int              // quota of live API tokens per client; 0 means 1000
 	QuotaStatus   int              // status when the quota is full: 429 (default) or 403
+	// ControlToken is the secret the control endpoints (/_sim/*) require,
+	// sent as `Authorization: Bearer <token>`. Empty: a random one, read
+	// with Sim.ControlToken.
+	ControlToken string
 }
 
 // defaultAudience is the audience CARTO's OAuth server requires.
@@ -49,6 +54,7 @@ type Sim struct {
 	maxLive      int
 	quotaStatus  int
 	key          []byte // HS256 key of the API access tokens
+	control      []byte // the control endpoints' secret
 	data         *table
 
 	faultsMu sync.RWMutex
@@ -143,8 +149,15 @@ func New(opts Options) (*Sim, error) {
 	}
 	s.key = make([]byte, 32)
 	rand.Read(s.key) // never fails since Go 1.24
+	s.control = []byte(opts.ControlToken)
+	if len(s.control) == 0 {
+		s.control = []byte("sim-control-" + randomHex(24))
+	}
 	return s, nil
 }
+
+// ControlToken is the secret of the control endpoints (/_sim/*).
+func (s *Sim) ControlToken() string { return string(s.control) }
 
 // addClient registers another M2M client; tests use it for ownership checks.
 func (s *Sim) addClient(id, secret string) {
@@ -153,9 +166,14 @@ func (s *Sim) addClient(id, secret string) {
 	s.clients[id] = secret
 }
 
-// ServeHTTP dispatches a request. Order: CORS preflight, admin endpoints,
+// ServeHTTP dispatches a request. Order: control endpoints, CORS preflight,
 // counting, faults, then the emulated API.
 func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	path := r.URL.Path
+	if path == "/_sim" || strings.HasPrefix(path, "/_sim/") {
+		s.serveAdmin(w, r)
+		return
+	}
 	setCORS(w.Header(), r)
 	if r.Method == http.MethodOptions {
 		h := w.Header()
@@ -163,11 +181,6 @@ func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Cache-Control")
 		h.Set("Access-Control-Max-Age", "600")
 		w.WriteHeader(http.StatusNoContent)
-		return
-	}
-	path := r.URL.Path
-	if path == "/_sim" || strings.HasPrefix(path, "/_sim/") {
-		s.serveAdmin(w, r)
 		return
 	}
 	scope := scopeOf(path)
@@ -208,8 +221,8 @@ func scopeOf(path string) Scope {
 	return ""
 }
 
-// setCORS lets browsers call the Sim from another origin: the data APIs are
-// called directly by map front ends.
+// setCORS lets browsers call the Sim's APIs from another origin: the data
+// APIs are called directly by map front ends. Never the control endpoints.
 func setCORS(h http.Header, r *http.Request) {
 	if o := r.Header.Get("Origin"); o != "" {
 		h.Set("Access-Control-Allow-Origin", o)
@@ -247,8 +260,17 @@ func (s *Sim) count(f func(*Stats)) {
 	f(&s.stats)
 }
 
-// serveAdmin serves /_sim/*: unauthenticated, never faulted, not counted.
+// serveAdmin serves /_sim/*: never faulted, not counted, and only to a
+// caller holding the control token. They list every live token, so no CORS
+// header is ever sent: a web page on another origin can neither read them
+// nor pass a preflight (which carries no credentials, so is refused).
 func (s *Sim) serveAdmin(w http.ResponseWriter, r *http.Request) {
+	if !s.controlAllowed(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="cartosim-control"`)
+		writeJSON(w, http.StatusUnauthorized, errorBody("Unauthorized",
+			"the emulator's control endpoints need `Authorization: Bearer <control token>`, printed when the emulator starts"))
+		return
+	}
 	allow := map[string]string{
 		"/_sim/stats":  http.MethodGet,
 		"/_sim/faults": "GET, PUT",
@@ -284,6 +306,17 @@ func (s *Sim) serveAdmin(w http.ResponseWriter, r *http.Request) {
 	case "/_sim/tokens":
 		writeJSON(w, http.StatusOK, s.debugTokens())
 	}
+}
+
+// controlAllowed reports whether r carries the control token, as its one
+// Authorization header (never a query parameter, which ends up in logs).
+func (s *Sim) controlAllowed(r *http.Request) bool {
+	vals := r.Header.Values("Authorization")
+	if len(vals) != 1 {
+		return false
+	}
+	scheme, tok, ok := strings.Cut(strings.TrimSpace(vals[0]), " ")
+	return ok && strings.EqualFold(scheme, "Bearer") && subtle.ConstantTimeCompare([]byte(strings.TrimSpace(tok)), s.control) == 1
 }
 
 // writeJSON writes v as a JSON response. HTML escaping is off so SQL text

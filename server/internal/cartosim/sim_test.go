@@ -128,6 +128,9 @@ func (e *env) do(method, path string, body any, headers ...string) response {
 
 func bearer(tok string) []string { return []string{"Authorization", "Bearer " + tok} }
 
+// control is the header pair of the control endpoints' secret.
+func (e *env) control() []string { return bearer(e.sim.ControlToken()) }
+
 func (e *env) oauthFor(id, secret string) string {
 	e.t.Helper()
 	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {id}, "client_secret": {secret}, "audience": {defaultAudience}}
@@ -230,8 +233,8 @@ func TestCORS(t *testing.T) {
 	if r.status != 401 || r.header.Get("Access-Control-Allow-Origin") != "https://app.example.com" {
 		t.Errorf("normal response: %d, Allow-Origin %q", r.status, r.header.Get("Access-Control-Allow-Origin"))
 	}
-	if r := e.do("GET", "/_sim/stats", nil); r.header.Get("Access-Control-Allow-Origin") != "*" {
-		t.Errorf("admin response lacks Allow-Origin")
+	if r := e.do("GET", "/_sim/stats", nil, e.control()...); r.status != 200 || r.header.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("control response: %d, Allow-Origin %q", r.status, r.header.Get("Access-Control-Allow-Origin"))
 	}
 	// Preflights are neither counted nor faulted.
 	e.sim.SetFaults(Faults{Outage: OutageUnavailable})
@@ -265,7 +268,7 @@ func TestRoutingErrors(t *testing.T) {
 		{"GET", "/_sim/nothing", 404, ""},
 	}
 	for _, tc := range tests {
-		r := e.do(tc.method, tc.path, nil)
+		r := e.do(tc.method, tc.path, nil, e.control()...)
 		if r.status != tc.status || r.header.Get("Allow") != tc.allow {
 			t.Errorf("%s %s: %d Allow=%q, want %d Allow=%q", tc.method, tc.path, r.status, r.header.Get("Allow"), tc.status, tc.allow)
 		}
@@ -282,7 +285,7 @@ func TestAdminEndpoints(t *testing.T) {
 	e := newEnv(t, Options{})
 	tok := e.createToken(e.oauth(), tokenReq("carto_dw", bostonSQL, "sql"))
 
-	r := e.do("PUT", "/_sim/faults", `{"latency":"1ms","error_rate":0,"outage":"unavailable","scope":"data"}`)
+	r := e.do("PUT", "/_sim/faults", `{"latency":"1ms","error_rate":0,"outage":"unavailable","scope":"data"}`, e.control()...)
 	if r.status != 200 {
 		t.Fatalf("PUT faults: %d %s", r.status, r.body)
 	}
@@ -290,10 +293,10 @@ func TestAdminEndpoints(t *testing.T) {
 	if got := e.sim.Faults(); got != want {
 		t.Errorf("faults = %+v, want %+v", got, want)
 	}
-	if r := e.do("GET", "/_sim/faults", nil); !strings.Contains(string(r.body), `"latency":"1ms"`) {
+	if r := e.do("GET", "/_sim/faults", nil, e.control()...); !strings.Contains(string(r.body), `"latency":"1ms"`) {
 		t.Errorf("GET faults: %s", r.body)
 	}
-	if r := e.do("PUT", "/_sim/faults", `{"outage":"meltdown"}`); r.status != 400 {
+	if r := e.do("PUT", "/_sim/faults", `{"outage":"meltdown"}`, e.control()...); r.status != 400 {
 		t.Errorf("PUT bad faults: %d", r.status)
 	}
 	if got := e.sim.Faults(); got != want {
@@ -301,7 +304,7 @@ func TestAdminEndpoints(t *testing.T) {
 	}
 	// Admin endpoints are never faulted, even with scope all.
 	e.sim.SetFaults(Faults{Outage: OutageUnavailable})
-	r = e.do("GET", "/_sim/tokens", nil)
+	r = e.do("GET", "/_sim/tokens", nil, e.control()...)
 	if r.status != 200 {
 		t.Fatalf("GET tokens: %d", r.status)
 	}
@@ -309,11 +312,11 @@ func TestAdminEndpoints(t *testing.T) {
 	if len(list) != 1 || list[0].(map[string]any)["token"] != tok || list[0].(map[string]any)["client_id"] != testClient {
 		t.Errorf("GET tokens: %s", r.body)
 	}
-	st := e.do("GET", "/_sim/stats", nil).obj(t)
+	st := e.do("GET", "/_sim/stats", nil, e.control()...).obj(t)
 	if st["tokens_created"] != 1.0 || st["live_tokens"] != 1.0 || st["oauth_issued"] != 1.0 {
 		t.Errorf("stats: %v", st)
 	}
-	if r := e.do("POST", "/_sim/reset", nil); r.status != 204 {
+	if r := e.do("POST", "/_sim/reset", nil, e.control()...); r.status != 204 {
 		t.Errorf("reset: %d", r.status)
 	}
 	if st := e.sim.Stats(); st != (Stats{LiveTokens: 1}) {

@@ -51,6 +51,17 @@ const (
 	DefaultReconcileInterval = 10 * time.Minute
 )
 
+// gRPC connection and stream limits (GRPCLimits).
+const (
+	DefaultGRPCMaxConcurrentStreams  = 100
+	DefaultGRPCMaxHealthWatches      = 1000
+	DefaultGRPCMaxReflectionStreams  = 100
+	DefaultGRPCMaxConnectionIdle     = 15 * time.Minute
+	DefaultGRPCMaxConnectionAge      = 30 * time.Minute
+	DefaultGRPCMaxConnectionAgeGrace = time.Minute
+	DefaultGRPCKeepaliveMinTime      = 10 * time.Second
+)
+
 // Store kinds.
 const (
 	StoreMemory = "memory"
@@ -67,6 +78,8 @@ type Config struct {
 	GRPCPort int    // gRPC; 0 picks a free port
 	// EmulatorPort is where demo mode's CARTO emulator listens (loopback).
 	EmulatorPort int
+	// GRPC bounds what a client may hold open on the gRPC server.
+	GRPC GRPCLimits
 
 	JWTSecret       []byte
 	SessionTTL      time.Duration
@@ -115,6 +128,19 @@ type Config struct {
 	MaxLiveTokens     int // 0: no ceiling
 	MaxMintsPerHour   int // 0: no ceiling
 	ReconcileInterval time.Duration
+}
+
+// GRPCLimits bounds the gRPC server's connections and streams (see
+// transport.Limits): health Watch and reflection streams need no
+// credentials, so each is bounded.
+type GRPCLimits struct {
+	MaxConcurrentStreams  int // per connection
+	MaxHealthWatches      int // open at once, whole server
+	MaxReflectionStreams  int // open at once, whole server
+	MaxConnectionIdle     time.Duration
+	MaxConnectionAge      time.Duration
+	MaxConnectionAgeGrace time.Duration
+	KeepaliveMinTime      time.Duration
 }
 
 // TLSConfig serves gRPC and REST over TLS; with ClientCAFile, client
@@ -250,6 +276,15 @@ func Load(args []string, env Env) (Config, error) {
 	c.HTTPPort = parsePort(&errs, "PORT", get("PORT", f.port), DefaultHTTPPort)
 	c.GRPCPort = parsePort(&errs, "GRPC_PORT", get("GRPC_PORT", f.grpcPort), DefaultGRPCPort)
 	c.EmulatorPort = parsePort(&errs, "DEMO_CARTO_PORT", get("DEMO_CARTO_PORT", f.emuPort), DefaultEmulatorPort)
+	c.GRPC = GRPCLimits{
+		MaxConcurrentStreams:  parseBounded(&errs, "GRPC_MAX_CONCURRENT_STREAMS", get("GRPC_MAX_CONCURRENT_STREAMS", ""), DefaultGRPCMaxConcurrentStreams, 1, 10_000),
+		MaxHealthWatches:      parseBounded(&errs, "GRPC_MAX_HEALTH_WATCHES", get("GRPC_MAX_HEALTH_WATCHES", ""), DefaultGRPCMaxHealthWatches, 1, 100_000),
+		MaxReflectionStreams:  parseBounded(&errs, "GRPC_MAX_REFLECTION_STREAMS", get("GRPC_MAX_REFLECTION_STREAMS", ""), DefaultGRPCMaxReflectionStreams, 1, 10_000),
+		MaxConnectionIdle:     parseDuration(&errs, "GRPC_MAX_CONNECTION_IDLE", get("GRPC_MAX_CONNECTION_IDLE", ""), DefaultGRPCMaxConnectionIdle),
+		MaxConnectionAge:      parseDuration(&errs, "GRPC_MAX_CONNECTION_AGE", get("GRPC_MAX_CONNECTION_AGE", ""), DefaultGRPCMaxConnectionAge),
+		MaxConnectionAgeGrace: DefaultGRPCMaxConnectionAgeGrace,
+		KeepaliveMinTime:      parseDuration(&errs, "GRPC_KEEPALIVE_MIN_TIME", get("GRPC_KEEPALIVE_MIN_TIME", ""), DefaultGRPCKeepaliveMinTime),
+	}
 	c.SessionTTL = parseDuration(&errs, "SESSION_TTL", get("SESSION_TTL", ""), DefaultSessionTTL)
 	if err := c.LogLevel.UnmarshalText([]byte(orDefault(get("LOG_LEVEL", f.logLevel), "info"))); err != nil {
 		errs = append(errs, fmt.Errorf("LOG_LEVEL: %q is not one of debug, info, warn, error", get("LOG_LEVEL", f.logLevel)))
@@ -431,6 +466,19 @@ func (c Config) validate() []error {
 	if c.Carto.BreakerCooldown < 100*time.Millisecond || c.Carto.BreakerCooldown > 10*time.Minute {
 		errs = append(errs, fmt.Errorf("CARTO_BREAKER_COOLDOWN %s is outside [100ms, 10m]", c.Carto.BreakerCooldown))
 	}
+	for _, d := range []struct {
+		name   string
+		v      time.Duration
+		lo, hi time.Duration
+	}{
+		{"GRPC_MAX_CONNECTION_IDLE", c.GRPC.MaxConnectionIdle, 10 * time.Second, 24 * time.Hour},
+		{"GRPC_MAX_CONNECTION_AGE", c.GRPC.MaxConnectionAge, 10 * time.Second, 24 * time.Hour},
+		{"GRPC_KEEPALIVE_MIN_TIME", c.GRPC.KeepaliveMinTime, time.Second, time.Hour},
+	} {
+		if d.v < d.lo || d.v > d.hi {
+			errs = append(errs, fmt.Errorf("%s %s is outside [%s, %s]", d.name, d.v, d.lo, d.hi))
+		}
+	}
 	if c.LoginWindow < time.Minute {
 		errs = append(errs, fmt.Errorf("LOGIN_LOCKOUT_WINDOW %s is below 1m", c.LoginWindow))
 	}
@@ -519,6 +567,19 @@ func parseCount(errs *[]error, name, v string, def int) int {
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 0 {
 		*errs = append(*errs, fmt.Errorf("%s: %q is not a count (0 means no limit)", name, v))
+		return def
+	}
+	return n
+}
+
+// parseBounded reads a count that must lie in [lo, hi].
+func parseBounded(errs *[]error, name, v string, def, lo, hi int) int {
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		*errs = append(*errs, fmt.Errorf("%s: %q is not a whole number from %d to %d", name, v, lo, hi))
 		return def
 	}
 	return n

@@ -62,7 +62,7 @@ func serve(t *testing.T) (tokenbrokerv1.TokenBrokerClient, string, *bytes.Buffer
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	chain := NewChain(ChainConfig{Authenticator: fakeAuth{}, Logger: log, Public: []string{tokenbrokerv1.TokenBroker_Login_FullMethodName}})
-	gs, _ := NewGRPCServer(fakeService{}, chain)
+	gs, _ := NewGRPCServer(fakeService{}, chain, Limits{})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
