@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -127,9 +128,11 @@ func (s *Server) WaitMaster(t testing.TB, within time.Duration) time.Time {
 	return at
 }
 
-// killMaster kills master once replica has acknowledged every write it
-// took (WAIT), so that the replica can take over with all of them.
-func killMaster(t testing.TB, master *Server) {
+// failMaster stops master by sig (SIGKILL: a crash; SIGSTOP: a hang, with
+// connections left open) once its replica has acknowledged every write it
+// took (WAIT), so that the replica can take over with all of them. A
+// stopped master is killed when the test ends.
+func failMaster(t testing.TB, master *Server, sig syscall.Signal) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -140,7 +143,13 @@ func killMaster(t testing.TB, master *Server) {
 	if n != int64(1) {
 		t.Fatalf("redistest: the replica of %s did not acknowledge its writes (WAIT: %v)", master.Addr, n)
 	}
-	master.Kill()
+	if sig == syscall.SIGKILL {
+		master.Kill()
+		return
+	}
+	if err := master.cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // Cluster is a Redis Cluster of three masters, each with one replica, on
@@ -315,13 +324,14 @@ func (c *Cluster) node(t testing.TB, addr string) *Server {
 	return nil
 }
 
-// KillMasterOf kills (SIGKILL) the master serving key's slot, once its
-// replica has every write, and returns that replica, which the cluster
-// promotes a few seconds later (Server.WaitMaster).
-func (c *Cluster) KillMasterOf(t testing.TB, key string) (replica *Server) {
+// FailMasterOf stops the master serving key's slot by sig (SIGKILL: a
+// crash; SIGSTOP: a hang), once its replica has every write, and returns
+// that replica, which the cluster promotes a few seconds later
+// (Server.WaitMaster).
+func (c *Cluster) FailMasterOf(t testing.TB, key string, sig syscall.Signal) (replica *Server) {
 	t.Helper()
 	master, replica := c.MasterOf(t, key)
-	killMaster(t, master)
+	failMaster(t, master, sig)
 	return replica
 }
 
@@ -386,11 +396,11 @@ func StartSentinel(t testing.TB) *Sentinel {
 	return s
 }
 
-// KillMaster kills (SIGKILL) the master once the replica has every write,
-// and returns the replica, which the sentinels promote a few seconds later
-// (Server.WaitMaster).
-func (s *Sentinel) KillMaster(t testing.TB) (replica *Server) {
+// FailMaster stops the master by sig (SIGKILL: a crash; SIGSTOP: a hang)
+// once the replica has every write, and returns the replica, which the
+// sentinels promote a few seconds later (Server.WaitMaster).
+func (s *Sentinel) FailMaster(t testing.TB, sig syscall.Signal) (replica *Server) {
 	t.Helper()
-	killMaster(t, s.Master)
+	failMaster(t, s.Master, sig)
 	return s.Replica
 }

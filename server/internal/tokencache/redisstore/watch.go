@@ -16,6 +16,12 @@ const (
 	// readBlock is how long one XREAD waits for events: EventSynced follows
 	// every read, so well within the second the Watcher contract asks.
 	readBlock = 250 * time.Millisecond
+	// callWait bounds each call of the feed, retries and the XREAD's block
+	// included: a server silent for longer hangs, and the feed is lost
+	// (go-redis alone would wait readBlock+10s for an XREAD, and retry a
+	// Cluster call on a hung master for seconds). It needs a client that
+	// honours context deadlines, as NewClient's do.
+	callWait = readBlock + time.Second
 	// readCount caps the events one XREAD returns.
 	readCount = 100
 	// Retries after a failure back off from minBackoff to maxBackoff, which
@@ -84,15 +90,17 @@ type slotMapReloader interface {
 // whether any read succeeded.
 func (s *Store) follow(ctx context.Context, handle func(tokencache.Event)) (read bool, err error) {
 	events := s.key("events")
+	cctx, cancel := context.WithTimeout(ctx, callWait)
+	defer cancel()
 	// Restore the key check a Redis restarted without persistence lost, so
 	// that a replica opened later with another key is still refused.
-	if err := s.c.SetNX(ctx, s.key("keycheck"), s.codec.KeyCheck(), 0).Err(); err != nil {
+	if err := s.c.SetNX(cctx, s.key("keycheck"), s.codec.KeyCheck(), 0).Err(); err != nil {
 		return false, err
 	}
 	// Start after the last event now in the stream: what came before is in
 	// the store, which the receiver reloads on EventResync.
 	last := "0-0"
-	msgs, err := s.c.XRevRangeN(ctx, events, "+", "-", 1).Result()
+	msgs, err := s.c.XRevRangeN(cctx, events, "+", "-", 1).Result()
 	if err != nil {
 		return false, err
 	}
@@ -102,11 +110,13 @@ func (s *Store) follow(ctx context.Context, handle func(tokencache.Event)) (read
 	handle(tokencache.Event{Kind: tokencache.EventResync})
 	for ctx.Err() == nil && s.usable() == nil {
 		at := s.now()
-		streams, err := s.c.XRead(ctx, &redis.XReadArgs{
+		rctx, cancel := context.WithTimeout(ctx, callWait)
+		streams, err := s.c.XRead(rctx, &redis.XReadArgs{
 			Streams: []string{events, last},
 			Count:   readCount,
 			Block:   readBlock,
 		}).Result()
+		cancel()
 		if err != nil && !errors.Is(err, redis.Nil) { // redis.Nil: no event within readBlock
 			return read, err
 		}
