@@ -227,7 +227,8 @@ func StartCluster(t testing.TB) *Cluster {
 }
 
 // ready reports nil once n sees the cluster ok, every node a known master
-// or replica and not failing, and its own replication link up.
+// or replica and not failing, each slot range with its replica, and its own
+// replication link up.
 func (c *Cluster) ready(ctx context.Context, n *Server, master bool) error {
 	v, err := n.Do(ctx, "cluster", "info")
 	if err != nil {
@@ -255,6 +256,20 @@ func (c *Cluster) ready(ctx context.Context, n *Server, master bool) error {
 	}
 	if masters != 3 || replicas != 3 {
 		return fmt.Errorf("%s sees %d masters and %d replicas", n.Addr, masters, replicas)
+	}
+	// What clients (and MasterOf) read lags a little behind CLUSTER NODES.
+	v, err = n.Do(ctx, "cluster", "slots")
+	if err != nil {
+		return err
+	}
+	ranges, _ := v.([]any)
+	for _, r := range ranges {
+		if r, _ := r.([]any); len(r) != 4 { // start, end, master, replica
+			return fmt.Errorf("%s lists a slot range without its replica: %v", n.Addr, r)
+		}
+	}
+	if len(ranges) != 3 {
+		return fmt.Errorf("%s lists %d slot ranges", n.Addr, len(ranges))
 	}
 	want := 0
 	if master {
