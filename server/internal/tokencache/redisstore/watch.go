@@ -16,8 +16,9 @@ const (
 	// readBlock is how long one XREAD waits for events: EventSynced follows
 	// every read, so well within the second the Watcher contract asks.
 	readBlock = 250 * time.Millisecond
-	// callWait bounds each call of the feed, retries and the XREAD's block
-	// included: a server silent for longer hangs, and the feed is lost
+	// callWait bounds the feed's reconnection, and each XREAD (its block
+	// included), retries and all: a server silent for longer hangs, and the
+	// feed is lost
 	// (go-redis alone would wait readBlock+10s for an XREAD, and retry a
 	// Cluster call on a hung master for seconds). It needs a client that
 	// honours context deadlines, as NewClient's do.
