@@ -23,6 +23,8 @@ type Server struct {
 	URL  string // redis://host:port
 	port int
 	dir  string
+	conf string   // configuration file, for a sentinel; none when empty
+	args []string // further arguments (cluster mode, replicaof, ...)
 	cmd  *exec.Cmd
 }
 
@@ -59,13 +61,18 @@ func Missing(t testing.TB) bool {
 // New starts a server keeping its files in dir, outside a test (the
 // benchmark command); Kill stops it.
 func New(dir string) (*Server, error) {
+	return newServer(&Server{dir: dir}, freePort)
+}
+
+// newServer starts s on a port that pick chooses, trying a few in case
+// another process takes one between pick and the start.
+func newServer(s *Server, pick func() (int, error)) (*Server, error) {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{dir: dir}
 	for attempt := 0; ; attempt++ {
-		if s.port, err = freePort(); err != nil {
+		if s.port, err = pick(); err != nil {
 			return nil, err
 		}
 		if err = s.start(bin); err == nil {
@@ -89,10 +96,15 @@ func freePort() (int, error) {
 }
 
 func (s *Server) start(bin string) error {
-	cmd := exec.Command(bin,
+	var args []string
+	if s.conf != "" {
+		args = append(args, s.conf)
+	}
+	args = append(args,
 		"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", s.dir,
 		"--daemonize", "no", "--protected-mode", "yes", "--loglevel", "warning")
+	cmd := exec.Command(bin, append(args, s.args...)...)
 	cmd.Stdout, cmd.Stderr = nil, nil
 	if err := cmd.Start(); err != nil {
 		return err

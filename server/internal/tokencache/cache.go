@@ -84,6 +84,7 @@ type Cache struct {
 
 	syncedAt   atomic.Int64 // unix ns of the last EventSynced, for shared stores
 	needResync atomic.Bool
+	lostAt     time.Time // when the feed was lost (EventUnavailable), until it is back; apply's alone
 }
 
 // refreshBackoff spaces background refresh attempts of a key after a failure.
@@ -169,6 +170,14 @@ func (c *Cache) apply(ev Event) {
 			return
 		}
 		c.syncedAt.Store(ev.At.UnixNano())
+		if !c.lostAt.IsZero() {
+			c.cfg.Logger.Info("the shared store answers again", "after", c.cfg.Now().Sub(c.lostAt).Round(time.Millisecond))
+			c.lostAt = time.Time{}
+		}
+	case EventUnavailable:
+		// Said once per outage: what requests fail closed for, meanwhile.
+		c.lostAt = ev.At
+		c.cfg.Logger.Warn("waiting for the shared store; requests fail closed until it answers", "error", ev.Err)
 	}
 }
 

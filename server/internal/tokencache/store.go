@@ -134,6 +134,10 @@ const (
 	EventResync
 	// EventSynced: every change made before At has been delivered.
 	EventSynced
+	// EventUnavailable: the feed was lost at At, for the reason Err; sent
+	// once when it is lost, not per retry. EventResync follows when it is
+	// back.
+	EventUnavailable
 )
 
 // Event is a change made by some replica, as seen by a watcher.
@@ -143,14 +147,16 @@ type Event struct {
 	SessionID string
 	Until     time.Time
 	At        time.Time
+	Err       error // EventUnavailable's reason
 }
 
 // Watcher is implemented by stores shared between processes. Watch delivers
 // every replica's changes (its own included) to handle until ctx ends,
 // starting with an EventResync; after a reconnect it delivers EventResync
 // again. It sends EventSynced at least every second while the backend is
-// reachable, and nothing while it is not: a replica that has not seen one
-// lately must not trust its local views.
+// reachable, and while it is not, no EventSynced but one EventUnavailable
+// saying why: a replica that has not seen an EventSynced lately must not
+// trust its local views.
 type Watcher interface {
 	Watch(ctx context.Context, handle func(Event)) error
 }

@@ -11,7 +11,9 @@ import (
 )
 
 // Fail-fast defaults, applied unless the URL sets them: an unreachable Redis
-// is an error within about two seconds (one retry), never a long hang.
+// is an error within about two seconds (one retry), never a long hang. The
+// clients also honour context deadlines (ContextTimeoutEnabled), which bound
+// the event feed's blocking reads (Watch).
 const (
 	defaultDialTimeout  = time.Second
 	defaultReadTimeout  = time.Second
@@ -81,6 +83,7 @@ func NewClient(redisURL string) (redis.UniversalClient, error) {
 			return nil, invalid(err)
 		}
 		failFast(set, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.MaxRetries, &o.DialerRetries)
+		o.ContextTimeoutEnabled = true
 		return redis.NewFailoverClient(o), nil
 	case q.Has("addr"):
 		o, err := redis.ParseClusterURL(redisURL)
@@ -88,6 +91,7 @@ func NewClient(redisURL string) (redis.UniversalClient, error) {
 			return nil, invalid(err)
 		}
 		failFast(set, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.MaxRetries, &o.DialerRetries)
+		o.ContextTimeoutEnabled = true
 		return redis.NewClusterClient(o), nil
 	default:
 		o, err := redis.ParseURL(redisURL)
@@ -95,6 +99,7 @@ func NewClient(redisURL string) (redis.UniversalClient, error) {
 			return nil, invalid(err)
 		}
 		failFast(set, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.MaxRetries, &o.DialerRetries)
+		o.ContextTimeoutEnabled = true
 		return redis.NewClient(o), nil
 	}
 }

@@ -21,9 +21,9 @@ func TestNewClient(t *testing.T) {
 		if o.Addr != "localhost:6390" || o.DB != 2 || o.Username != "user" || o.Password != "pw" || o.TLSConfig != nil {
 			t.Fatalf("options %+v", o)
 		}
-		if o.DialTimeout != time.Second || o.ReadTimeout != time.Second || o.WriteTimeout != time.Second || o.MaxRetries != 1 || o.DialerRetries != 1 {
-			t.Fatalf("fail-fast defaults not applied: dial %v read %v write %v retries %d dialer retries %d",
-				o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.MaxRetries, o.DialerRetries)
+		if o.DialTimeout != time.Second || o.ReadTimeout != time.Second || o.WriteTimeout != time.Second || o.MaxRetries != 1 || o.DialerRetries != 1 || !o.ContextTimeoutEnabled {
+			t.Fatalf("fail-fast defaults not applied: dial %v read %v write %v retries %d dialer retries %d context deadlines %v",
+				o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.MaxRetries, o.DialerRetries, o.ContextTimeoutEnabled)
 		}
 	})
 	t.Run("URL settings win", func(t *testing.T) {
@@ -45,7 +45,7 @@ func TestNewClient(t *testing.T) {
 		if !ok {
 			t.Fatalf("got %T, want a failover *redis.Client", c)
 		}
-		if o := rc.Options(); o.Addr != "FailoverClient" || o.DialTimeout != time.Second || o.MaxRetries != 1 {
+		if o := rc.Options(); o.Addr != "FailoverClient" || o.DialTimeout != time.Second || o.MaxRetries != 1 || !o.ContextTimeoutEnabled {
 			t.Fatalf("not a failover client with fail-fast defaults: addr %q dial %v retries %d", o.Addr, o.DialTimeout, o.MaxRetries)
 		}
 	})
@@ -59,7 +59,7 @@ func TestNewClient(t *testing.T) {
 		if strings.Join(o.Addrs, ",") != "node1:7000,node2:7001,node3:7002" {
 			t.Fatalf("addrs %v", o.Addrs)
 		}
-		if o.DialTimeout != time.Second || o.ReadTimeout != time.Second || o.WriteTimeout != time.Second || o.MaxRetries != 1 {
+		if o.DialTimeout != time.Second || o.ReadTimeout != time.Second || o.WriteTimeout != time.Second || o.MaxRetries != 1 || !o.ContextTimeoutEnabled {
 			t.Fatalf("fail-fast defaults not applied: %+v", o)
 		}
 	})

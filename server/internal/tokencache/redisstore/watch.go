@@ -16,24 +16,35 @@ const (
 	// readBlock is how long one XREAD waits for events: EventSynced follows
 	// every read, so well within the second the Watcher contract asks.
 	readBlock = 250 * time.Millisecond
+	// callWait bounds the feed's reconnection, and each XREAD (its block
+	// included), retries and all: a server silent for longer hangs, and the
+	// feed is lost
+	// (go-redis alone would wait readBlock+10s for an XREAD, and retry a
+	// Cluster call on a hung master for seconds). It needs a client that
+	// honours context deadlines, as NewClient's do.
+	callWait = readBlock + time.Second
 	// readCount caps the events one XREAD returns.
 	readCount = 100
-	// Retries after a failure back off from minBackoff to maxBackoff.
+	// Retries after a failure back off from minBackoff to maxBackoff, which
+	// bounds how long after Redis serves again (a restart, a promoted
+	// replica) the feed resumes: a retry costs one failed dial.
 	minBackoff = 100 * time.Millisecond
-	maxBackoff = time.Second
+	maxBackoff = 500 * time.Millisecond
 )
 
 // Watch delivers the event feed (every replica's evictions and revocations,
 // this one's included) to handle, one event at a time from Watch's
 // goroutine, until ctx ends; it then returns ctx.Err(). It does not return
-// for Redis errors: it retries, backing off up to a second, and after every
+// for Redis errors: it retries, backing off up to half a second, and after every
 // reconnect starts again with an EventResync, since events may have been
 // missed (or, after a restart without persistence, the data lost). While
 // reads succeed it sends an EventSynced after each one, so at least every
-// second; while Redis is unreachable it sends none. It returns an error
-// wrapping tokencache.ErrUnavailable once the store is closed.
+// second; while Redis is unreachable it sends none, and one EventUnavailable
+// when the feed is lost (not one per retry). It returns an error wrapping
+// tokencache.ErrUnavailable once the store is closed.
 func (s *Store) Watch(ctx context.Context, handle func(tokencache.Event)) error {
 	backoff := minBackoff
+	lost := false // an EventUnavailable was sent, and no read has succeeded since
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -41,11 +52,25 @@ func (s *Store) Watch(ctx context.Context, handle func(tokencache.Event)) error 
 		if err := s.usable(); err != nil {
 			return err
 		}
-		if s.follow(ctx, handle) {
+		read, err := s.follow(ctx, handle)
+		if read {
 			backoff = minBackoff // it was connected: a new failure starts afresh
+			lost = false
 		}
 		if err := s.usable(); err != nil {
 			return err
+		}
+		if ctx.Err() == nil && !lost {
+			handle(tokencache.Event{Kind: tokencache.EventUnavailable, At: s.now(), Err: s.fail(err)})
+			lost = true
+		}
+		// A Cluster client reloads its slot map on MOVED, and otherwise
+		// only once a minute: after a failover it kept dialling the dead
+		// master of our slot for up to a minute. Each failed attempt asks
+		// for a reload (in the background, one at a time), so that a later
+		// one reaches the promoted replica.
+		if r, ok := s.c.(slotMapReloader); ok {
+			r.ReloadState(ctx)
 		}
 		select {
 		case <-ctx.Done():
@@ -56,22 +81,29 @@ func (s *Store) Watch(ctx context.Context, handle func(tokencache.Event)) error 
 	}
 }
 
-// follow (re)connects to the feed and delivers it until the first error, or
-// until ctx ends or the store is closed. It reports whether any read
-// succeeded.
-func (s *Store) follow(ctx context.Context, handle func(tokencache.Event)) (read bool) {
+// slotMapReloader is a Cluster client (*redis.ClusterClient).
+type slotMapReloader interface {
+	ReloadState(ctx context.Context)
+}
+
+// follow (re)connects to the feed and delivers it until the first error,
+// which it returns, or until ctx ends or the store is closed. It reports
+// whether any read succeeded.
+func (s *Store) follow(ctx context.Context, handle func(tokencache.Event)) (read bool, err error) {
 	events := s.key("events")
+	cctx, cancel := context.WithTimeout(ctx, callWait)
+	defer cancel()
 	// Restore the key check a Redis restarted without persistence lost, so
 	// that a replica opened later with another key is still refused.
-	if err := s.c.SetNX(ctx, s.key("keycheck"), s.codec.KeyCheck(), 0).Err(); err != nil {
-		return false
+	if err := s.c.SetNX(cctx, s.key("keycheck"), s.codec.KeyCheck(), 0).Err(); err != nil {
+		return false, err
 	}
 	// Start after the last event now in the stream: what came before is in
 	// the store, which the receiver reloads on EventResync.
 	last := "0-0"
-	msgs, err := s.c.XRevRangeN(ctx, events, "+", "-", 1).Result()
+	msgs, err := s.c.XRevRangeN(cctx, events, "+", "-", 1).Result()
 	if err != nil {
-		return false
+		return false, err
 	}
 	if len(msgs) > 0 {
 		last = msgs[0].ID
@@ -79,13 +111,15 @@ func (s *Store) follow(ctx context.Context, handle func(tokencache.Event)) (read
 	handle(tokencache.Event{Kind: tokencache.EventResync})
 	for ctx.Err() == nil && s.usable() == nil {
 		at := s.now()
-		streams, err := s.c.XRead(ctx, &redis.XReadArgs{
+		rctx, cancel := context.WithTimeout(ctx, callWait)
+		streams, err := s.c.XRead(rctx, &redis.XReadArgs{
 			Streams: []string{events, last},
 			Count:   readCount,
 			Block:   readBlock,
 		}).Result()
+		cancel()
 		if err != nil && !errors.Is(err, redis.Nil) { // redis.Nil: no event within readBlock
-			return read
+			return read, err
 		}
 		read = true
 		n := 0
@@ -104,7 +138,7 @@ func (s *Store) follow(ctx context.Context, handle func(tokencache.Event)) (read
 			handle(tokencache.Event{Kind: tokencache.EventSynced, At: at})
 		}
 	}
-	return read
+	return read, ctx.Err()
 }
 
 // decodeEvent reads an event of the stream; ok is false for kinds this
