@@ -109,4 +109,3 @@ func FuzzIdPVerify(f *testing.F) {
 		}
 	})
 }
-
