@@ -158,3 +158,42 @@ func TestConfigurationReference(t *testing.T) {
 		t.Fatalf("found only %d variables in the code: the pattern no longer matches", len(inCode))
 	}
 }
+
+// TestSecurityTable: every test the README's security table names exists, so
+// a renamed or deleted attack test cannot leave a row claiming a defence that
+// nothing checks any more.
+func TestSecurityTable(t *testing.T) {
+	defined := map[string]bool{}
+	err := filepath.WalkDir("server", func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, "_test.go") {
+			return err
+		}
+		src, err := os.ReadFile(path)
+		for _, m := range regexp.MustCompile(`(?m)^func (Test\w+)\(t \*testing\.T\)`).FindAllSubmatch(src, -1) {
+			defined[string(m[1])] = true
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := 0
+	for _, line := range strings.Split(section(t, readme(t), "Security"), "\n") {
+		if !strings.HasPrefix(line, "| ") || strings.HasPrefix(line, "| attack ") {
+			continue
+		}
+		rows++
+		names := regexp.MustCompile("`(Test\\w+)`").FindAllStringSubmatch(line, -1)
+		if len(names) == 0 {
+			t.Errorf("security row names no test: %s", line)
+		}
+		for _, m := range names {
+			if !defined[m[1]] {
+				t.Errorf("the security table names %s, which no test file under server/ defines", m[1])
+			}
+		}
+	}
+	if rows < 10 {
+		t.Fatalf("found only %d rows in the security table: the pattern no longer matches", rows)
+	}
+}
