@@ -21,7 +21,7 @@ type BusyError struct {
 }
 
 func (e *BusyError) Error() string {
-	return fmt.Sprintf("%v: %s; try again in %s", ErrBusy, e.Reason, e.RetryAfter.Round(time.Second))
+	return fmt.Sprintf("%v (%s); try again in %s", ErrBusy, e.Reason, e.RetryAfter.Round(time.Second))
 }
 
 func (e *BusyError) Unwrap() error { return ErrBusy }
