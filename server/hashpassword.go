@@ -46,8 +46,8 @@ func hashPassword(args []string, stdin io.Reader, stdout, stderr io.Writer) erro
 	if pw == "" {
 		return usageError{errors.New("hash-password: empty password (give it on stdin)")}
 	}
-	if len(pw) > 72 {
-		return usageError{errors.New("hash-password: bcrypt uses at most 72 bytes of a password; choose a shorter one")}
+	if len(pw) > auth.MaxPasswordLen {
+		return usageError{fmt.Errorf("hash-password: the password is %d bytes; bcrypt uses at most %d (logins refuse longer ones): choose a shorter one", len(pw), auth.MaxPasswordLen)}
 	}
 	h, err := auth.HashPassword(pw, *cost)
 	if err != nil {

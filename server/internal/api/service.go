@@ -6,6 +6,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -62,9 +63,16 @@ func NewService(b *broker.Broker, log *slog.Logger, auditLog *audit.Logger, rec 
 // Login implements tokenbrokerv1.TokenBrokerServer.
 func (s *Service) Login(ctx context.Context, req *tokenbrokerv1.LoginRequest) (*tokenbrokerv1.LoginResponse, error) {
 	addr := clientAddr(ctx)
+	if err := checkLengths(req); err != nil {
+		// The audit log keeps a bounded prefix of the username.
+		return nil, s.fail(ctx, audit.Event{Action: "login", Kind: string(auth.KindUser), Subject: req.GetUsername(), Addr: addr}, err)
+	}
 	sess, err := s.broker.Login(ctx, req.GetUsername(), req.GetPassword(), addr)
 	ev := audit.Event{Action: "login", Kind: string(auth.KindUser), Subject: auth.NormalizeUsername(req.GetUsername()), Group: sess.Group, Addr: addr}
 	if err != nil {
+		if errors.Is(err, auth.ErrBusy) {
+			ev.Detail = "shed" // not checked at all: the broker was busy
+		}
 		return nil, s.fail(ctx, ev, err)
 	}
 	s.ok(ctx, ev)
@@ -80,6 +88,9 @@ func (s *Service) IssueCartoToken(ctx context.Context, req *tokenbrokerv1.IssueC
 	p, err := principal(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if err := checkLengths(req); err != nil {
+		return nil, s.fail(ctx, s.event(ctx, "issue", p), err)
 	}
 	t, err := s.broker.IssueCartoToken(ctx, p, req.GetGroup())
 	ev := s.event(ctx, "issue", p)
@@ -130,6 +141,9 @@ func (s *Service) RevokeToken(ctx context.Context, req *tokenbrokerv1.RevokeToke
 	if err != nil {
 		return nil, err
 	}
+	if err := checkLengths(req); err != nil {
+		return nil, s.fail(ctx, s.event(ctx, "revoke", p), err)
+	}
 	ev := s.event(ctx, "revoke", p)
 	var until time.Time
 	count := 0
@@ -165,6 +179,9 @@ func (s *Service) ListTokens(ctx context.Context, req *tokenbrokerv1.ListTokensR
 	p, err := principal(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if err := checkLengths(req); err != nil {
+		return nil, s.fail(ctx, s.event(ctx, "list", p), err)
 	}
 	ev := s.event(ctx, "list", p)
 	ev.Group = req.GetGroup()
@@ -218,6 +235,9 @@ func (s *Service) record(ctx context.Context, ev audit.Event) {
 		outcome := ev.Outcome
 		if ev.Code == codes.ResourceExhausted.String() {
 			outcome = "locked_out"
+			if ev.Detail == "shed" {
+				outcome = "shed"
+			}
 		}
 		s.rec.Login(outcome)
 	case "issue":

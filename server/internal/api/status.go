@@ -36,6 +36,7 @@ var mapping = []struct {
 	{broker.ErrInvalidArgument, codes.InvalidArgument, ""},
 	{auth.ErrInvalidCredentials, codes.Unauthenticated, "invalid username or password"},
 	{auth.ErrTooManyAttempts, codes.ResourceExhausted, ""},
+	{auth.ErrBusy, codes.ResourceExhausted, ""},
 	{auth.ErrRevocationUnavailable, codes.Unavailable, "the session cannot be checked right now; retry shortly"},
 	{auth.ErrUnauthenticated, codes.Unauthenticated, ""},
 	{broker.ErrPermissionDenied, codes.PermissionDenied, ""},
@@ -100,11 +101,14 @@ func callerMessage(err, sentinel error) string {
 func retryAfter(err error) time.Duration {
 	var ce *carto.Error
 	var le *auth.LockoutError
+	var be *auth.BusyError
 	switch {
 	case errors.As(err, &ce):
 		return ce.RetryAfter
 	case errors.As(err, &le):
 		return le.RetryAfter
+	case errors.As(err, &be):
+		return be.RetryAfter
 	}
 	return 0
 }

@@ -38,6 +38,7 @@ func TestStatus(t *testing.T) {
 		{"other group", fmt.Errorf("%w: a session can only obtain its own group's token", broker.ErrPermissionDenied), codes.PermissionDenied, "a session can only obtain its own group's token", false},
 		{"no policy", fmt.Errorf("%w %q", policy.ErrNoPolicy, "X"), codes.PermissionDenied, "no CARTO token policy is configured for your group", false},
 		{"not found", tokencache.ErrNotFound, codes.NotFound, "no token of your group matches", false},
+		{"login flood", &auth.BusyError{Reason: "your address has 2 logins in progress already", RetryAfter: time.Second}, codes.ResourceExhausted, "too many logins at once (your address has 2 logins in progress already); try again in 1s", false},
 		{"quota", fmt.Errorf("%w: the broker's limit of 2 live CARTO tokens is reached", tokencache.ErrQuotaExceeded), codes.ResourceExhausted, "the broker's limit of 2 live CARTO tokens is reached", false},
 		{"store down", fmt.Errorf("read token cache: %w: dial tcp 10.0.0.1:6379: connection refused", tokencache.ErrUnavailable), codes.Unavailable, "the broker's token store is unavailable; retry shortly", true},
 		{"CARTO down", upstream(carto.ErrUnavailable), codes.Unavailable, "CARTO cannot be reached right now; retry later", true},

@@ -243,6 +243,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 			MaxAddrFailures: cfg.LoginMaxAddrFailures,
 			Window:          cfg.LoginWindow,
 		}),
+		Limiter: auth.NewLoginLimiter(auth.LoginLimiterConfig{
+			MaxQueue:     cfg.LoginMaxQueue,
+			QueueTimeout: cfg.LoginQueueTimeout,
+			MaxPerAddr:   cfg.LoginMaxPerAddr,
+		}),
 	})
 	svc := api.NewService(b, log, auditLog, a.metrics)
 	chain := transport.NewChain(transport.ChainConfig{Authenticator: authn, Services: services, Logger: log, Public: api.PublicMethods, Metrics: a.metrics.GRPC, Draining: a.draining})

@@ -2,14 +2,16 @@
 // the broker: each login (success or failure), issuance (cache hit or mint),
 // revocation and listing, saying who, for which group, from where, and the
 // outcome. Events never carry a password, a secret or a whole token: tokens
-// appear as fingerprints.
+// appear as fingerprints. Every field is cut to MaxField bytes.
 package audit
 
 import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"log/slog"
+	"unicode/utf8"
 )
 
 // Event is one audited action.
@@ -22,7 +24,8 @@ type Event struct {
 	Group   string
 	Addr    string // the client's address
 	// Detail qualifies the action: hit or mint for an issuance; session,
-	// carto_token or group for a revocation.
+	// carto_token or group for a revocation; shed for a login refused
+	// unchecked because too many were in progress.
 	Detail string
 	// Token is the fingerprint of the token concerned (Fingerprint).
 	Token string
@@ -42,13 +45,13 @@ func Discard() *Logger { return New(slog.DiscardHandler) }
 func (a *Logger) Log(ctx context.Context, e Event) {
 	attrs := make([]slog.Attr, 0, 11)
 	attrs = append(attrs,
-		slog.String("action", e.Action),
-		slog.String("outcome", e.Outcome),
-		slog.String("code", e.Code),
+		slog.String("action", truncate(e.Action)),
+		slog.String("outcome", truncate(e.Outcome)),
+		slog.String("code", truncate(e.Code)),
 	)
 	add := func(k, v string) {
 		if v != "" {
-			attrs = append(attrs, slog.String(k, v))
+			attrs = append(attrs, slog.String(k, truncate(v)))
 		}
 	}
 	add("kind", e.Kind)
@@ -64,6 +67,24 @@ func (a *Logger) Log(ctx context.Context, e Event) {
 	// attribute instead of growing its list (an event per issuance is on
 	// the hot path).
 	a.l.LogAttrs(ctx, slog.LevelInfo, "audit", slog.Attr{Value: slog.GroupValue(attrs...)})
+}
+
+// MaxField bounds, in bytes, each string of an event as written: a field
+// can hold what a caller sent (an attempted username, a group name), and an
+// audit line must stay small whatever that was.
+const MaxField = 256
+
+// truncate cuts s to MaxField bytes, on a character boundary, and says how
+// long it was.
+func truncate(s string) string {
+	if len(s) <= MaxField {
+		return s
+	}
+	cut := MaxField
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s…(truncated, %d bytes)", s[:cut], len(s))
 }
 
 // Fingerprint identifies a token in logs without revealing it: the first 16

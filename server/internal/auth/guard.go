@@ -32,11 +32,13 @@ type Counter interface {
 // GuardConfig configures a Guard.
 type GuardConfig struct {
 	Counter Counter
-	// MaxUserFailures failed logins of one username in a window lock that
-	// username out until the window ends (0: no limit). 20 by default.
+	// MaxUserFailures password checks of one username in a window, failed
+	// or still running, lock that username out until the window ends (0: no
+	// limit).
 	MaxUserFailures int
-	// MaxAddrFailures failed logins from one client address (an IPv6 /64)
-	// in a window lock that address out (0: no limit). 100 by default.
+	// MaxAddrFailures password checks from one client address (an IPv6
+	// /64) in a window, failed or still running, lock that address out (0:
+	// no limit).
 	MaxAddrFailures int
 	Window          time.Duration // 15 min by default
 	Now             func() time.Time
@@ -59,24 +61,25 @@ func NewGuard(cfg GuardConfig) *Guard {
 	return &Guard{cfg: cfg}
 }
 
-// counters are the counter names of a login attempt and their limits. Names
-// hold digests, never a username as typed.
-func (g *Guard) counters(username, addr string) []struct {
+// counter is one limit of login attempts. Names hold digests, never a
+// username as typed.
+type counter struct {
 	name  string
-	limit int
-} {
+	limit int // 0: none
+}
+
+func (g *Guard) userCounter(username string) counter {
 	sum := sha256.Sum256([]byte(NormalizeUsername(username)))
-	out := []struct {
-		name  string
-		limit int
-	}{{"login-user:" + hex.EncodeToString(sum[:16]), g.cfg.MaxUserFailures}}
+	return counter{"login-user:" + hex.EncodeToString(sum[:16]), g.cfg.MaxUserFailures}
+}
+
+// addrCounter is the address's counter; its name is "" when addr is not an
+// address.
+func (g *Guard) addrCounter(addr string) counter {
 	if a := addrKey(addr); a != "" {
-		out = append(out, struct {
-			name  string
-			limit int
-		}{"login-addr:" + a, g.cfg.MaxAddrFailures})
+		return counter{"login-addr:" + a, g.cfg.MaxAddrFailures}
 	}
-	return out
+	return counter{}
 }
 
 // addrKey is the client's address, widened to its /64 for IPv6, where one
@@ -97,44 +100,80 @@ func addrKey(addr string) string {
 	return ip.String()
 }
 
-// Check refuses an attempt while its username or address is locked out.
-func (g *Guard) Check(ctx context.Context, username, addr string) error {
-	now := g.cfg.Now()
-	for _, c := range g.counters(username, addr) {
-		if c.limit <= 0 {
+// Attempt is a login attempt reserved by Guard.Reserve. It counts as a
+// failed login unless Succeeded or Release says otherwise.
+type Attempt struct {
+	g        *Guard
+	at       time.Time // when it was reserved: its window
+	user     counter
+	reserved []string // the counters incremented
+}
+
+// Reserve reserves one password check for username from addr, before the
+// password is checked: each limited counter is incremented first, and the
+// attempt is refused if that takes it over its limit. Increment and read are
+// one atomic operation of the store (memory, bbolt, Redis), so concurrent
+// attempts, on one replica or many, never check more passwords in a window
+// than the limit, however they are sent. A refused attempt takes its
+// increments back, so it extends nothing. A locked-out username is refused
+// whether the password is right or not.
+func (g *Guard) Reserve(ctx context.Context, username, addr string) (*Attempt, error) {
+	a := &Attempt{g: g, at: g.cfg.Now(), user: g.userCounter(username)}
+	for _, c := range []counter{a.user, g.addrCounter(addr)} {
+		if c.name == "" || c.limit <= 0 {
 			continue
 		}
-		n, err := g.cfg.Counter.Count(ctx, c.name, now, g.cfg.Window, 0)
+		n, err := g.cfg.Counter.Count(ctx, c.name, a.at, g.cfg.Window, 1)
 		if err != nil {
-			return fmt.Errorf("check login attempts: %w", err)
+			return nil, errors.Join(fmt.Errorf("reserve a login attempt: %w", err), a.Release(ctx))
 		}
-		if n >= int64(c.limit) {
-			return &LockoutError{RetryAfter: now.Truncate(g.cfg.Window).Add(g.cfg.Window).Sub(now)}
+		a.reserved = append(a.reserved, c.name)
+		if n > int64(c.limit) {
+			// A failed take-back leaves one count too many: the safe side.
+			_ = a.Release(ctx)
+			return nil, &LockoutError{RetryAfter: a.at.Truncate(g.cfg.Window).Add(g.cfg.Window).Sub(a.at)}
 		}
 	}
-	return nil
+	return a, nil
 }
 
-// Failed counts a failed attempt.
-func (g *Guard) Failed(ctx context.Context, username, addr string) error {
-	now := g.cfg.Now()
-	for _, c := range g.counters(username, addr) {
-		if _, err := g.cfg.Counter.Count(ctx, c.name, now, g.cfg.Window, 1); err != nil {
-			return fmt.Errorf("count a failed login: %w", err)
+// Succeeded ends an attempt whose password was right: it no longer counts
+// against the address, and the username's failures are cleared (its owner
+// got in). The address's other failures stay, so one good account does not
+// reset a guessing run.
+func (a *Attempt) Succeeded(ctx context.Context) error {
+	var errs []error
+	for _, name := range a.reserved {
+		if name != a.user.name {
+			errs = append(errs, a.release(ctx, name))
 		}
 	}
-	return nil
+	if a.user.limit <= 0 {
+		return errors.Join(errs...)
+	}
+	// Subtract what was read: reservations made meanwhile stay.
+	now := a.g.cfg.Now()
+	n, err := a.g.cfg.Counter.Count(ctx, a.user.name, now, a.g.cfg.Window, 0)
+	if err == nil && n > 0 {
+		_, err = a.g.cfg.Counter.Count(ctx, a.user.name, now, a.g.cfg.Window, -n)
+	}
+	return errors.Join(append(errs, err)...)
 }
 
-// Succeeded clears the username's failures: its owner got in. The
-// address's stay, so one good account does not reset a guessing run.
-func (g *Guard) Succeeded(ctx context.Context, username string) error {
-	now := g.cfg.Now()
-	c := g.counters(username, "")[0]
-	n, err := g.cfg.Counter.Count(ctx, c.name, now, g.cfg.Window, 0)
-	if err != nil || n == 0 {
-		return err
+// Release ends an attempt whose password was not checked (the caller gave
+// up, or the check could not run): it counts against nothing.
+func (a *Attempt) Release(ctx context.Context) error {
+	var errs []error
+	for _, name := range a.reserved {
+		errs = append(errs, a.release(ctx, name))
 	}
-	_, err = g.cfg.Counter.Count(ctx, c.name, now, g.cfg.Window, -n)
+	a.reserved = nil
+	return errors.Join(errs...)
+}
+
+// release takes back one reservation, in the window it was made in, even
+// when ctx has ended (a reservation left behind would count as a failure).
+func (a *Attempt) release(ctx context.Context, name string) error {
+	_, err := a.g.cfg.Counter.Count(context.WithoutCancel(ctx), name, a.at, a.g.cfg.Window, -1)
 	return err
 }

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"runtime"
 	"strings"
 
 	"golang.org/x/crypto/bcrypt"
@@ -13,6 +12,15 @@ import (
 
 // MinBcryptCost is the lowest bcrypt cost accepted for stored password hashes.
 const MinBcryptCost = 10
+
+// Input bounds of a login, in bytes. bcrypt reads at most 72 bytes of a
+// password and silently ignores the rest when comparing, so a longer
+// password is refused (by the login and by `tokenbroker hash-password`)
+// rather than checked on its first 72 bytes.
+const (
+	MaxUsernameLen = 256
+	MaxPasswordLen = 72
+)
 
 // User is one account of the user store.
 type User struct {
@@ -28,9 +36,6 @@ type Users struct {
 	// dummyHash is compared against when the user does not exist, so an unknown
 	// user costs the same bcrypt work as a wrong password.
 	dummyHash []byte
-	// bcryptSlots bounds concurrent bcrypt comparisons: each costs ~100 ms of
-	// CPU, and a login flood must not starve token issuance.
-	bcryptSlots chan struct{}
 }
 
 // NormalizeUsername is how usernames are compared: case and surrounding
@@ -69,7 +74,7 @@ func NewUsers(users []User) (*Users, error) {
 	if err := ValidateUsers(users); err != nil {
 		return nil, err
 	}
-	u := &Users{byName: make(map[string]User, len(users)), bcryptSlots: make(chan struct{}, runtime.GOMAXPROCS(0))}
+	u := &Users{byName: make(map[string]User, len(users))}
 	maxCost := MinBcryptCost
 	for _, usr := range users {
 		cost, _ := bcrypt.Cost([]byte(usr.PasswordHash))
@@ -92,29 +97,34 @@ func NewUsers(users []User) (*Users, error) {
 }
 
 // Authenticate checks a username and password. Every failure is
-// ErrInvalidCredentials, after the same bcrypt work.
+// ErrInvalidCredentials, after the same bcrypt work, except a password over
+// MaxPasswordLen, refused without any (bcrypt would compare only its first
+// 72 bytes). Each check costs one bcrypt comparison of CPU: callers bound how
+// many run at once (LoginLimiter).
 func (u *Users) Authenticate(ctx context.Context, username, password string) (User, error) {
-	select {
-	case u.bcryptSlots <- struct{}{}:
-		defer func() { <-u.bcryptSlots }()
-	case <-ctx.Done():
-		return User{}, ctx.Err()
+	if err := ctx.Err(); err != nil {
+		return User{}, err
+	}
+	if len(password) > MaxPasswordLen {
+		return User{}, ErrInvalidCredentials
 	}
 	usr, known := u.byName[NormalizeUsername(username)]
 	hash := u.dummyHash
 	if known {
 		hash = []byte(usr.PasswordHash)
 	}
-	// bcrypt reads at most 72 bytes of the password; longer ones are refused
-	// by the library, which is also a failed login.
 	if err := bcrypt.CompareHashAndPassword(hash, []byte(password)); err != nil || !known {
 		return User{}, ErrInvalidCredentials
 	}
 	return usr, nil
 }
 
-// HashPassword returns a bcrypt hash of password at cost.
+// HashPassword returns a bcrypt hash of password at cost. A password over
+// MaxPasswordLen is refused: bcrypt would use only its first 72 bytes.
 func HashPassword(password string, cost int) (string, error) {
+	if len(password) > MaxPasswordLen {
+		return "", fmt.Errorf("the password is %d bytes: bcrypt uses at most %d, choose a shorter one", len(password), MaxPasswordLen)
+	}
 	if cost < MinBcryptCost {
 		return "", fmt.Errorf("bcrypt cost %d is below the minimum %d", cost, MinBcryptCost)
 	}

@@ -52,6 +52,9 @@ type Config struct {
 	Logger     *slog.Logger
 	// Guard limits password guessing; nil means no limit.
 	Guard *auth.Guard
+	// Limiter bounds the password checks running and waiting; nil means
+	// no bound.
+	Limiter *auth.LoginLimiter
 }
 
 // Broker implements the TokenBroker operations.
@@ -75,31 +78,26 @@ type Session struct {
 }
 
 // Login checks credentials and issues a session token. addr is the
-// client's address, for the per-address limit.
+// client's address, for the per-address limits.
+//
+// The order is the defence: a login is admitted to the bounded queue of
+// password checks (or shed at once), then reserves its attempt against the
+// lockout counters (or is refused), and only then runs bcrypt. So a flood
+// cannot queue without bound, and concurrent guesses cannot outrun the
+// lockout.
 func (b *Broker) Login(ctx context.Context, username, password, addr string) (Session, error) {
 	if username == "" || password == "" {
 		return Session{}, fmt.Errorf("%w: username and password are required", ErrInvalidArgument)
 	}
-	if g := b.cfg.Guard; g != nil {
-		// A locked-out username is refused before any password check, the
-		// right password included, until the lockout ends.
-		if err := g.Check(ctx, username, addr); err != nil {
-			return Session{}, err
-		}
+	// Before any work: a long password would be checked on its first 72
+	// bytes only, and a long username costs every counter and log it meets.
+	if len(username) > auth.MaxUsernameLen {
+		return Session{}, fmt.Errorf("%w: username is longer than %d bytes", ErrInvalidArgument, auth.MaxUsernameLen)
 	}
-	u, err := b.cfg.Users.Authenticate(ctx, username, password)
-	if g := b.cfg.Guard; g != nil {
-		switch {
-		case errors.Is(err, auth.ErrInvalidCredentials):
-			if ferr := g.Failed(ctx, username, addr); ferr != nil {
-				b.cfg.Logger.WarnContext(ctx, "failed login not counted", "error", ferr)
-			}
-		case err == nil:
-			if serr := g.Succeeded(ctx, u.Username); serr != nil {
-				b.cfg.Logger.WarnContext(ctx, "login failures not reset", "error", serr)
-			}
-		}
+	if len(password) > auth.MaxPasswordLen {
+		return Session{}, fmt.Errorf("%w: password is longer than %d bytes, the most bcrypt uses", ErrInvalidArgument, auth.MaxPasswordLen)
 	}
+	u, err := b.authenticate(ctx, username, password, addr)
 	if err != nil {
 		return Session{}, err
 	}
@@ -108,6 +106,43 @@ func (b *Broker) Login(ctx context.Context, username, password, addr string) (Se
 		return Session{}, err
 	}
 	return Session{Token: tok, ExpiresAt: exp, Group: u.Group}, nil
+}
+
+// authenticate checks the password within the login limits.
+func (b *Broker) authenticate(ctx context.Context, username, password, addr string) (auth.User, error) {
+	if l := b.cfg.Limiter; l != nil {
+		release, err := l.Admit(ctx, addr)
+		if err != nil {
+			return auth.User{}, err
+		}
+		defer release()
+	}
+	var attempt *auth.Attempt
+	if g := b.cfg.Guard; g != nil {
+		// A locked-out username is refused before any password check, the
+		// right password included, until the lockout ends.
+		var err error
+		if attempt, err = g.Reserve(ctx, username, addr); err != nil {
+			return auth.User{}, err
+		}
+	}
+	u, err := b.cfg.Users.Authenticate(ctx, username, password)
+	if attempt == nil {
+		return u, err
+	}
+	switch {
+	case errors.Is(err, auth.ErrInvalidCredentials):
+		// The reservation stays: it is the counted failure.
+	case err == nil:
+		if serr := attempt.Succeeded(ctx); serr != nil {
+			b.cfg.Logger.WarnContext(ctx, "login failures not reset", "error", serr)
+		}
+	default: // the password was not checked
+		if rerr := attempt.Release(ctx); rerr != nil {
+			b.cfg.Logger.WarnContext(ctx, "login attempt not released", "error", rerr)
+		}
+	}
+	return u, err
 }
 
 // IssuedToken is a CARTO API access token and what it grants.

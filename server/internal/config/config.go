@@ -18,6 +18,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -115,6 +116,12 @@ type Config struct {
 	LoginMaxUserFailures int
 	LoginMaxAddrFailures int
 	LoginWindow          time.Duration
+	// Login admission: how many password checks may wait for a CPU (0: 4 ×
+	// GOMAXPROCS) and for how long, and how many one address may have
+	// running or waiting (0: no bound).
+	LoginMaxQueue     int
+	LoginQueueTimeout time.Duration
+	LoginMaxPerAddr   int
 
 	// AuditLog is where audit events go: "" (with the other logs), "stdout",
 	// "off", or a file path.
@@ -345,6 +352,9 @@ func Load(args []string, env Env) (Config, error) {
 	c.LoginMaxUserFailures = parseCount(&errs, "LOGIN_MAX_USER_FAILURES", get("LOGIN_MAX_USER_FAILURES", ""), 20)
 	c.LoginMaxAddrFailures = parseCount(&errs, "LOGIN_MAX_ADDR_FAILURES", get("LOGIN_MAX_ADDR_FAILURES", ""), 100)
 	c.LoginWindow = parseDuration(&errs, "LOGIN_LOCKOUT_WINDOW", get("LOGIN_LOCKOUT_WINDOW", ""), 15*time.Minute)
+	c.LoginMaxQueue = parseCount(&errs, "LOGIN_MAX_QUEUE", get("LOGIN_MAX_QUEUE", ""), 4*runtime.GOMAXPROCS(0))
+	c.LoginQueueTimeout = parseDuration(&errs, "LOGIN_QUEUE_TIMEOUT", get("LOGIN_QUEUE_TIMEOUT", ""), 2*time.Second)
+	c.LoginMaxPerAddr = parseCount(&errs, "LOGIN_MAX_INFLIGHT_PER_ADDR", get("LOGIN_MAX_INFLIGHT_PER_ADDR", ""), 2)
 	c.AuditLog = get("AUDIT_LOG", "")
 
 	c.ConfigFile = get("TOKENBROKER_CONFIG", f.file)
@@ -481,6 +491,12 @@ func (c Config) validate() []error {
 	}
 	if c.LoginWindow < time.Minute {
 		errs = append(errs, fmt.Errorf("LOGIN_LOCKOUT_WINDOW %s is below 1m", c.LoginWindow))
+	}
+	if c.LoginMaxQueue < 1 {
+		errs = append(errs, errors.New("LOGIN_MAX_QUEUE is 0: at least 1 (logins wait there for a CPU; the queue is never unbounded)"))
+	}
+	if c.LoginQueueTimeout < 10*time.Millisecond || c.LoginQueueTimeout > time.Minute {
+		errs = append(errs, fmt.Errorf("LOGIN_QUEUE_TIMEOUT %s is outside [10ms, 1m]", c.LoginQueueTimeout))
 	}
 	if c.SessionTTL < time.Minute || c.SessionTTL > 7*24*time.Hour {
 		errs = append(errs, fmt.Errorf("SESSION_TTL %s is outside [1m, 168h]", c.SessionTTL))

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -52,6 +53,9 @@ func TestLoadDefaultsAndPrecedence(t *testing.T) {
 	if strings.Join(c.CORSOrigins, " ") != "https://a.example https://b.example" {
 		t.Fatalf("CORS origins %v", c.CORSOrigins)
 	}
+	if c.LoginMaxQueue != 4*runtime.GOMAXPROCS(0) || c.LoginQueueTimeout != 2*time.Second || c.LoginMaxPerAddr != 2 {
+		t.Fatalf("login admission defaults: queue %d, timeout %s, per address %d", c.LoginMaxQueue, c.LoginQueueTimeout, c.LoginMaxPerAddr)
+	}
 	if c.Carto.AuthURL != "https://auth.carto.com/oauth/token" || c.SessionIssuer != DefaultIssuer {
 		t.Fatalf("defaults: %+v", c)
 	}
@@ -90,6 +94,8 @@ func TestValidationReportsEverything(t *testing.T) {
 		{"nothing", map[string]string{}, "", []string{"JWT_SECRET is not set", "CARTO_BASE_URL is not set", "CARTO_CLIENT_ID is not set", "CARTO_CLIENT_SECRET is not set", "no user store", "TOKENBROKER_STORE_KEY is not set"}},
 		{"bad store settings", map[string]string{"TOKENBROKER_STORE": "etcd", "TOKENBROKER_STORE_KEY": "short", "TOKENBROKER_DEPLOYMENT": "a/b", "MAX_LIVE_TOKENS": "-1", "MAX_MINTS_PER_HOUR": "many", "RECONCILE_INTERVAL": "5s"},
 			"", []string{"TOKENBROKER_STORE \"etcd\"", "TOKENBROKER_STORE_KEY: key is not base64", "TOKENBROKER_DEPLOYMENT \"a/b\"", "MAX_LIVE_TOKENS", "MAX_MINTS_PER_HOUR", "RECONCILE_INTERVAL 5s"}},
+		{"bad login limits", map[string]string{"LOGIN_MAX_QUEUE": "0", "LOGIN_QUEUE_TIMEOUT": "5ms", "LOGIN_MAX_INFLIGHT_PER_ADDR": "two"},
+			"", []string{"LOGIN_MAX_QUEUE is 0", "LOGIN_QUEUE_TIMEOUT 5ms", "LOGIN_MAX_INFLIGHT_PER_ADDR: \"two\""}},
 		{"redis without URL", map[string]string{"TOKENBROKER_STORE": "redis"}, "", []string{"REDIS_URL is not set"}},
 		{"bad scalars", map[string]string{"PORT": "http", "GRPC_PORT": "70000", "SESSION_TTL": "forever", "LOG_LEVEL": "loud", "LOG_FORMAT": "xml", "JWT_SECRET": "short", "CARTO_BASE_URL": "gcp-us-east1", "CARTO_AUTH_URL": "ftp://x"},
 			"", []string{"PORT: \"http\"", "GRPC_PORT: \"70000\"", "SESSION_TTL", "LOG_LEVEL", "LOG_FORMAT", "JWT_SECRET is 5 bytes", "CARTO_BASE_URL: \"gcp-us-east1\"", "CARTO_AUTH_URL"}},

@@ -61,7 +61,7 @@ func New(g Gauges) *Metrics {
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"endpoint"}),
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tokenbroker_logins_total", Help: "Login attempts by outcome: success, failure (bad credentials), locked_out, invalid, error.",
+			Name: "tokenbroker_logins_total", Help: "Login attempts by outcome: success, failure (bad credentials), locked_out, shed (too many at once), invalid, error.",
 		}, []string{"outcome"}),
 		revocations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tokenbroker_revocations_total", Help: "Revocations by target (session, carto_token, group) and outcome.",
