@@ -100,11 +100,14 @@ func callerMessage(err, sentinel error) string {
 func retryAfter(err error) time.Duration {
 	var ce *carto.Error
 	var le *auth.LockoutError
+	var qe *tokencache.QuotaError
 	switch {
 	case errors.As(err, &ce):
 		return ce.RetryAfter
 	case errors.As(err, &le):
 		return le.RetryAfter
+	case errors.As(err, &qe):
+		return qe.RetryAfter
 	}
 	return 0
 }

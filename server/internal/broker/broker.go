@@ -52,6 +52,9 @@ type Config struct {
 	Logger     *slog.Logger
 	// Guard limits password guessing; nil means no limit.
 	Guard *auth.Guard
+	// AdminsRevokeCartoTokens: only admins may revoke a CARTO token
+	// (CARTO_TOKEN_REVOKERS=admins); otherwise a group's members may too.
+	AdminsRevokeCartoTokens bool
 }
 
 // Broker implements the TokenBroker operations.
@@ -169,13 +172,22 @@ func (b *Broker) RevokeSession(ctx context.Context, p auth.Principal) (time.Time
 
 // RevokeCartoToken deletes a token the broker issued to a group the caller
 // may revoke (its own; a service's; any, for an admin), at CARTO and in the
-// cache. Any other token gets tokencache.ErrNotFound.
+// cache. Any other token gets tokencache.ErrNotFound. A group's token is
+// shared by all its members and each revocation makes the next call mint, so
+// members' revocations are counted against the group's budget (admins' are
+// not), and AdminsRevokeCartoTokens leaves them to admins.
 func (b *Broker) RevokeCartoToken(ctx context.Context, p auth.Principal, token string) (tokencache.Entry, error) {
 	if token == "" {
 		return tokencache.Entry{}, fmt.Errorf("%w: carto_token is empty", ErrInvalidArgument)
 	}
-	return b.cfg.Cache.Revoke(ctx, token, func(g string) bool {
-		return p.Admin || (p.Group != "" && g == p.Group) || slices.Contains(p.Groups, g)
+	if b.cfg.AdminsRevokeCartoTokens && !p.Admin {
+		return tokencache.Entry{}, fmt.Errorf("%w: only admins may revoke a CARTO token in this deployment", ErrPermissionDenied)
+	}
+	return b.cfg.Cache.Revoke(ctx, token, tokencache.Revoker{
+		May: func(g string) bool {
+			return p.Admin || (p.Group != "" && g == p.Group) || slices.Contains(p.Groups, g)
+		},
+		Unlimited: p.Admin,
 	})
 }
 
