@@ -177,6 +177,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		MaxMints:      cfg.MaxMintsPerHour,
 		MintWindow:    time.Hour,
 		Observer:      a.metrics,
+		// Fairness (see README, Quota): a group's share, a share kept for
+		// refreshes, and a budget of members' revocations.
+		MaxGroupMints:         cfg.MaxMintsPerGroupPerHour,
+		RefreshReservePercent: cfg.RefreshReservePercent,
+		MaxGroupRevocations:   cfg.MaxRevocationsPerGroupPerHour,
 	})
 	if err := a.cache.Load(ctx); err != nil {
 		return nil, err
@@ -241,6 +246,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 			MaxAddrFailures: cfg.LoginMaxAddrFailures,
 			Window:          cfg.LoginWindow,
 		}),
+		AdminsRevokeCartoTokens: cfg.AdminsRevokeCartoTokens,
 	})
 	svc := api.NewService(b, log, auditLog, a.metrics)
 	chain := transport.NewChain(transport.ChainConfig{Authenticator: authn, Services: services, Logger: log, Public: api.PublicMethods, Metrics: a.metrics.GRPC, Draining: a.draining})
