@@ -60,6 +60,10 @@ func TestAttackRevokeLoopSpendsEveryGroupsBudget(t *testing.T) {
 				t.Fatalf("BOSTON minted %d tokens, want %d", minted, tt.mints)
 			}
 			ctx := context.Background()
+			// The metrics' creation counter counts creations, not refusals.
+			if n, err := c.cfg.Store.Count(ctx, CreationCounter, clk.Now(), time.Hour, 0); err != nil || n != minted {
+				t.Fatalf("creation counter %d, %v; want the %d creations", n, err, minted)
+			}
 			ny, minted2, err := c.Get(ctx, newYork, time.Hour)
 			if err != nil || !minted2 {
 				t.Fatalf("NEW YORK after BOSTON's loop: %v", err)

@@ -462,14 +462,14 @@ func (c *Cache) mintLocked(ctx context.Context, lock Lock, key Key, lifetime tim
 	if e, ok, err := c.newerThan(ctx, key, replacing); err != nil || ok {
 		return e, false, err
 	}
+	// Keep the lock while the quota guards and CARTO answer, however
+	// slowly: a lock that expired meanwhile would let a second replica mint.
+	stopRenew := c.renew(ctx, lock)
+	defer stopRenew()
 	res, err := c.reserve(ctx, key, replacing != "")
 	if err != nil {
 		return Entry{}, false, err
 	}
-	// Keep the lock while CARTO answers, however slowly: a lock that expired
-	// under a slow mint would let a second replica mint too.
-	stopRenew := c.renew(ctx, lock)
-	defer stopRenew()
 
 	created := c.cfg.Now()
 	expires := created.Add(lifetime).Truncate(time.Second)
