@@ -475,7 +475,9 @@ func (c *Cache) mintLocked(ctx context.Context, lock Lock, key Key, lifetime tim
 	expires := created.Add(lifetime).Truncate(time.Second)
 	tok, err := c.cfg.Upstream.Mint(ctx, key, expires)
 	if err != nil {
-		c.release(ctx, res, true) // nothing was created
+		// Counted as not created: CARTO refused, or did not answer (a
+		// creation that happened unseen is an orphan reconciliation deletes).
+		c.release(ctx, res, true)
 		return Entry{}, false, err
 	}
 	// Refresh at half-life ±10%, so keys minted together spread their refreshes.
@@ -487,10 +489,8 @@ func (c *Cache) mintLocked(ctx context.Context, lock Lock, key Key, lifetime tim
 		ExpiresAt: expires,
 		RefreshAt: created.Add(time.Duration(float64(lifetime) * jitter)),
 	}
-	// From here the token counts as created, whatever happens to it; its
-	// pending live slot ends: the store now holds it, or it is deleted.
-	defer c.release(ctx, res, false)
-	if err := c.cfg.Store.Put(ctx, e); err != nil {
+	// From here the token counts as created, whatever happens to it.
+	if err := c.put(ctx, e, res); err != nil {
 		// A token the store does not know would be live at CARTO with no one
 		// to serve or revoke it: delete it rather than leave an orphan, with
 		// a deadline of its own (ctx's may be what just ran out). If even
@@ -554,18 +554,17 @@ func (c *Cache) Revoke(ctx context.Context, token string, by Revoker) (Entry, er
 	if !ok || !by.May(e.Key.Group) {
 		return Entry{}, ErrNotFound
 	}
+	undo := func() {}
 	if !by.Unlimited {
-		undo, err := c.reserveRevocation(ctx, e.Key.Group)
-		if err != nil {
+		if undo, err = c.reserveRevocation(ctx, e.Key.Group); err != nil {
 			return Entry{}, err
 		}
-		if err := c.Evict(ctx, e); err != nil {
-			undo()
-			return Entry{}, err
-		}
-		return e, nil
 	}
-	return e, c.Evict(ctx, e)
+	if err := c.Evict(ctx, e); err != nil {
+		undo()
+		return Entry{}, err
+	}
+	return e, nil
 }
 
 // Held is a token the broker holds and whether it is its key's current one.

@@ -97,6 +97,9 @@ func redisReplica(t *testing.T, url string, cfg tokencache.Config) *tokencache.C
 	}
 	t.Cleanup(func() { store.Close() })
 	cfg.Store = store
+	// The tests are about the quota guards, not about failing closed on a
+	// loaded machine whose feed is late.
+	cfg.MaxStaleness = time.Minute
 	c := tokencache.New(cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -125,7 +128,7 @@ func groupKey(g string) tokencache.Key {
 // coldAtOnce asks for the tokens of n groups none of which has one, all at
 // the same moment, spread over the replicas; it returns how many were
 // served and how many refused by a quota guard.
-func coldAtOnce(t *testing.T, caches []*tokencache.Cache, n int) (served, refused int) {
+func coldAtOnce(t *testing.T, caches []*tokencache.Cache, n int) (served int, refused []error) {
 	t.Helper()
 	start := make(chan struct{})
 	errs := make([]error, n)
@@ -143,7 +146,7 @@ func coldAtOnce(t *testing.T, caches []*tokencache.Cache, n int) (served, refuse
 		case err == nil:
 			served++
 		case errors.Is(err, tokencache.ErrQuotaExceeded):
-			refused++
+			refused = append(refused, err)
 		default:
 			t.Errorf("unexpected error: %v", err)
 		}
@@ -176,9 +179,9 @@ func TestFaultColdGroupsTogetherPassTheCeilings(t *testing.T) {
 				caches := rs.open(t, cfg)
 				served, refused := coldAtOnce(t, caches, 5)
 				created := emu.sim.Stats().TokensCreated
-				t.Logf("5 cold groups at once: %d served, %d refused, %d tokens created at the emulator", served, refused, created)
-				if served != 3 || refused != 2 || created != 3 {
-					t.Fatalf("%d served, %d refused, %d created at CARTO; want 3, 2 and 3", served, refused, created)
+				t.Logf("5 cold groups at once: %d served, %d refused, %d tokens created at the emulator", served, len(refused), created)
+				if served != 3 || len(refused) != 2 || created != 3 {
+					t.Fatalf("%d served, %d refused (%v), %d created at CARTO; want 3, 2 and 3", served, len(refused), refused, created)
 				}
 				_, _, err := caches[0].Get(t.Context(), groupKey("late"), time.Hour)
 				if !errors.Is(err, tokencache.ErrQuotaExceeded) || !bytes.Contains([]byte(err.Error()), []byte(g.limit)) {
@@ -205,8 +208,8 @@ func TestFaultFailedMintGivesItsReservationBack(t *testing.T) {
 				}
 			}
 			emu.sim.SetFaults(cartosim.Faults{})
-			if served, refused := coldAtOnce(t, caches, 3); served != 3 || refused != 0 {
-				t.Fatalf("after 3 failed mints, %d of 3 served, %d refused: the failures kept their reservations", served, refused)
+			if served, refused := coldAtOnce(t, caches, 3); served != 3 || len(refused) != 0 {
+				t.Fatalf("after 3 failed mints, %d of 3 served, refused %v: the failures kept their reservations", served, refused)
 			}
 			if n := emu.sim.Stats().TokensCreated; n != 3 {
 				t.Fatalf("%d tokens created, want 3", n)

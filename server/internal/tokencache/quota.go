@@ -152,19 +152,15 @@ func (c *Cache) pendingWindow() time.Duration { return 2 * c.cfg.MintTimeout }
 // is a counter in windows of pendingWindow, read over the current and the
 // previous window only, so a replica that dies mid-mint holds its slot for
 // at most two windows (4 × MintTimeout, 2 minutes by default); a mint that
-// ends gives it back at once, after its token is stored (counted by
-// Entries) or when it fails. A lock holder that dies blocks the others for
+// ends gives it back at once: as its token is stored (then counted by
+// Entries; both under the lock, see put) or when it fails. A lock holder that dies blocks the others for
 // at most LockTTL.
 func (c *Cache) reserveLive(ctx context.Context, r *reservation, refresh bool) error {
 	lock, err := c.lockLive(ctx)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err := lock.Release(context.WithoutCancel(ctx)); err != nil {
-			c.cfg.Logger.Warn("quota lock release failed; it expires by itself", "error", err)
-		}
-	}()
+	defer c.unlock(ctx, lock)
 	live, err := c.cfg.Store.Entries(ctx)
 	if err != nil {
 		return fmt.Errorf("count live tokens: %w", err)
@@ -216,6 +212,30 @@ func (c *Cache) lockLive(ctx context.Context) (Lock, error) {
 			return nil, ctx.Err()
 		case <-time.After(c.cfg.WaitPoll):
 		}
+	}
+}
+
+// put stores a minted entry and ends its pending live slot (the store now
+// holds the token, or it is deleted) in one step under the live-token lock:
+// a check in between would count the token twice, stored and pending, and
+// refuse a mint the ceiling allows.
+func (c *Cache) put(ctx context.Context, e Entry, r *reservation) error {
+	if r.pending {
+		lock, err := c.lockLive(ctx)
+		if err != nil {
+			c.release(ctx, r, false)
+			return err
+		}
+		defer c.unlock(ctx, lock)
+	}
+	err := c.cfg.Store.Put(ctx, e)
+	c.release(ctx, r, false)
+	return err
+}
+
+func (c *Cache) unlock(ctx context.Context, lock Lock) {
+	if err := lock.Release(context.WithoutCancel(ctx)); err != nil {
+		c.cfg.Logger.Warn("quota lock release failed; it expires by itself", "error", err)
 	}
 }
 
