@@ -105,10 +105,11 @@ func (c *Cache) refreshReserve(limit int, refresh bool) int {
 // errOverLimit is take's refusal, worded by its caller.
 var errOverLimit = errors.New("over limit")
 
-// take adds one to counter name in the window of r.at and keeps it when the
-// count stays within limit (0: no limit); over it, it takes it back and
-// returns errOverLimit. The increment and the check are one atomic store
-// operation, so concurrent callers can never all pass.
+// take adds one to counter name in the window of r.at, recording the place
+// in r, and returns errOverLimit when the count passes limit (0: no limit);
+// the caller then gives back every place r holds (refused). The increment
+// and the read are one atomic store operation, so of concurrent callers
+// exactly limit pass.
 func (c *Cache) take(ctx context.Context, r *reservation, name string, limit int) error {
 	n, err := c.cfg.Store.Count(ctx, name, r.at, c.cfg.MintWindow, 1)
 	if err != nil {
