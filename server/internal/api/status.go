@@ -102,6 +102,7 @@ func retryAfter(err error) time.Duration {
 	var ce *carto.Error
 	var le *auth.LockoutError
 	var be *auth.BusyError
+	var qe *tokencache.QuotaError
 	switch {
 	case errors.As(err, &ce):
 		return ce.RetryAfter
@@ -109,6 +110,8 @@ func retryAfter(err error) time.Duration {
 		return le.RetryAfter
 	case errors.As(err, &be):
 		return be.RetryAfter
+	case errors.As(err, &qe):
+		return qe.RetryAfter
 	}
 	return 0
 }

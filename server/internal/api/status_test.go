@@ -71,6 +71,11 @@ func TestStatus(t *testing.T) {
 	if got := status.Convert(Status(context.Background(), slog.New(slog.DiscardHandler), rl)); got.Code() != codes.Unavailable || !strings.HasSuffix(got.Message(), "(retry after 2s)") {
 		t.Fatalf("rate limited: %v", got)
 	}
+	var qe error = &tokencache.QuotaError{Limit: "group BOSTON's limit of 5 CARTO token creations per 1h0m0s", RetryAfter: 90 * time.Second}
+	if got := status.Convert(Status(context.Background(), slog.New(slog.DiscardHandler), qe)); got.Code() != codes.ResourceExhausted ||
+		got.Message() != "group BOSTON's limit of 5 CARTO token creations per 1h0m0s is reached; retry in 1m30s" {
+		t.Fatalf("quota: %v", got)
+	}
 	if Status(context.Background(), nil, nil) != nil {
 		t.Fatal("nil error mapped to a status")
 	}

@@ -179,6 +179,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		MaxMints:      cfg.MaxMintsPerHour,
 		MintWindow:    time.Hour,
 		Observer:      a.metrics,
+		// Fairness (see README, Quota): a group's share, a share kept for
+		// refreshes, and a budget of members' revocations.
+		MaxGroupMints:         cfg.MaxMintsPerGroupPerHour,
+		RefreshReservePercent: cfg.RefreshReservePercent,
+		MaxGroupRevocations:   cfg.MaxRevocationsPerGroupPerHour,
 	})
 	if err := a.cache.Load(ctx); err != nil {
 		return nil, err
@@ -248,6 +253,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 			QueueTimeout: cfg.LoginQueueTimeout,
 			MaxPerAddr:   cfg.LoginMaxPerAddr,
 		}),
+		AdminsRevokeCartoTokens: cfg.AdminsRevokeCartoTokens,
 	})
 	svc := api.NewService(b, log, auditLog, a.metrics)
 	chain := transport.NewChain(transport.ChainConfig{Authenticator: authn, Services: services, Logger: log, Public: api.PublicMethods, Metrics: a.metrics.GRPC, Draining: a.draining})

@@ -55,6 +55,9 @@ type Config struct {
 	// Limiter bounds the password checks running and waiting; nil means
 	// no bound.
 	Limiter *auth.LoginLimiter
+	// AdminsRevokeCartoTokens: only admins may revoke a CARTO token
+	// (CARTO_TOKEN_REVOKERS=admins); otherwise a group's members may too.
+	AdminsRevokeCartoTokens bool
 }
 
 // Broker implements the TokenBroker operations.
@@ -204,13 +207,22 @@ func (b *Broker) RevokeSession(ctx context.Context, p auth.Principal) (time.Time
 
 // RevokeCartoToken deletes a token the broker issued to a group the caller
 // may revoke (its own; a service's; any, for an admin), at CARTO and in the
-// cache. Any other token gets tokencache.ErrNotFound.
+// cache. Any other token gets tokencache.ErrNotFound. A group's token is
+// shared by all its members and each revocation makes the next call mint, so
+// members' revocations are counted against the group's budget (admins' are
+// not), and AdminsRevokeCartoTokens leaves them to admins.
 func (b *Broker) RevokeCartoToken(ctx context.Context, p auth.Principal, token string) (tokencache.Entry, error) {
 	if token == "" {
 		return tokencache.Entry{}, fmt.Errorf("%w: carto_token is empty", ErrInvalidArgument)
 	}
-	return b.cfg.Cache.Revoke(ctx, token, func(g string) bool {
-		return p.Admin || (p.Group != "" && g == p.Group) || slices.Contains(p.Groups, g)
+	if b.cfg.AdminsRevokeCartoTokens && !p.Admin {
+		return tokencache.Entry{}, fmt.Errorf("%w: only admins may revoke a CARTO token in this deployment", ErrPermissionDenied)
+	}
+	return b.cfg.Cache.Revoke(ctx, token, tokencache.Revoker{
+		May: func(g string) bool {
+			return p.Admin || (p.Group != "" && g == p.Group) || slices.Contains(p.Groups, g)
+		},
+		Unlimited: p.Admin,
 	})
 }
 

@@ -63,6 +63,15 @@ const (
 	DefaultGRPCKeepaliveMinTime      = 10 * time.Second
 )
 
+// Fairness defaults (see DefaultMaxMintsPerGroup for a group's mints).
+const (
+	// DefaultMaxRevocationsPerGroup bounds members' revocations of their
+	// group's CARTO token an hour: each one makes the group mint again.
+	DefaultMaxRevocationsPerGroup = 10
+	// DefaultRefreshReservePercent of the ceilings is kept for refreshes.
+	DefaultRefreshReservePercent = 10
+)
+
 // Store kinds.
 const (
 	StoreMemory = "memory"
@@ -135,6 +144,17 @@ type Config struct {
 	MaxLiveTokens     int // 0: no ceiling
 	MaxMintsPerHour   int // 0: no ceiling
 	ReconcileInterval time.Duration
+
+	// MaxMintsPerGroupPerHour: a group's callers cannot spend more of
+	// MaxMintsPerHour (0: no per-group ceiling).
+	MaxMintsPerGroupPerHour int
+	// MaxRevocationsPerGroupPerHour bounds members' revocations of their
+	// group's CARTO token (0: none); admins' are not counted.
+	MaxRevocationsPerGroupPerHour int
+	// AdminsRevokeCartoTokens: CARTO_TOKEN_REVOKERS=admins.
+	AdminsRevokeCartoTokens bool
+	// RefreshReservePercent of the ceilings only background refreshes use.
+	RefreshReservePercent int
 }
 
 // GRPCLimits bounds the gRPC server's connections and streams (see
@@ -344,6 +364,15 @@ func Load(args []string, env Env) (Config, error) {
 	c.Deployment = orDefault(get("TOKENBROKER_DEPLOYMENT", ""), DefaultDeployment)
 	c.MaxLiveTokens = parseCount(&errs, "MAX_LIVE_TOKENS", get("MAX_LIVE_TOKENS", ""), DefaultMaxLiveTokens)
 	c.MaxMintsPerHour = parseCount(&errs, "MAX_MINTS_PER_HOUR", get("MAX_MINTS_PER_HOUR", ""), DefaultMaxMintsPerHour)
+	c.MaxMintsPerGroupPerHour = parseCount(&errs, "MAX_MINTS_PER_GROUP_PER_HOUR", get("MAX_MINTS_PER_GROUP_PER_HOUR", ""), DefaultMaxMintsPerGroup(c.MaxMintsPerHour))
+	c.MaxRevocationsPerGroupPerHour = parseCount(&errs, "MAX_TOKEN_REVOCATIONS_PER_GROUP_PER_HOUR", get("MAX_TOKEN_REVOCATIONS_PER_GROUP_PER_HOUR", ""), DefaultMaxRevocationsPerGroup)
+	c.RefreshReservePercent = parseCount(&errs, "REFRESH_RESERVE_PERCENT", get("REFRESH_RESERVE_PERCENT", ""), DefaultRefreshReservePercent)
+	switch v := orDefault(get("CARTO_TOKEN_REVOKERS", ""), "members"); v {
+	case "members", "admins":
+		c.AdminsRevokeCartoTokens = v == "admins"
+	default:
+		errs = append(errs, fmt.Errorf("CARTO_TOKEN_REVOKERS: %q is not members (a group's members may revoke its CARTO token) or admins", v))
+	}
 	c.ReconcileInterval = parseDuration(&errs, "RECONCILE_INTERVAL", get("RECONCILE_INTERVAL", ""), DefaultReconcileInterval)
 
 	c.SessionAlg = orDefault(get("SESSION_SIGNING_ALG", ""), "HS256")
@@ -522,6 +551,12 @@ func (c Config) validate() []error {
 	if !validDeployment(c.Deployment) {
 		errs = append(errs, fmt.Errorf("TOKENBROKER_DEPLOYMENT %q: use 1 to 40 letters, digits, '.', '_' or '-'", c.Deployment))
 	}
+	if c.RefreshReservePercent > 50 {
+		errs = append(errs, fmt.Errorf("REFRESH_RESERVE_PERCENT %d is above 50: keep most of MAX_LIVE_TOKENS and MAX_MINTS_PER_HOUR for users", c.RefreshReservePercent))
+	}
+	if c.MaxMintsPerHour > 0 && c.MaxMintsPerGroupPerHour > c.MaxMintsPerHour {
+		errs = append(errs, fmt.Errorf("MAX_MINTS_PER_GROUP_PER_HOUR %d is above MAX_MINTS_PER_HOUR %d: one group could spend every group's budget", c.MaxMintsPerGroupPerHour, c.MaxMintsPerHour))
+	}
 	if c.ReconcileInterval != 0 && c.ReconcileInterval < time.Minute {
 		errs = append(errs, fmt.Errorf("RECONCILE_INTERVAL %s is below 1m (0 turns periodic reconciliation off)", c.ReconcileInterval))
 	}
@@ -599,6 +634,16 @@ func parseBounded(errs *[]error, name, v string, def, lo, hi int) int {
 		return def
 	}
 	return n
+}
+
+// DefaultMaxMintsPerGroup is a group's share of maxMints when
+// MAX_MINTS_PER_GROUP_PER_HOUR is not set: a tenth, at least 10, at most
+// all of it; no ceiling when maxMints has none.
+func DefaultMaxMintsPerGroup(maxMints int) int {
+	if maxMints == 0 {
+		return 0
+	}
+	return min(maxMints, max(10, maxMints/10))
 }
 
 func validDeployment(s string) bool {

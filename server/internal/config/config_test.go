@@ -97,6 +97,8 @@ func TestValidationReportsEverything(t *testing.T) {
 		{"bad login limits", map[string]string{"LOGIN_MAX_QUEUE": "0", "LOGIN_QUEUE_TIMEOUT": "5ms", "LOGIN_MAX_INFLIGHT_PER_ADDR": "two"},
 			"", []string{"LOGIN_MAX_QUEUE is 0", "LOGIN_QUEUE_TIMEOUT 5ms", "LOGIN_MAX_INFLIGHT_PER_ADDR: \"two\""}},
 		{"redis without URL", map[string]string{"TOKENBROKER_STORE": "redis"}, "", []string{"REDIS_URL is not set"}},
+		{"bad fairness settings", map[string]string{"MAX_MINTS_PER_HOUR": "100", "MAX_MINTS_PER_GROUP_PER_HOUR": "200", "MAX_TOKEN_REVOCATIONS_PER_GROUP_PER_HOUR": "x", "REFRESH_RESERVE_PERCENT": "60", "CARTO_TOKEN_REVOKERS": "everyone"},
+			"", []string{"MAX_MINTS_PER_GROUP_PER_HOUR 200 is above MAX_MINTS_PER_HOUR 100", "MAX_TOKEN_REVOCATIONS_PER_GROUP_PER_HOUR: \"x\"", "REFRESH_RESERVE_PERCENT 60 is above 50", "CARTO_TOKEN_REVOKERS: \"everyone\""}},
 		{"bad scalars", map[string]string{"PORT": "http", "GRPC_PORT": "70000", "SESSION_TTL": "forever", "LOG_LEVEL": "loud", "LOG_FORMAT": "xml", "JWT_SECRET": "short", "CARTO_BASE_URL": "gcp-us-east1", "CARTO_AUTH_URL": "ftp://x"},
 			"", []string{"PORT: \"http\"", "GRPC_PORT: \"70000\"", "SESSION_TTL", "LOG_LEVEL", "LOG_FORMAT", "JWT_SECRET is 5 bytes", "CARTO_BASE_URL: \"gcp-us-east1\"", "CARTO_AUTH_URL"}},
 		{"unknown YAML field", nil, "users:\n  - {username: a, passwd: x, group: G}\n", []string{"field passwd not found"}},
@@ -196,6 +198,19 @@ func TestStoreSelection(t *testing.T) {
 			if c.Deployment != "default" || c.MaxLiveTokens != 500 || c.MaxMintsPerHour != 300 || c.ReconcileInterval != 10*time.Minute {
 				t.Fatalf("defaults: %+v", c)
 			}
+			if c.MaxMintsPerGroupPerHour != 30 || c.MaxRevocationsPerGroupPerHour != 10 || c.RefreshReservePercent != 10 || c.AdminsRevokeCartoTokens {
+				t.Fatalf("fairness defaults: %+v", c)
+			}
 		})
+	}
+}
+
+// A group's default share of the hourly ceiling: a tenth, at least 10, at
+// most all of it, none without a ceiling.
+func TestDefaultMaxMintsPerGroup(t *testing.T) {
+	for _, tc := range []struct{ global, want int }{{0, 0}, {3, 3}, {40, 10}, {300, 30}, {5000, 500}} {
+		if got := DefaultMaxMintsPerGroup(tc.global); got != tc.want {
+			t.Errorf("DefaultMaxMintsPerGroup(%d) = %d, want %d", tc.global, got, tc.want)
+		}
 	}
 }

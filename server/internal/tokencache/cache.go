@@ -13,9 +13,6 @@ import (
 	"golang.org/x/sync/singleflight"
 )
 
-// CreationCounter is the store counter of token creations.
-const CreationCounter = "token-creations"
-
 // ErrQuotaExceeded wraps a description of the guard that refused a mint.
 var ErrQuotaExceeded = errors.New("token quota exceeded")
 
@@ -42,6 +39,16 @@ type Config struct {
 	// MaxMints caps token creations per MintWindow (0: no cap).
 	MaxMints   int
 	MintWindow time.Duration // 1 h when zero
+	// MaxGroupMints caps the creations per MintWindow that one group's
+	// callers cause (0: no cap), so that no group spends the others'
+	// share of MaxMints. Background refreshes are not counted.
+	MaxGroupMints int
+	// RefreshReservePercent of MaxLiveTokens and of MaxMints only
+	// background refreshes may use: callers' mints stop short of it.
+	RefreshReservePercent int
+	// MaxGroupRevocations caps, per MintWindow, the revocations of a
+	// group's tokens that are counted (Revoker.Unlimited unset); 0: no cap.
+	MaxGroupRevocations int
 	// MaxStaleness: with a shared store, how long the local views (tokens,
 	// revoked sessions) are trusted without news from the store. Past it,
 	// requests fail closed. 2 s when zero.
@@ -464,18 +471,22 @@ func (c *Cache) mintLocked(ctx context.Context, lock Lock, key Key, lifetime tim
 	if e, ok, err := c.newerThan(ctx, key, replacing); err != nil || ok {
 		return e, false, err
 	}
-	if err := c.checkQuota(ctx); err != nil {
-		return Entry{}, false, err
-	}
-	// Keep the lock while CARTO answers, however slowly: a lock that expired
-	// under a slow mint would let a second replica mint too.
+	// Keep the lock while the quota guards and CARTO answer, however
+	// slowly: a lock that expired meanwhile would let a second replica mint.
 	stopRenew := c.renew(ctx, lock)
 	defer stopRenew()
+	res, err := c.reserve(ctx, key, replacing != "")
+	if err != nil {
+		return Entry{}, false, err
+	}
 
 	created := c.cfg.Now()
 	expires := created.Add(lifetime).Truncate(time.Second)
 	tok, err := c.cfg.Upstream.Mint(ctx, key, expires)
 	if err != nil {
+		// Counted as not created: CARTO refused, or did not answer (a
+		// creation that happened unseen is an orphan reconciliation deletes).
+		c.release(ctx, res, true)
 		return Entry{}, false, err
 	}
 	// Refresh at half-life ±10%, so keys minted together spread their refreshes.
@@ -487,7 +498,8 @@ func (c *Cache) mintLocked(ctx context.Context, lock Lock, key Key, lifetime tim
 		ExpiresAt: expires,
 		RefreshAt: created.Add(time.Duration(float64(lifetime) * jitter)),
 	}
-	if err := c.cfg.Store.Put(ctx, e); err != nil {
+	// From here the token counts as created, whatever happens to it.
+	if err := c.put(ctx, e, res); err != nil {
 		// A token the store does not know would be live at CARTO with no one
 		// to serve or revoke it: delete it rather than leave an orphan, with
 		// a deadline of its own (ctx's may be what just ran out). If even
@@ -527,47 +539,41 @@ func (c *Cache) renew(ctx context.Context, lock Lock) (stop func()) {
 	return func() { close(done); wg.Wait() }
 }
 
-// checkQuota refuses a mint past the ceilings on live tokens and on
-// creations per window. The creation is counted before CARTO is asked, so
-// failing mints count too: they cost CARTO as much.
-func (c *Cache) checkQuota(ctx context.Context) error {
-	if c.cfg.MaxLiveTokens > 0 {
-		live, err := c.cfg.Store.Entries(ctx)
-		if err != nil {
-			return fmt.Errorf("count live tokens: %w", err)
-		}
-		if len(live) >= c.cfg.MaxLiveTokens {
-			return fmt.Errorf("%w: the broker's limit of %d live CARTO tokens is reached", ErrQuotaExceeded, c.cfg.MaxLiveTokens)
-		}
-	}
-	if c.cfg.MaxMints > 0 {
-		now := c.cfg.Now()
-		n, err := c.cfg.Store.Count(ctx, CreationCounter, now, c.cfg.MintWindow, 1)
-		if err != nil {
-			return fmt.Errorf("count token creations: %w", err)
-		}
-		if n > int64(c.cfg.MaxMints) {
-			retry := now.Truncate(c.cfg.MintWindow).Add(c.cfg.MintWindow).Sub(now).Round(time.Second)
-			return fmt.Errorf("%w: the broker's limit of %d CARTO token creations per %s is reached; retry in %s",
-				ErrQuotaExceeded, c.cfg.MaxMints, c.cfg.MintWindow, retry)
-		}
-	}
-	return nil
+// Revoker is who asks for a revocation.
+type Revoker struct {
+	// May reports whether the caller may revoke the tokens of group.
+	May func(group string) bool
+	// Unlimited revocations are not counted against the group's budget
+	// (MaxGroupRevocations): an admin's.
+	Unlimited bool
 }
 
 // Revoke deletes token upstream and forgets it, if it is a live token of a
 // group the caller may revoke; otherwise it returns ErrNotFound and touches
-// nothing. When the upstream delete fails the token stays (it is still valid
-// upstream) and the error is returned, so the caller can retry.
-func (c *Cache) Revoke(ctx context.Context, token string, mayRevoke func(group string) bool) (Entry, error) {
+// nothing. Unless by is Unlimited, the revocation is counted against the
+// group's budget first, and refused with a *QuotaError past it: each one
+// makes the group's next call mint. When the upstream delete fails the
+// token stays (it is still valid upstream), the revocation is not counted,
+// and the error is returned, so the caller can retry.
+func (c *Cache) Revoke(ctx context.Context, token string, by Revoker) (Entry, error) {
 	e, ok, err := c.cfg.Store.ByToken(ctx, token)
 	if err != nil {
 		return Entry{}, fmt.Errorf("read token cache: %w", err)
 	}
-	if !ok || !mayRevoke(e.Key.Group) {
+	if !ok || !by.May(e.Key.Group) {
 		return Entry{}, ErrNotFound
 	}
-	return e, c.Evict(ctx, e)
+	undo := func() {}
+	if !by.Unlimited {
+		if undo, err = c.reserveRevocation(ctx, e.Key.Group); err != nil {
+			return Entry{}, err
+		}
+	}
+	if err := c.Evict(ctx, e); err != nil {
+		undo()
+		return Entry{}, err
+	}
+	return e, nil
 }
 
 // Held is a token the broker holds and whether it is its key's current one.

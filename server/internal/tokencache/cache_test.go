@@ -522,7 +522,7 @@ func TestResyncKeepsAndRestoresRevocations(t *testing.T) {
 }
 
 // only allows revoking the tokens of one group.
-func only(group string) func(string) bool { return func(g string) bool { return g == group } }
+func only(group string) Revoker { return Revoker{May: func(g string) bool { return g == group }} }
 
 // slowReads counts Current calls and holds them until gate closes.
 type slowReads struct {

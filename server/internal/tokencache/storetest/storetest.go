@@ -359,6 +359,15 @@ func testCounters(t *testing.T, h Harness) {
 	if n, err := s.Count(ctx, "creations", t0.Add(time.Hour+time.Minute), time.Hour, 1); err != nil || n != 1 {
 		t.Fatalf("next window: %d, %v; want 1", n, err)
 	}
+	// A negative delta takes counts back (the quota guards undo a place
+	// they took over a limit, or that a failed mint held), in the window
+	// of at, not the current one.
+	if n, err := s.Count(ctx, "creations", t0.Add(time.Minute), time.Hour, -2); err != nil || n != 1 {
+		t.Fatalf("taking 2 back: %d, %v; want 1", n, err)
+	}
+	if n, err := s.Count(ctx, "creations", t0.Add(time.Hour+2*time.Minute), time.Hour, 0); err != nil || n != 1 {
+		t.Fatalf("the next window after taking back in the previous one: %d, %v; want 1", n, err)
+	}
 	// Counters of other names, including odd ones, are apart.
 	for _, name := range []string{"login:user:a@acme.com", "creations\x00x", "login:ip:10.0.0.1", ""} {
 		if n, err := s.Count(ctx, name, t0, time.Hour, 5); err != nil || n != 5 {
