@@ -1,10 +1,12 @@
 package app_test
 
 import (
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Finding 3: one BOSTON user looping IssueCartoToken then
@@ -27,41 +29,18 @@ func TestAttackRevokeLoopExhaustsTheDeploymentBudget(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			b := startBroker(t, tt.env)
-			boston := b.login("user.boston@acme.com", "boston")
-			var refusal *http.Response
-			var body map[string]any
-			for round := 0; refusal == nil; round++ {
-				if round == 60 {
-					t.Fatal("60 issue-and-revoke rounds and no limit was reached")
+			// The budgets are counted in fixed hours: if the hour turns
+			// during the loop, its counts start again, so run it again.
+			for try := 1; ; try++ {
+				start := time.Now()
+				err := revokeLoop(t, startBroker(t, tt.env), tt.limit, tt.created)
+				if err == nil {
+					return
 				}
-				resp := b.do(http.MethodPost, "/carto-token", boston, "", nil)
-				if resp.StatusCode == http.StatusOK {
-					tok := decode(t, resp)["token"].(string)
-					resp = b.do(http.MethodPost, "/v1/revoke", boston, `{"carto_token":"`+tok+`"}`, nil)
+				if try == 1 && windowTurned(start, time.Hour) {
+					continue
 				}
-				switch resp.StatusCode {
-				case http.StatusOK:
-					resp.Body.Close()
-				case http.StatusTooManyRequests:
-					refusal, body = resp, decode(t, resp)
-				default:
-					t.Fatalf("round %d: %d %v", round, resp.StatusCode, decode(t, resp))
-				}
-			}
-			msg, _ := body["message"].(string)
-			ra, _ := strconv.Atoi(refusal.Header.Get("Retry-After"))
-			created := b.sim.Stats().TokensCreated
-			t.Logf("BOSTON's loop refused after %d tokens created: %q, Retry-After %ds", created, msg, ra)
-			if !strings.Contains(msg, tt.limit) || ra <= 0 || ra > 3600 {
-				t.Fatalf("refusal %q with Retry-After %q; want the limit %q and the rest of the hour", msg, refusal.Header.Get("Retry-After"), tt.limit)
-			}
-			if created != tt.created {
-				t.Fatalf("%d tokens created at CARTO for BOSTON, want %d", created, tt.created)
-			}
-			ny := b.login("user.ny@acme.com", "ny")
-			if code, body := b.post("/carto-token", ny, ""); code != http.StatusOK || body["city"] != "NEW YORK" {
-				t.Fatalf("NEW YORK after BOSTON's loop: %d %v", code, body)
+				t.Fatal(err)
 			}
 		})
 	}
@@ -77,4 +56,46 @@ func TestAttackRevokeLoopExhaustsTheDeploymentBudget(t *testing.T) {
 			t.Fatalf("the token was touched: %d %v", code, body)
 		}
 	})
+}
+
+// revokeLoop issues and revokes BOSTON's token until a limit answers 429,
+// and checks that the refusal names limit, that wantCreated tokens were
+// made at CARTO by then, and that NEW YORK is still served.
+func revokeLoop(t *testing.T, b *broker, limit string, wantCreated int64) error {
+	boston := b.login("user.boston@acme.com", "boston")
+	var refusal *http.Response
+	var body map[string]any
+	for round := 0; refusal == nil; round++ {
+		if round == 60 {
+			return fmt.Errorf("60 issue-and-revoke rounds and no limit was reached")
+		}
+		resp := b.do(http.MethodPost, "/carto-token", boston, "", nil)
+		if resp.StatusCode == http.StatusOK {
+			tok := decode(t, resp)["token"].(string)
+			resp = b.do(http.MethodPost, "/v1/revoke", boston, `{"carto_token":"`+tok+`"}`, nil)
+		}
+		switch resp.StatusCode {
+		case http.StatusOK:
+			resp.Body.Close()
+		case http.StatusTooManyRequests:
+			refusal, body = resp, decode(t, resp)
+		default:
+			return fmt.Errorf("round %d: %d %v", round, resp.StatusCode, decode(t, resp))
+		}
+	}
+	msg, _ := body["message"].(string)
+	ra, _ := strconv.Atoi(refusal.Header.Get("Retry-After"))
+	created := b.sim.Stats().TokensCreated
+	t.Logf("BOSTON's loop refused after %d tokens created: %q, Retry-After %ds", created, msg, ra)
+	if !strings.Contains(msg, limit) || ra <= 0 || ra > 3600 {
+		return fmt.Errorf("refusal %q with Retry-After %q; want the limit %q and the rest of the hour", msg, refusal.Header.Get("Retry-After"), limit)
+	}
+	if created != wantCreated {
+		return fmt.Errorf("%d tokens created at CARTO for BOSTON, want %d", created, wantCreated)
+	}
+	ny := b.login("user.ny@acme.com", "ny")
+	if code, body := b.post("/carto-token", ny, ""); code != http.StatusOK || body["city"] != "NEW YORK" {
+		return fmt.Errorf("NEW YORK after BOSTON's loop: %d %v", code, body)
+	}
+	return nil
 }

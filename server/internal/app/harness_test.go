@@ -290,3 +290,10 @@ func cities(t *testing.T, body map[string]any) map[string]int {
 	}
 	return out
 }
+
+// windowTurned reports whether the fixed window of the given length that
+// held start (the stores' counters count in windows from the zero time) has
+// ended: counts made before and after are in different windows.
+func windowTurned(start time.Time, window time.Duration) bool {
+	return !start.Truncate(window).Equal(time.Now().Truncate(window))
+}
