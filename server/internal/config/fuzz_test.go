@@ -21,8 +21,10 @@ func FuzzLoadFile(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
+	// One directory for every input: a t.TempDir per input made each run
+	// slow enough that minimizing an input stalled the fuzzer for minutes.
+	dir := f.TempDir()
 	f.Fuzz(func(t *testing.T, data []byte) {
-		dir := t.TempDir()
 		path := filepath.Join(dir, "tb.yaml")
 		if err := os.WriteFile(path, data, 0o600); err != nil {
 			t.Fatal(err)
