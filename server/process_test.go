@@ -102,7 +102,12 @@ func freePort(t *testing.T) int {
 // startProcess starts a broker and waits until its health check says SERVING.
 func startProcess(t *testing.T, env []string) *process {
 	t.Helper()
-	httpPort, grpcPort := freePort(t), freePort(t)
+	return startProcessOn(t, freePort(t), freePort(t), env)
+}
+
+// startProcessOn is startProcess on the given ports.
+func startProcessOn(t *testing.T, httpPort, grpcPort int, env []string) *process {
+	t.Helper()
 	p := &process{t: t, logs: &logtest.Buffer{}, exited: make(chan error, 1),
 		rest:     "http://127.0.0.1:" + strconv.Itoa(httpPort),
 		grpcAddr: "127.0.0.1:" + strconv.Itoa(grpcPort)}
