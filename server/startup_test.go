@@ -394,3 +394,39 @@ func selfSigned(t *testing.T) (cert, key string) {
 	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
 		string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}))
 }
+
+// Finding 0: no start-up path may panic. Odd command lines, over a working
+// configuration, end with a usage error (2) or a configuration error (1).
+func TestFaultOddCommandLinesDoNotPanic(t *testing.T) {
+	emu := startEmulator(t)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "tokenbroker.yaml")
+	writeFile(t, cfg, usersYAML("maps"))
+	env := append(brokerEnv(t, emu, cfg, "TOKENBROKER_DB="+filepath.Join(dir, "tokenbroker.db")),
+		"PORT="+strconv.Itoa(freePort(t)), "GRPC_PORT="+strconv.Itoa(freePort(t)))
+	for _, tc := range []struct {
+		args string
+		code int
+	}{
+		{"--port", 2},
+		{"--demo=maybe", 2},
+		{"--env-file", 2},
+		{"extra-argument", 2},
+		{"hash-password --cost", 2},
+		{"hash-password --cost 99", 2},
+		{"cartosim --port x", 2},
+		{"--port 70000", 1},
+		{"--store nosuch", 1},
+		{"--config /", 1},
+		{"--db /", 1},
+		{"--host [::1", 1},
+	} {
+		code, msg := runFailingStart(t, tc.args, env)
+		if strings.Contains(msg, "panic") || strings.Contains(msg, "goroutine ") {
+			t.Fatalf("tokenbroker %s panicked:\n%s", tc.args, msg)
+		}
+		if code != tc.code {
+			t.Errorf("tokenbroker %s: exit status %d, want %d:\n%s", tc.args, code, tc.code, msg)
+		}
+	}
+}
