@@ -35,6 +35,18 @@ type scene struct {
 	httpPort, grpcPort int
 	env                []string // works on httpPort and grpcPort
 	release            []func() // ends what the case held during the failing start
+	spare              []int    // more free ports, distinct from those two
+}
+
+// port returns a free port distinct from the scene's others.
+func (s *scene) port(t *testing.T) int {
+	t.Helper()
+	if len(s.spare) == 0 {
+		t.Fatal("no spare port left")
+	}
+	p := s.spare[0]
+	s.spare = s.spare[1:]
+	return p
 }
 
 // file writes a file in the scene's directory and returns its path.
@@ -91,7 +103,7 @@ func TestFaultStartupFailuresExitCleanly(t *testing.T) {
 	}, {
 		name: "a second broker on the same bbolt file",
 		arrange: func(t *testing.T, s *scene) []string {
-			first := startProcess(t, s.env)
+			first := startProcessOn(t, s.port(t), s.port(t), s.env)
 			s.release = append(s.release, first.stop)
 			return nil
 		},
@@ -116,7 +128,7 @@ func TestFaultStartupFailuresExitCleanly(t *testing.T) {
 		arrange: func(t *testing.T, s *scene) []string {
 			rs := redistest.Start(t)
 			s.env = append(s.env, "REDIS_URL="+rs.URL)
-			startProcess(t, s.env).stop() // the store now holds procStoreKey's check
+			startProcessOn(t, s.port(t), s.port(t), s.env).stop() // the store now holds procStoreKey's check
 			return []string{"TOKENBROKER_STORE_KEY=" + wrongKey}
 		},
 		want: []string{"TOKENBROKER_STORE_KEY does not open the token store", "in Redis at 127.0.0.1:", "set the key it was made with"},
@@ -127,7 +139,7 @@ func TestFaultStartupFailuresExitCleanly(t *testing.T) {
 	}, {
 		name: "Redis down at start",
 		arrange: func(t *testing.T, s *scene) []string {
-			return []string{"REDIS_URL=redis://:" + redisPassword + "@127.0.0.1:" + strconv.Itoa(freePort(t))}
+			return []string{"REDIS_URL=redis://:" + redisPassword + "@127.0.0.1:" + strconv.Itoa(s.port(t))}
 		},
 		want: []string{"REDIS_URL: cannot reach Redis at 127.0.0.1:", "connection refused", "point REDIS_URL at a running server"},
 	}, {
@@ -207,7 +219,7 @@ func TestFaultStartupFailuresExitCleanly(t *testing.T) {
 	}, {
 		name: "identity provider unreachable",
 		arrange: func(t *testing.T, s *scene) []string {
-			issuer := "http://127.0.0.1:" + strconv.Itoa(freePort(t)) + "/realms/acme"
+			issuer := "http://127.0.0.1:" + strconv.Itoa(s.port(t)) + "/realms/acme"
 			return []string{"TOKENBROKER_CONFIG=" + s.file(t, "idp.yaml", "identity_providers:\n  - {name: corp, issuer: \""+issuer+"\", audience: tokenbroker}\n")}
 		},
 		want: []string{"identity_providers in TOKENBROKER_CONFIG", `identity provider "corp" cannot be reached`, "connection refused", "check its issuer"},
@@ -221,21 +233,21 @@ func TestFaultStartupFailuresExitCleanly(t *testing.T) {
 		name: "demo mode, DEMO_CARTO_PORT in use",
 		args: "--demo",
 		arrange: func(t *testing.T, s *scene) []string {
-			port := freePort(t)
+			port := s.port(t)
 			s.hold(t, port)
 			return []string{"DEMO_CARTO_PORT=" + strconv.Itoa(port)}
 		},
 		want: []string{"CARTO emulator", "already in use", "set DEMO_CARTO_PORT to a free port"},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel() // each case has its own ports, files and servers
-			s := &scene{dir: t.TempDir(), httpPort: freePort(t), grpcPort: freePort(t)}
+			ports := freePorts(t, 4)
+			s := &scene{dir: t.TempDir(), httpPort: ports[0], grpcPort: ports[1], spare: ports[2:]}
 			cfg := s.file(t, "tokenbroker.yaml", usersYAML("maps"))
 			s.env = brokerEnv(t, emu, cfg, "TOKENBROKER_DB="+filepath.Join(s.dir, "tokenbroker.db"))
 			bad := tc.arrange(t, s)
 			args := strings.ReplaceAll(tc.args, "ENV_FILE", filepath.Join(s.dir, "bad.env"))
-			ports := []string{"PORT=" + strconv.Itoa(s.httpPort), "GRPC_PORT=" + strconv.Itoa(s.grpcPort)}
-			env := append(append(append([]string{}, s.env...), ports...), bad...)
+			env := append(append([]string{}, s.env...), "PORT="+strconv.Itoa(s.httpPort), "GRPC_PORT="+strconv.Itoa(s.grpcPort))
+			env = append(env, bad...)
 
 			code, msg := runFailingStart(t, args, env)
 			if code != 1 {
@@ -402,8 +414,9 @@ func TestFaultOddCommandLinesDoNotPanic(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "tokenbroker.yaml")
 	writeFile(t, cfg, usersYAML("maps"))
+	ports := freePorts(t, 2)
 	env := append(brokerEnv(t, emu, cfg, "TOKENBROKER_DB="+filepath.Join(dir, "tokenbroker.db")),
-		"PORT="+strconv.Itoa(freePort(t)), "GRPC_PORT="+strconv.Itoa(freePort(t)))
+		"PORT="+strconv.Itoa(ports[0]), "GRPC_PORT="+strconv.Itoa(ports[1]))
 	for _, tc := range []struct {
 		args string
 		code int
