@@ -23,7 +23,7 @@ func openStore(ctx context.Context, cfg config.Config) (tokencache.Store, error)
 	case config.StoreBolt:
 		s, err := boltstore.Open(boltstore.Options{Path: cfg.Store.Path, Key: cfg.Store.Key})
 		if errors.Is(err, tokencache.ErrWrongKey) {
-			return nil, fmt.Errorf("TOKENBROKER_STORE_KEY does not open the token store %s: it was made with another key: set the key it was made with, or point TOKENBROKER_DB at a new file", cfg.Store.Path)
+			return nil, explained{fmt.Sprintf("TOKENBROKER_STORE_KEY does not open the token store %s: it was made with another key: set the key it was made with, or point TOKENBROKER_DB at a new file", cfg.Store.Path), err}
 		}
 		if err != nil {
 			return nil, fmt.Errorf("token store (bbolt, TOKENBROKER_DB): %w", err)
@@ -53,15 +53,17 @@ func redisOpenError(cfg config.Config, err error) error {
 	var msg string
 	switch {
 	case errors.Is(err, tokencache.ErrWrongKey):
-		return fmt.Errorf("TOKENBROKER_STORE_KEY does not open the token store of deployment %q in Redis at %s: it was made with another key: set the key it was made with, or use another TOKENBROKER_DEPLOYMENT or Redis database", cfg.Deployment, servers)
+		msg = fmt.Sprintf("TOKENBROKER_STORE_KEY does not open the token store of deployment %q in Redis at %s: it was made with another key: set the key it was made with, or use another TOKENBROKER_DEPLOYMENT or Redis database", cfg.Deployment, servers)
 	case q.Has("master_name") && errors.Is(err, redis.Nil):
 		msg = fmt.Sprintf("REDIS_URL: the Sentinels at %s know no master named %q: set master_name to the name in their `sentinel monitor` line", servers, q.Get("master_name"))
 	case redis.IsAuthError(err):
 		msg = fmt.Sprintf("REDIS_URL: Redis at %s refused the credentials (%v): set the right user and password in REDIS_URL (redis://user:password@host:port)", servers, err)
 	case q.Has("master_name"):
 		msg = fmt.Sprintf("REDIS_URL: cannot reach Redis through the Sentinels at %s (%v): check that they run and monitor master %q, or point REDIS_URL elsewhere", servers, err, q.Get("master_name"))
-	default:
+	case errors.Is(err, tokencache.ErrUnavailable):
 		msg = fmt.Sprintf("REDIS_URL: cannot reach Redis at %s (%v): check that it runs, or point REDIS_URL at a running server", servers, err)
+	default:
+		msg = fmt.Sprintf("REDIS_URL: cannot open the token store in Redis at %s: %v", servers, err)
 	}
 	// What go-redis reports carries no password, but make sure.
 	for name, vs := range q {
@@ -72,8 +74,18 @@ func redisOpenError(cfg config.Config, err error) error {
 	if p, ok := u.User.Password(); ok {
 		msg = redact(msg, p)
 	}
-	return errors.New(msg)
+	return explained{msg, err}
 }
+
+// explained is err with a message of its own, for the operator: what to
+// change, and no secret.
+type explained struct {
+	msg string
+	err error
+}
+
+func (e explained) Error() string { return e.msg }
+func (e explained) Unwrap() error { return e.err }
 
 func redact(s string, secrets ...string) string {
 	for _, x := range secrets {
