@@ -99,10 +99,32 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
+// freePorts returns n distinct free ports: each is held until all are found,
+// since two calls of freePort may return the same one.
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	ports := make([]int, n)
+	for i := range ports {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		ports[i] = ln.Addr().(*net.TCPAddr).Port
+	}
+	return ports
+}
+
 // startProcess starts a broker and waits until its health check says SERVING.
 func startProcess(t *testing.T, env []string) *process {
 	t.Helper()
-	httpPort, grpcPort := freePort(t), freePort(t)
+	ports := freePorts(t, 2)
+	return startProcessOn(t, ports[0], ports[1], env)
+}
+
+// startProcessOn is startProcess on the given ports.
+func startProcessOn(t *testing.T, httpPort, grpcPort int, env []string) *process {
+	t.Helper()
 	p := &process{t: t, logs: &logtest.Buffer{}, exited: make(chan error, 1),
 		rest:     "http://127.0.0.1:" + strconv.Itoa(httpPort),
 		grpcAddr: "127.0.0.1:" + strconv.Itoa(grpcPort)}

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/tokenbroker/tokenbroker/server/internal/app"
 	"github.com/tokenbroker/tokenbroker/server/internal/config"
 	"github.com/tokenbroker/tokenbroker/server/internal/telemetry"
@@ -32,6 +34,9 @@ func serve(ctx context.Context, args []string, env func(string) (string, bool), 
 	logOut := telemetry.NewBufferedWriter(stderr, 100*time.Millisecond)
 	defer logOut.Close()
 	log := newLogger(cfg, logOut)
+	// go-redis reports each failed dial on stderr by itself; the broker's own
+	// errors and logs say what matters, in its log format.
+	redis.SetLogger(redisLogger{log})
 	tracing, err := telemetry.Setup(ctx, telemetry.Env(env))
 	if err != nil {
 		return err
@@ -44,6 +49,13 @@ func serve(ctx context.Context, args []string, env func(string) (string, bool), 
 		printHowTo(stdout, a)
 	}
 	return a.Run(ctx)
+}
+
+// redisLogger writes go-redis's internal messages to the log at debug level.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, "redis client: "+fmt.Sprintf(format, v...))
 }
 
 func newLogger(cfg config.Config, w io.Writer) *slog.Logger {

@@ -14,9 +14,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
@@ -112,10 +114,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 			}
 		}
 	}()
-	if a.grpcLn, err = listen("gRPC (GRPC_PORT)", cfg.GRPCAddr()); err != nil {
+	if a.grpcLn, err = listen("gRPC", "HOST", "GRPC_PORT", cfg.GRPCAddr()); err != nil {
 		return nil, err
 	}
-	if a.httpLn, err = listen("REST (PORT)", cfg.HTTPAddr()); err != nil {
+	if a.httpLn, err = listen("REST", "HOST", "PORT", cfg.HTTPAddr()); err != nil {
 		return nil, err
 	}
 	if cfg.Demo {
@@ -207,7 +209,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		idp.Logger = log
 		v, err := auth.NewIdP(a.bg, idp)
 		if err != nil {
-			return nil, fmt.Errorf("identity provider %q: %w", idp.Name, err)
+			return nil, idpError(cfg.ConfigFile, idp, err)
 		}
 		verifiers = append(verifiers, v)
 	}
@@ -332,7 +334,7 @@ func (a *App) openAudit() (*audit.Logger, error) {
 	}
 	f, err := os.OpenFile(a.cfg.AuditLog, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("AUDIT_LOG: %w", err)
+		return nil, fmt.Errorf("AUDIT_LOG: %w: set it to a file the broker may write in an existing directory, or to stdout or off", err)
 	}
 	// Events are written in batches (every 100 ms, and at shutdown).
 	w := telemetry.NewBufferedWriter(f, 100*time.Millisecond)
@@ -377,7 +379,7 @@ func serverTLS(c config.TLSConfig) (*tls.Config, error) {
 // startEmulator serves a CARTO emulator on loopback and points the broker
 // at it with a fresh OAuth client.
 func (a *App) startEmulator() error {
-	ln, err := listen("CARTO emulator (DEMO_CARTO_PORT)", net.JoinHostPort("127.0.0.1", strconv.Itoa(a.cfg.EmulatorPort)))
+	ln, err := listen("CARTO emulator", "", "DEMO_CARTO_PORT", net.JoinHostPort("127.0.0.1", strconv.Itoa(a.cfg.EmulatorPort)))
 	if err != nil {
 		return err
 	}
@@ -406,12 +408,43 @@ func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
 	}
 }
 
-func listen(what, addr string) (net.Listener, error) {
+// listen opens what's listener on addr, made of the settings hostVar
+// ("" where the host is fixed) and portVar; a failure says which to change.
+func listen(what, hostVar, portVar, addr string) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("%s: cannot listen on %s: %w", what, addr, err)
+	if err == nil {
+		return ln, nil
 	}
-	return ln, nil
+	host, _, _ := net.SplitHostPort(addr)
+	var dnsErr *net.DNSError
+	switch {
+	case errors.Is(err, syscall.EADDRINUSE):
+		return nil, fmt.Errorf("%s: %s is already in use (by another broker, or another program): stop it, or set %s to a free port", what, addr, portVar)
+	case errors.Is(err, syscall.EACCES):
+		return nil, fmt.Errorf("%s: no permission to listen on %s (ports below 1024 need privileges): set %s to a port above 1023", what, addr, portVar)
+	case hostVar != "" && errors.Is(err, syscall.EADDRNOTAVAIL):
+		return nil, fmt.Errorf("%s: cannot listen on %s: %s %s is not an address of this machine: set it to one of its addresses, or leave it unset to listen on all", what, addr, hostVar, host)
+	case hostVar != "" && errors.As(err, &dnsErr):
+		return nil, fmt.Errorf("%s: cannot listen on %s: %s %q does not resolve (%v): set %s to an address or name of this machine", what, addr, hostVar, host, dnsErr, hostVar)
+	case hostVar != "":
+		return nil, fmt.Errorf("%s: cannot listen on %s: %w (check %s and %s)", what, addr, err, hostVar, portVar)
+	}
+	return nil, fmt.Errorf("%s: cannot listen on %s: %w (check %s)", what, addr, err, portVar)
+}
+
+// idpError names where a failing identity provider is configured, and what
+// to check when it cannot be reached: the broker does not start without the
+// keys of every identity provider it trusts.
+func idpError(file string, idp auth.IdPConfig, err error) error {
+	var unreachable *url.Error
+	if errors.As(err, &unreachable) {
+		name := idp.Name
+		if name == "" {
+			name = idp.Issuer
+		}
+		return fmt.Errorf("identity_providers in TOKENBROKER_CONFIG (%s): identity provider %q cannot be reached: %v: check its issuer (and jwks_url), and that this host can reach them", file, name, unreachable)
+	}
+	return fmt.Errorf("identity_providers in TOKENBROKER_CONFIG (%s): %w", file, err)
 }
 
 func (a *App) closeListeners() {

@@ -276,10 +276,10 @@ func Load(args []string, env Env) (Config, error) {
 	dotenv := map[string]string{}
 	if b, err := os.ReadFile(f.envFile); err == nil {
 		if dotenv, err = parseDotenv(bytes.NewReader(b)); err != nil {
-			return Config{}, fmt.Errorf("read %s: %w", f.envFile, err)
+			return Config{}, &ValidationError{Errs: []error{fmt.Errorf("env file %s (--env-file): %w", f.envFile, err)}}
 		}
 	} else if !errors.Is(err, fs.ErrNotExist) {
-		return Config{}, fmt.Errorf("read %s: %w", f.envFile, err)
+		return Config{}, &ValidationError{Errs: []error{fmt.Errorf("env file %s (--env-file): %w", f.envFile, err)}}
 	}
 	get := func(key, flagVal string) string {
 		if flagVal != "" {
@@ -302,6 +302,9 @@ func Load(args []string, env Env) (Config, error) {
 	}
 	c.HTTPPort = parsePort(&errs, "PORT", get("PORT", f.port), DefaultHTTPPort)
 	c.GRPCPort = parsePort(&errs, "GRPC_PORT", get("GRPC_PORT", f.grpcPort), DefaultGRPCPort)
+	if c.HTTPPort != 0 && c.HTTPPort == c.GRPCPort {
+		errs = append(errs, fmt.Errorf("PORT and GRPC_PORT are both %d: give each its own port", c.HTTPPort))
+	}
 	c.EmulatorPort = parsePort(&errs, "DEMO_CARTO_PORT", get("DEMO_CARTO_PORT", f.emuPort), DefaultEmulatorPort)
 	c.GRPC = GRPCLimits{
 		MaxConcurrentStreams:  parseBounded(&errs, "GRPC_MAX_CONCURRENT_STREAMS", get("GRPC_MAX_CONCURRENT_STREAMS", ""), DefaultGRPCMaxConcurrentStreams, 1, 10_000),
@@ -358,6 +361,7 @@ func Load(args []string, env Env) (Config, error) {
 		key, err := seal.ParseKey(k)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("TOKENBROKER_STORE_KEY: %w", err))
+			key = []byte{} // set, if wrong: not reported as missing as well
 		}
 		c.Store.Key = key
 	}
@@ -397,6 +401,10 @@ func Load(args []string, env Env) (Config, error) {
 		}
 		if fc, err = parseFile(bytes.NewReader(b)); err != nil {
 			errs = append(errs, fmt.Errorf("TOKENBROKER_CONFIG %s: %w", c.ConfigFile, err))
+			break
+		}
+		if len(fc.Users) == 0 && len(fc.IdentityProviders) == 0 && len(fc.Services) == 0 {
+			errs = append(errs, fmt.Errorf("TOKENBROKER_CONFIG %s has no users:, identity_providers: or services:", c.ConfigFile))
 		}
 	case c.Demo:
 		c.ConfigFile = "(built-in demo configuration)"
@@ -460,9 +468,6 @@ func (c Config) validate() []error {
 		if c.ConfigFile == "" {
 			errs = append(errs, errors.New("no user store or identity provider: set TOKENBROKER_CONFIG to a YAML file with users: or identity_providers: (see the README), or run with --demo"))
 		}
-	}
-	if c.ConfigFile != "" && len(c.Users) == 0 && len(c.IdentityProviders) == 0 && len(c.Services) == 0 {
-		errs = append(errs, fmt.Errorf("%s has no users:, identity_providers: or services:", c.ConfigFile))
 	}
 	switch c.SessionAlg {
 	case "HS256", "EdDSA", "ES256":

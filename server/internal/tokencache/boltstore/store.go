@@ -89,7 +89,7 @@ func Open(opts Options) (*Store, error) {
 	db, err := bolt.Open(opts.Path, 0o600, &bolt.Options{Timeout: timeout})
 	switch {
 	case errors.Is(err, berrors.ErrTimeout):
-		return nil, fmt.Errorf("token store %s is in use by another process: a bbolt store serves one broker; use Redis (REDIS_URL) to run several", opts.Path)
+		return nil, fmt.Errorf("token store %s is in use by another process, most likely another broker (its lock was not released within %s): a bbolt file serves one broker at a time; stop the other one, give this one its own file, or run several replicas on Redis (REDIS_URL)", opts.Path, timeout)
 	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum), errors.Is(err, berrors.ErrVersionMismatch):
 		return nil, fmt.Errorf("token store %s is not a bbolt database, or is damaged: %w", opts.Path, err)
 	case err != nil:
