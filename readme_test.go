@@ -193,6 +193,12 @@ func TestSecurityTable(t *testing.T) {
 			}
 		}
 	}
+	named := section(t, readme(t), "Security")
+	for name := range defined {
+		if strings.HasPrefix(name, "TestAttack") && !strings.Contains(named, "`"+name+"`") {
+			t.Errorf("%s is not named in the README's security table: add its row", name)
+		}
+	}
 	if rows < 10 {
 		t.Fatalf("found only %d rows in the security table: the pattern no longer matches", rows)
 	}
