@@ -30,9 +30,9 @@ func TestAttackPlainHTTPIdentityProvider(t *testing.T) {
 		{"https", `{name: sso, issuer: "https://sso.acme.com", audience: a}`, nil},
 		{"http on loopback", `{name: sso, issuer: "http://127.0.0.1:8080", jwks_url: "http://localhost:8080/jwks", audience: a}`, nil},
 		{"http issuer", `{name: sso, issuer: "http://sso.acme.com", audience: a}`,
-			[]string{`identity_providers: provider 1 ("sso"): issuer: "http://sso.acme.com" is plain http: use https`}},
+			[]string{`identity_providers in TOKENBROKER_CONFIG: provider 1 ("sso"): issuer: "http://sso.acme.com" is plain http: use https`}},
 		{"http JWKS", `{issuer: "https://sso.acme.com", jwks_url: "http://keys.acme.com/jwks", audience: a}`,
-			[]string{`identity_providers: provider 1 ("https://sso.acme.com"): JWKS URL: "http://keys.acme.com/jwks" is plain http`}},
+			[]string{`identity_providers in TOKENBROKER_CONFIG: provider 1 ("https://sso.acme.com"): JWKS URL: "http://keys.acme.com/jwks" is plain http`}},
 		{"every problem at once", `{name: sso, issuer: "http://sso.acme.com", audience: "", algorithms: [HS256]}`,
 			[]string{"plain http", "audience is required", `algorithm "HS256" is symmetric`}},
 	}

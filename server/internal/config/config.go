@@ -713,7 +713,7 @@ func invalidIdentityProviders(list []auth.IdPConfig) []error {
 			name = p.Issuer
 		}
 		if err := p.Validate(); err != nil {
-			errs = append(errs, prefixed(fmt.Sprintf("identity_providers: provider %d (%q)", i+1, name), err)...)
+			errs = append(errs, prefixed(fmt.Sprintf("identity_providers in TOKENBROKER_CONFIG: provider %d (%q)", i+1, name), err)...)
 		}
 	}
 	return errs
