@@ -5,60 +5,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/tokenbroker/tokenbroker/server/internal/auth"
-	"github.com/tokenbroker/tokenbroker/server/internal/redistest"
 	"github.com/tokenbroker/tokenbroker/server/internal/tokencache"
-	"github.com/tokenbroker/tokenbroker/server/internal/tokencache/boltstore"
-	"github.com/tokenbroker/tokenbroker/server/internal/tokencache/redisstore"
+	"github.com/tokenbroker/tokenbroker/server/internal/tokencache/storetest"
 )
-
-// replicaCounters returns, per store kind, the counters of two replicas
-// sharing one store: the same Memory twice, the same bbolt file twice (one
-// handle: bbolt locks its file), and two Redis clients of one server.
-func replicaCounters(t *testing.T) map[string][2]auth.Counter {
-	t.Helper()
-	key := bytes.Repeat([]byte{0x42}, 32)
-	mem := tokencache.NewMemory(nil)
-	bolt, err := boltstore.Open(boltstore.Options{Path: filepath.Join(t.TempDir(), "tokens.db"), Key: key})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { bolt.Close() })
-	out := map[string][2]auth.Counter{"memory": {mem, mem}, "bbolt": {bolt, bolt}}
-	if redistest.Missing(t) {
-		t.Log("redis-server is not installed: the Redis store is not tested")
-		return out
-	}
-	srv := redistest.Start(t)
-	var replicas [2]auth.Counter
-	for i := range replicas {
-		c, err := redisstore.NewClient(srv.URL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		s, err := redisstore.Open(context.Background(), redisstore.Options{Client: c, Prefix: "guard", Key: key})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		replicas[i] = s
-	}
-	out["redis"] = replicas
-	return out
-}
 
 // Finding 1: concurrent guesses must not outrun the lockout, per username and
 // per address, on any store, across replicas.
 func TestAttackConcurrentReservationsOutrunLockout(t *testing.T) {
 	const limit, attackers = 5, 200
-	for name, counters := range replicaCounters(t) {
+	for name, counters := range storetest.Replicas(t) {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
 			var now atomic.Pointer[time.Time]

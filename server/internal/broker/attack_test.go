@@ -5,17 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/tokenbroker/tokenbroker/server/internal/auth"
-	"github.com/tokenbroker/tokenbroker/server/internal/redistest"
-	"github.com/tokenbroker/tokenbroker/server/internal/tokencache"
-	"github.com/tokenbroker/tokenbroker/server/internal/tokencache/boltstore"
-	"github.com/tokenbroker/tokenbroker/server/internal/tokencache/redisstore"
+	"github.com/tokenbroker/tokenbroker/server/internal/tokencache/storetest"
 )
 
 // countingUsers is the real user store, counting the password checks that
@@ -28,41 +24,6 @@ type countingUsers struct {
 func (c *countingUsers) Authenticate(ctx context.Context, username, password string) (auth.User, error) {
 	c.checks.Add(1)
 	return c.Users.Authenticate(ctx, username, password)
-}
-
-// sharedCounters returns, per store kind, the counters of two replicas
-// sharing one store.
-func sharedCounters(t *testing.T) map[string][2]auth.Counter {
-	t.Helper()
-	key := bytes.Repeat([]byte{0x42}, 32)
-	mem := tokencache.NewMemory(nil)
-	bolt, err := boltstore.Open(boltstore.Options{Path: filepath.Join(t.TempDir(), "tokens.db"), Key: key})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { bolt.Close() })
-	out := map[string][2]auth.Counter{"memory": {mem, mem}, "bbolt": {bolt, bolt}}
-	if redistest.Missing(t) {
-		t.Log("redis-server is not installed: the Redis store is not tested")
-		return out
-	}
-	srv := redistest.Start(t)
-	var replicas [2]auth.Counter
-	for i := range replicas {
-		c, err := redisstore.NewClient(srv.URL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		s, err := redisstore.Open(context.Background(), redisstore.Options{Client: c, Key: key})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		replicas[i] = s
-	}
-	out["redis"] = replicas
-	return out
 }
 
 // Finding 1: wrong passwords sent all at once, to two replicas, must not be
@@ -84,7 +45,7 @@ func TestAttackConcurrentLoginsBypassLockout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, counters := range sharedCounters(t) {
+	for name, counters := range storetest.Replicas(t) {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
 			users := &countingUsers{Users: known}
