@@ -3,7 +3,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -151,14 +150,14 @@ func TestFaultStartupFailuresExitCleanly(t *testing.T) {
 	}, {
 		name: "Redis refuses the password",
 		arrange: func(t *testing.T, s *scene) []string {
-			addr := startRedisServer(t, "requirepass right-"+redisPassword+"\n", false)
+			addr := redistest.StartWith(t, "--requirepass", "right-"+redisPassword).Addr
 			return []string{"REDIS_URL=redis://:" + redisPassword + "@" + addr}
 		},
 		want: []string{"REDIS_URL: Redis at 127.0.0.1:", "refused the credentials", "WRONGPASS", "set the right user and password in REDIS_URL"},
 	}, {
 		name: "a Sentinel URL naming an unknown master",
 		arrange: func(t *testing.T, s *scene) []string {
-			addr := startRedisServer(t, "", true) // a Sentinel monitoring nothing
+			addr := redistest.StartLoneSentinel(t).Addr
 			return []string{"REDIS_URL=redis://" + addr + "?master_name=nosuchmaster"}
 		},
 		want: []string{"REDIS_URL: the Sentinels at 127.0.0.1:", `know no master named "nosuchmaster"`, "set master_name"},
@@ -328,57 +327,6 @@ func checkOneMessage(t *testing.T, msg string) {
 	if lines[0] != "tokenbroker: invalid configuration:" && len(lines) > 1 {
 		t.Fatalf("stderr is more than the broker's message (line 2: %q):\n%s", lines[1], msg)
 	}
-}
-
-// startRedisServer starts a redis-server (a Sentinel with sentinel) on a free
-// loopback port with conf added to its configuration file, and stops it when
-// the test ends. It returns the server's address.
-func startRedisServer(t *testing.T, conf string, sentinel bool) string {
-	t.Helper()
-	if redistest.Missing(t) {
-		t.Skip("redis-server is not installed")
-	}
-	dir := t.TempDir()
-	port := freePort(t)
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	path := filepath.Join(dir, "redis.conf") // a Sentinel rewrites it: it must be writable
-	writeFile(t, path, "port "+strconv.Itoa(port)+"\nbind 127.0.0.1\ndir "+dir+"\n"+conf)
-	args := []string{path}
-	if sentinel {
-		args = append(args, "--sentinel")
-	}
-	cmd := exec.Command("redis-server", args...)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	// No event says it listens: poll until it answers (auth refused counts).
-	deadline := time.Now().Add(10 * time.Second)
-	for !redisAnswers(addr) {
-		if time.Now().After(deadline) {
-			t.Fatalf("redis-server on %s did not answer within 10s", addr)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return addr
-}
-
-// redisAnswers reports whether a Redis server answers PING at addr.
-func redisAnswers(addr string) bool {
-	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-	if err != nil {
-		return false
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(time.Second))
-	if _, err := c.Write([]byte("PING\r\n")); err != nil {
-		return false
-	}
-	line, err := bufio.NewReader(c).ReadString('\n')
-	return err == nil && (strings.HasPrefix(line, "+PONG") || strings.HasPrefix(line, "-NOAUTH"))
 }
 
 // selfSigned returns a PEM certificate for 127.0.0.1 and its key.

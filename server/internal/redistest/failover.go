@@ -411,6 +411,18 @@ func StartSentinel(t testing.TB) *Sentinel {
 	return s
 }
 
+// StartLoneSentinel starts one sentinel that monitors no master, and stops
+// it when the test ends.
+func StartLoneSentinel(t testing.TB) *Server {
+	t.Helper()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "sentinel.conf") // a sentinel rewrites it
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return startNode(t, &Server{dir: dir, conf: path, args: []string{"--sentinel"}}, freePort)
+}
+
 // FailMaster stops the master by sig (SIGKILL: a crash; SIGSTOP: a hang)
 // once the replica has every write, and returns the replica, which the
 // sentinels promote a few seconds later (Server.WaitMaster).

@@ -42,6 +42,13 @@ func Start(t testing.TB) *Server {
 	return s
 }
 
+// StartWith starts a server with further redis-server arguments (such as
+// "--requirepass", "secret") and stops it when the test ends.
+func StartWith(t testing.TB, args ...string) *Server {
+	t.Helper()
+	return startNode(t, &Server{args: args}, freePort)
+}
+
 const missing = "redis-server is not installed: install it (Debian: apt-get install redis-server) to run the Redis tests; .ci/run installs it"
 
 // Missing reports whether redis-server is missing here, for a test that can
@@ -127,7 +134,7 @@ func (s *Server) start(bin string) error {
 	return fmt.Errorf("redis-server on port %d did not answer PING", s.port)
 }
 
-// ping sends PING and expects +PONG.
+// ping sends PING and expects +PONG (or -NOAUTH).
 func ping(addr string) error {
 	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
 	if err != nil {
@@ -142,7 +149,8 @@ func ping(addr string) error {
 	if err != nil {
 		return err
 	}
-	if !strings.HasPrefix(line, "+PONG") {
+	// A server with requirepass answers -NOAUTH: it is up all the same.
+	if !strings.HasPrefix(line, "+PONG") && !strings.HasPrefix(line, "-NOAUTH") {
 		return fmt.Errorf("PING answered %q", line)
 	}
 	return nil
