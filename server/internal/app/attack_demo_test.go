@@ -6,9 +6,6 @@ import (
 	"net/url"
 	"strings"
 	"testing"
-
-	"github.com/tokenbroker/tokenbroker/server/internal/config"
-	"github.com/tokenbroker/tokenbroker/server/internal/logtest"
 )
 
 // Finding 7: in demo mode, a web page on another site asks the emulator's
@@ -16,13 +13,7 @@ import (
 // New York's). It is refused, with no CORS header to let the page read the
 // answer, and so is the preflight; the data APIs keep their CORS.
 func TestAttackWebPageReadsDemoTokens(t *testing.T) {
-	cfg, err := config.Load([]string{"--demo", "--host", "127.0.0.1", "--port", "0", "--grpc-port", "0", "--emulator-port", "0", "--env-file", t.TempDir() + "/none"},
-		func(string) (string, bool) { return "", false })
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &broker{t: t, logs: &logtest.Buffer{}}
-	b.start(cfg)
+	b := startDemoBroker(t)
 	var tokens []string
 	for _, u := range [][2]string{{"user.boston@acme.com", "boston"}, {"user.ny@acme.com", "ny"}} {
 		_, tok := b.post("/carto-token", b.login(u[0], u[1]), "")

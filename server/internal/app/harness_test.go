@@ -297,3 +297,17 @@ func cities(t *testing.T, body map[string]any) map[string]int {
 func windowTurned(start time.Time, window time.Duration) bool {
 	return !start.Truncate(window).Equal(time.Now().Truncate(window))
 }
+
+// startDemoBroker starts the broker in demo mode (its own emulator, the
+// demo users), as `tokenbroker --demo` does, on free loopback ports.
+func startDemoBroker(t *testing.T) *broker {
+	t.Helper()
+	cfg, err := config.Load([]string{"--demo", "--host", "127.0.0.1", "--port", "0", "--grpc-port", "0", "--emulator-port", "0", "--env-file", t.TempDir() + "/none"},
+		func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &broker{t: t, logs: &logtest.Buffer{}}
+	b.start(cfg)
+	return b
+}

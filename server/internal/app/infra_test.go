@@ -14,8 +14,6 @@ import (
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
 	"github.com/tokenbroker/tokenbroker/server/internal/cartosim"
-	"github.com/tokenbroker/tokenbroker/server/internal/config"
-	"github.com/tokenbroker/tokenbroker/server/internal/logtest"
 )
 
 func withRawAuthorization(v string) context.Context {
@@ -124,13 +122,7 @@ func TestGracefulShutdown(t *testing.T) {
 
 // Demo mode: emulator in process, the reference users, no account.
 func TestDemoMode(t *testing.T) {
-	cfg, err := config.Load([]string{"--demo", "--host", "127.0.0.1", "--port", "0", "--grpc-port", "0", "--emulator-port", "0", "--env-file", t.TempDir() + "/none"},
-		func(string) (string, bool) { return "", false })
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &broker{t: t, logs: &logtest.Buffer{}}
-	b.start(cfg)
+	b := startDemoBroker(t)
 	if b.sim == nil || !strings.HasPrefix(b.simURL, "http://127.0.0.1:") {
 		t.Fatalf("demo emulator at %q", b.simURL)
 	}
