@@ -33,9 +33,10 @@ const (
 type LoginRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The username, for example `user.boston@acme.com`. Matched without regard to
-	// case and surrounding spaces.
+	// case and surrounding spaces. At most 256 bytes (INVALID_ARGUMENT otherwise).
 	Username string `protobuf:"bytes,1,opt,name=username,proto3" json:"username,omitempty"`
-	// The user's password, checked against its bcrypt hash. Never logged.
+	// The user's password, checked against its bcrypt hash. Never logged. At
+	// most 72 bytes, all that bcrypt reads (INVALID_ARGUMENT otherwise).
 	Password      string `protobuf:"bytes,2,opt,name=password,proto3" json:"password,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -155,7 +156,8 @@ type IssueCartoTokenRequest struct {
 	// The group to issue for. A user always gets their own group: leave this
 	// empty, or give that same group; any other value is refused with
 	// PERMISSION_DENIED. An internal service (authenticated by its client
-	// certificate) must name one of the groups its configuration allows.
+	// certificate) must name one of the groups its configuration allows. At most
+	// 256 bytes.
 	Group         string `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -459,13 +461,13 @@ type RevokeTokenRequest_Session struct {
 type RevokeTokenRequest_CartoToken struct {
 	// Revoke this CARTO API access token, which the broker must have issued to
 	// the caller's group (for a service: to one of its groups; for an admin:
-	// to any group).
+	// to any group). At most 4096 bytes.
 	CartoToken string `protobuf:"bytes,2,opt,name=carto_token,json=cartoToken,proto3,oneof"`
 }
 
 type RevokeTokenRequest_Group struct {
 	// Revoke every CARTO API access token the broker holds for this group.
-	// Admins only.
+	// Admins only. At most 256 bytes.
 	Group string `protobuf:"bytes,3,opt,name=group,proto3,oneof"`
 }
 
@@ -479,8 +481,9 @@ func (*RevokeTokenRequest_Group) isRevokeTokenRequest_Target() {}
 type RevokeTokenResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Until when the revocation is recorded: the revoked token's own expiry
-	// (the latest one, for a group). After it the token would be refused
-	// anyway.
+	// (the latest one, for a group; for a session, plus the clock-skew leeway
+	// during which it would still be accepted). After it the token would be
+	// refused anyway.
 	RevokedUntil *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=revoked_until,json=revokedUntil,proto3" json:"revoked_until,omitempty"`
 	// How many CARTO tokens were deleted (0 for a session).
 	RevokedCount  int32 `protobuf:"varint,2,opt,name=revoked_count,json=revokedCount,proto3" json:"revoked_count,omitempty"`
@@ -535,7 +538,7 @@ func (x *RevokeTokenResponse) GetRevokedCount() int32 {
 // ListTokensRequest filters the tokens listed.
 type ListTokensRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Optional. Only the tokens of this group.
+	// Optional. Only the tokens of this group. At most 256 bytes.
 	Group         string `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

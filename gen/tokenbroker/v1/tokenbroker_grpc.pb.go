@@ -46,6 +46,8 @@ type TokenBrokerClient interface {
 	// returns a session token for the user's group.
 	//
 	// An unknown user and a wrong password get the same UNAUTHENTICATED answer.
+	// Too many failed logins of one username or from one address, or too many
+	// logins in progress at once, get RESOURCE_EXHAUSTED with a `retry-after`.
 	// REST: `POST /v1/login` and the reference backend's `POST /login`.
 	Login(ctx context.Context, in *LoginRequest, opts ...grpc.CallOption) (*LoginResponse, error)
 	// IssueCartoToken returns a CARTO API access token whose grants are the
@@ -61,7 +63,10 @@ type TokenBrokerClient interface {
 	// CARTO and evicted from the cache so the next IssueCartoToken mints a new one.
 	//
 	// A token that was not issued to the caller's group is never touched, and the
-	// answer (NOT_FOUND) is the same as for a token that does not exist.
+	// answer (NOT_FOUND) is the same as for a token that does not exist. Members'
+	// revocations of their group's CARTO token are limited per group and hour
+	// (RESOURCE_EXHAUSTED with a `retry-after`), or reserved to admins, as the
+	// broker is configured.
 	// REST: `POST /v1/revoke`.
 	RevokeToken(ctx context.Context, in *RevokeTokenRequest, opts ...grpc.CallOption) (*RevokeTokenResponse, error)
 	// ListTokens lists the CARTO API access tokens the broker holds, with their
@@ -132,6 +137,8 @@ type TokenBrokerServer interface {
 	// returns a session token for the user's group.
 	//
 	// An unknown user and a wrong password get the same UNAUTHENTICATED answer.
+	// Too many failed logins of one username or from one address, or too many
+	// logins in progress at once, get RESOURCE_EXHAUSTED with a `retry-after`.
 	// REST: `POST /v1/login` and the reference backend's `POST /login`.
 	Login(context.Context, *LoginRequest) (*LoginResponse, error)
 	// IssueCartoToken returns a CARTO API access token whose grants are the
@@ -147,7 +154,10 @@ type TokenBrokerServer interface {
 	// CARTO and evicted from the cache so the next IssueCartoToken mints a new one.
 	//
 	// A token that was not issued to the caller's group is never touched, and the
-	// answer (NOT_FOUND) is the same as for a token that does not exist.
+	// answer (NOT_FOUND) is the same as for a token that does not exist. Members'
+	// revocations of their group's CARTO token are limited per group and hour
+	// (RESOURCE_EXHAUSTED with a `retry-after`), or reserved to admins, as the
+	// broker is configured.
 	// REST: `POST /v1/revoke`.
 	RevokeToken(context.Context, *RevokeTokenRequest) (*RevokeTokenResponse, error)
 	// ListTokens lists the CARTO API access tokens the broker holds, with their
