@@ -476,7 +476,8 @@ func (a *App) Config() config.Config { return a.cfg }
 
 // Warm gets the deployment's CARTO OAuth token (another replica's, or a new
 // one) if this replica has none, so that the first token request after a
-// start waits for one CARTO call, not two. Run calls it in the background.
+// start waits for one CARTO call, not two. Run's background refresher
+// fetches it at start too; Warm is for a caller that must wait for it.
 func (a *App) Warm(ctx context.Context) error { return a.carto.Warm(ctx) }
 
 // Serving is closed once Run serves: its servers accept calls and its health
@@ -498,12 +499,9 @@ func (a *App) Run(ctx context.Context) error {
 		}
 	})
 	bgWG.Go(func() { a.reconciler.Run(a.bg) })
+	// It fetches the token at once if there is none, so that the first
+	// token request after a start waits for one CARTO call, not two.
 	bgWG.Go(func() { a.carto.KeepOAuthFresh(a.bg) })
-	bgWG.Go(func() {
-		if err := a.Warm(a.bg); err != nil && a.bg.Err() == nil {
-			a.log.Warn("no CARTO OAuth token at start; the first request will try again", "error", err)
-		}
-	})
 	if a.rotating != nil {
 		bgWG.Go(func() { a.rotating.Run(a.bg) })
 	}
