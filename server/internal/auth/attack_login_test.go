@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/tokenbroker/tokenbroker/server/internal/auth"
@@ -141,6 +142,10 @@ func TestAttackRefusedAttemptsExtendNothing(t *testing.T) {
 // share, never queues without bound, and a login from another address is
 // admitted.
 func TestAttackLoginFloodFillsQueue(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) { loginFloodFillsQueue(t) })
+}
+
+func loginFloodFillsQueue(t *testing.T) {
 	ctx := context.Background()
 	l := auth.NewLoginLimiter(auth.LoginLimiterConfig{Slots: 1, MaxQueue: 3, QueueTimeout: time.Hour, MaxPerAddr: 2})
 	hold, err := l.Admit(ctx, "192.0.2.9:1") // the only slot is busy
@@ -177,11 +182,9 @@ func TestAttackLoginFloodFillsQueue(t *testing.T) {
 		}
 		legit <- err
 	}()
-	for {
-		if n, _ := l.Waiting(); n == 3 {
-			break
-		}
-		time.Sleep(time.Millisecond) // polled: the waiter parks on a channel
+	synctest.Wait() // every waiter is parked on the slots
+	if n, _ := l.Waiting(); n != 3 {
+		t.Fatalf("%d logins waiting, want the address's 2 and the other address's 1", n)
 	}
 	hold()
 	for range 2 { // the address's 2 get their turns, in order
@@ -202,6 +205,10 @@ func TestAttackLoginFloodFillsQueue(t *testing.T) {
 // Finding 2: a full queue sheds at once, and a wait ends at its deadline
 // (or the caller's), leaving no place taken.
 func TestAttackLoginQueueBoundAndDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) { loginQueueBoundAndDeadline(t) })
+}
+
+func loginQueueBoundAndDeadline(t *testing.T) {
 	ctx := context.Background()
 	expire := make(chan time.Time)
 	l := auth.NewLoginLimiter(auth.LoginLimiterConfig{Slots: 1, MaxQueue: 1, QueueTimeout: 2 * time.Second,
@@ -221,8 +228,9 @@ func TestAttackLoginQueueBoundAndDeadline(t *testing.T) {
 		_, err := l.Admit(ctx, "10.0.0.2:1")
 		waited <- err
 	}()
-	for n, _ := l.Waiting(); n != 1; n, _ = l.Waiting() {
-		time.Sleep(time.Millisecond) // polled: the waiter parks on a channel
+	synctest.Wait() // the waiter is parked on the slot
+	if n, _ := l.Waiting(); n != 1 {
+		t.Fatalf("%d logins waiting, want 1", n)
 	}
 	if _, err := l.Admit(ctx, "10.0.0.3:1"); !errors.Is(err, auth.ErrBusy) {
 		t.Fatalf("with the queue full: %v, want ErrBusy at once", err)
@@ -236,8 +244,9 @@ func TestAttackLoginQueueBoundAndDeadline(t *testing.T) {
 		_, err := l.Admit(cctx, "10.0.0.2:1")
 		waited <- err
 	}()
-	for n, _ := l.Waiting(); n != 1; n, _ = l.Waiting() {
-		time.Sleep(time.Millisecond)
+	synctest.Wait()
+	if n, _ := l.Waiting(); n != 1 {
+		t.Fatalf("%d logins waiting, want 1", n)
 	}
 	cancel()
 	if err := <-waited; !errors.Is(err, context.Canceled) {
