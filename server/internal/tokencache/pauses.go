@@ -2,7 +2,6 @@ package tokencache
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -53,12 +52,5 @@ func (s SharedPauses) ClearPause(ctx context.Context, endpoint string, until tim
 // TryProbe takes the lock that lets one replica probe endpoint after its
 // pause.
 func (s SharedPauses) TryProbe(ctx context.Context, endpoint string, ttl time.Duration) (func(), bool, error) {
-	l, err := s.Store.TryLock(ctx, "probe:"+s.name(endpoint), ttl)
-	switch {
-	case errors.Is(err, ErrLocked):
-		return nil, false, nil
-	case err != nil:
-		return nil, false, err
-	}
-	return func() { _ = l.Release(context.Background()) }, true, nil
+	return tryLock(ctx, s.Store, "probe:"+s.name(endpoint), ttl)
 }

@@ -194,7 +194,14 @@ func (s SharedSecret) Drop(ctx context.Context, value string) error {
 
 // TryLock takes the lock that lets one replica fetch the secret.
 func (s SharedSecret) TryLock(ctx context.Context, ttl time.Duration) (func(), bool, error) {
-	l, err := s.Store.TryLock(ctx, "secret:"+s.Name, ttl)
+	return tryLock(ctx, s.Store, "secret:"+s.Name, ttl)
+}
+
+// tryLock takes lock name of store for ttl, in the form the CARTO client
+// asks of its shared stores: acquired is false (and no error) while another
+// owner holds it, and release frees it.
+func tryLock(ctx context.Context, store Store, name string, ttl time.Duration) (release func(), acquired bool, err error) {
+	l, err := store.TryLock(ctx, name, ttl)
 	switch {
 	case errors.Is(err, ErrLocked):
 		return nil, false, nil
