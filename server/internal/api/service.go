@@ -206,7 +206,8 @@ func (s *Service) ListTokens(ctx context.Context, req *tokenbrokerv1.ListTokensR
 	return out, nil
 }
 
-// mask keeps a token's first and last 4 characters.
+// mask keeps a token's first and last 4 characters; a token of 12
+// characters or fewer is masked whole.
 func mask(tok string) string {
 	if len(tok) <= 12 {
 		return "…"

@@ -28,7 +28,7 @@ func TestStatus(t *testing.T) {
 		name   string
 		err    error
 		code   codes.Code
-		msg    string // exact message, or a prefix ending in "…"
+		msg    string // the exact message
 		logged bool
 	}{
 		{"bad argument", fmt.Errorf("%w: carto_token is empty", broker.ErrInvalidArgument), codes.InvalidArgument, "carto_token is empty", false},

@@ -1,5 +1,5 @@
 // Package audit writes one structured event per security-relevant action of
-// the broker: each login (success or failure), issuance (cache hit or mint),
+// the broker: each login (whatever its outcome), issuance (cache hit or mint),
 // revocation and listing, saying who, for which group, from where, and the
 // outcome. Events never carry a password, a secret or a whole token: tokens
 // appear as fingerprints. Every field is cut to MaxField bytes.
@@ -16,8 +16,11 @@ import (
 
 // Event is one audited action.
 type Event struct {
-	Action  string // login, issue, revoke, list
-	Outcome string // success, failure (bad credentials), denied, error
+	Action string // login, issue, revoke, list
+	// Outcome is success; failure (unauthenticated: bad credentials or
+	// token); denied (permission denied, not found, or resource exhausted,
+	// a lockout included); invalid (a malformed request); or error.
+	Outcome string
 	Code    string // the gRPC code answered
 	Kind    string // user, idp, service; empty when the caller is unknown
 	Subject string // username, IdP subject or service name (the attempted username for a failed login)

@@ -1,11 +1,31 @@
-// Package auth establishes who is calling: the broker's own users (a bcrypt
-// user store), the session tokens it issues to them (JWTs verified strictly),
-// and the Principal that carries the caller's identity through a request.
+// Package auth establishes who is calling:
 //
-// It knows nothing of gRPC or HTTP: the transport extracts a bearer token and
-// hands it to an Authenticator; the domain reads the Principal from the
-// context. Errors are the sentinels below, mapped to status codes in one place
-// by the API layer.
+//   - users.go: the broker's own users, a store of bcrypt password hashes
+//     (Users), and the login input bounds;
+//   - session.go, sessionkeys.go: the session tokens the broker issues to
+//     them, JWTs verified strictly, signed with one HS256 secret (HMACKey)
+//     or with rotating Ed25519 or P-256 keys shared by the replicas
+//     (RotatingKeys);
+//   - idp.go: the tokens of the company's OIDC identity providers (IdP);
+//   - services.go: internal services identified by their mTLS client
+//     certificates (Services);
+//   - router.go: the Router, which sends a bearer token to the verifier of
+//     its issuer and refuses revoked sessions;
+//   - guard.go: the login Guard against password guessing (lockouts per
+//     username and per address);
+//   - admission.go: the LoginLimiter, which bounds the password checks
+//     running or waiting, per address and in all;
+//   - principal.go: the Principal that carries the caller's identity through
+//     a request, and the Authenticator interface.
+//
+// It knows nothing of gRPC and serves no HTTP (idp.go fetches the identity
+// providers' discovery documents and keys): the transport extracts a bearer
+// token or a client certificate and hands it over; the domain reads the
+// Principal from the context. Errors are these sentinels, mapped to status
+// codes in one place by the API layer: ErrUnauthenticated,
+// ErrInvalidCredentials and ErrRevocationUnavailable (below),
+// ErrTooManyAttempts (guard.go), ErrBusy (admission.go) and ErrNoGroup
+// (idp.go).
 package auth
 
 import "errors"

@@ -3,7 +3,7 @@
 // lists and deletes API access tokens. It holds one OAuth access token per
 // client, refreshed before it expires, with one fetch in flight at a time.
 //
-// The wire format follows shared/carto-api.md; where CARTO's behaviour is not
+// The wire format follows docs/CARTO-API.md; where CARTO's behaviour is not
 // known (status codes of create and delete, the shape of a list), the client
 // accepts every plausible form.
 package carto

@@ -2,7 +2,7 @@
 // http.Handler that TokenBroker uses for its demo mode and end-to-end tests
 // so that nothing needs a CARTO account.
 //
-// It emulates, following shared/carto-api.md:
+// It emulates, following docs/CARTO-API.md:
 //
 //   - POST /oauth/token: the M2M client-credentials grant of auth.carto.com
 //     (an Auth0 tenant), form or JSON bodies, Auth0's error shapes.
@@ -20,7 +20,7 @@
 // small SQL subset (see sqlparse.go) with BigQuery literal rules and named
 // @parameters.
 //
-// Unknowns of carto-api.md, and how they are decided here (the other
+// Unknowns of docs/CARTO-API.md, and how they are decided here (the other
 // choice, where one is plausible, is an Options field away):
 //
 //   - OAuth tokens are opaque ("sim-oauth-..."), not RS256 JWTs: clients must

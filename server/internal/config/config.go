@@ -1,8 +1,8 @@
 // Package config reads the broker's configuration: environment variables with
 // the reference backend's names (also read from a .env file), the YAML file
 // named by TOKENBROKER_CONFIG (users and group policies), and flags, which
-// override both. Validate reports every problem at once, each naming the
-// setting to fix.
+// override both. Load reports every problem at once (a *ValidationError),
+// each naming the setting to fix.
 package config
 
 import (

@@ -1,6 +1,8 @@
 // Package transport serves the TokenBroker over gRPC and REST. Both run the
-// same interceptor chain (recovery, logging, authentication): the gRPC server
-// installs it, and the REST gateway, which calls the service in process for
+// same interceptor chain, as NewChain builds it: recovery, then (streams
+// only) ending streams when the server drains, the request id, metrics when
+// configured, the request log (skipped for health and reflection), and
+// authentication (skipped for public methods). The gRPC server installs it, and the REST gateway, which calls the service in process for
 // speed, wraps the service so every call passes through the same chain. No
 // route reaches the service around it.
 package transport
@@ -62,8 +64,9 @@ func infrastructure(fullMethod string) bool {
 }
 
 // NewChain builds the chain: recovery outermost, so a panic anywhere becomes
-// INTERNAL without details; then the request id; metrics; the request log;
-// then authentication.
+// INTERNAL without details; then, for streams, the end on draining; the
+// request id; metrics, when configured; the request log; then
+// authentication.
 func NewChain(cfg ChainConfig) Chain {
 	log := cfg.Logger
 	onPanic := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
