@@ -91,8 +91,9 @@ func (p *pauses) admit(ctx context.Context, endpoint string) (_ admission, wait 
 	st := p.get(endpoint)
 	switch {
 	case now.Before(st.until):
+		wait := st.until.Sub(now)
 		p.mu.Unlock()
-		return admission{}, st.until.Sub(now), true
+		return admission{}, wait, true
 	case st.probing:
 		p.mu.Unlock()
 		return admission{}, probeWait, true
@@ -126,6 +127,26 @@ func (p *pauses) admit(ctx context.Context, endpoint string) (_ admission, wait 
 		return free, 0, false
 	case !acquired:
 		return admission{}, probeWait, true
+	}
+	// Read the pause again under the probe right: a probe that ended between
+	// the read above and the lock has set a new pause, or cleared the old
+	// one, before it let the right go; a second probe would ignore its news.
+	until, ok, err = p.shared.Pause(ctx, endpoint)
+	switch {
+	case err != nil:
+		release()
+		p.log.Warn("shared CARTO pause unreadable; calling CARTO", "endpoint", endpoint, "error", err)
+		return free, 0, false
+	case !ok:
+		release()
+		return free, 0, false
+	}
+	if now := p.now(); now.Before(until) {
+		release()
+		p.mu.Lock()
+		st.until = until
+		p.mu.Unlock()
+		return admission{}, until.Sub(now), true
 	}
 	return admission{endpoint: endpoint, probe: true, until: until, release: release}, 0, false
 }
