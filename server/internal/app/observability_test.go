@@ -143,7 +143,7 @@ func TestProbesAndOpenAPI(t *testing.T) {
 		t.Fatalf("readyz: %s", s)
 	}
 	spec := b.get200("/openapi.json")
-	want, err := os.ReadFile("../../../gen/openapi/tokenbroker/v1/tokenbroker.swagger.json")
+	want, err := os.ReadFile("../apidoc/openapi/tokenbroker/v1/tokenbroker.swagger.json")
 	if err != nil || spec != string(want) || !strings.Contains(spec, "/v1/carto-token") {
 		t.Fatal("/openapi.json is not the generated document")
 	}

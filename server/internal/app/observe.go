@@ -7,7 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	tokenbroker "github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/server/internal/apidoc"
 	"github.com/tokenbroker/tokenbroker/server/internal/demopage"
 	"github.com/tokenbroker/tokenbroker/server/internal/transport"
 )
@@ -21,11 +21,8 @@ func (a *App) routes() map[string]http.Handler {
 		"/healthz": http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			transport.WriteJSON(w, http.StatusOK, map[string]string{"status": "alive"})
 		}),
-		"/readyz": http.HandlerFunc(a.readyz),
-		"/openapi.json": http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-			w.Header().Set("Content-Type", "application/json")
-			_, _ = w.Write(tokenbroker.OpenAPI)
-		}),
+		"/readyz":       http.HandlerFunc(a.readyz),
+		"/openapi.json": apidoc.Handler(),
 	}
 	if a.cfg.Demo {
 		// The demo page, at "/": it calls the emulator with the tokens.

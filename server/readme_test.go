@@ -1,4 +1,6 @@
-package tokenbroker_test
+package main
+
+// The README's tests: its cookbook runs, and its tables match the code.
 
 import (
 	"fmt"
@@ -16,7 +18,7 @@ import (
 
 func readme(t *testing.T) string {
 	t.Helper()
-	b, err := os.ReadFile("README.md")
+	b, err := os.ReadFile("../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +125,7 @@ func TestCookbook(t *testing.T) {
 // variable the configuration code reads, and nothing else, so neither can
 // drift from the other.
 func TestConfigurationReference(t *testing.T) {
-	src, err := os.ReadFile("server/internal/config/config.go")
+	src, err := os.ReadFile("internal/config/config.go")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +166,7 @@ func TestConfigurationReference(t *testing.T) {
 // nothing checks any more.
 func TestSecurityTable(t *testing.T) {
 	defined := map[string]bool{}
-	err := filepath.WalkDir("server", func(path string, d os.DirEntry, err error) error {
+	err := filepath.WalkDir(".", func(path string, d os.DirEntry, err error) error {
 		if err != nil || d.IsDir() || !strings.HasSuffix(path, "_test.go") {
 			return err
 		}
