@@ -24,9 +24,6 @@ import (
 	"github.com/tokenbroker/tokenbroker/server/internal/tokencache"
 )
 
-// PublicMethods need no caller identity.
-var PublicMethods = []string{tokenbrokerv1.TokenBroker_Login_FullMethodName}
-
 // Service implements tokenbrokerv1.TokenBrokerServer.
 type Service struct {
 	tokenbrokerv1.UnimplementedTokenBrokerServer
@@ -52,12 +49,31 @@ type Recorder interface {
 	Revoked(target, outcome string)
 }
 
-// NewService returns the gRPC service of b. auditLog and rec may be nil.
-func NewService(b *broker.Broker, log *slog.Logger, auditLog *audit.Logger, rec Recorder) *Service {
+// Config configures the Service.
+type Config struct {
+	Broker *broker.Broker
+	// Logger receives what callers are not told: the causes of INTERNAL and
+	// UNAVAILABLE answers.
+	Logger *slog.Logger
+	// Audit receives an event per call. Nil: none.
+	Audit *audit.Logger
+	// Recorder counts logins, issuances and revocations. Nil: none.
+	Recorder Recorder
+}
+
+// NewService returns the gRPC service of cfg.Broker.
+func NewService(cfg Config) *Service {
+	auditLog := cfg.Audit
 	if auditLog == nil {
 		auditLog = audit.Discard()
 	}
-	return &Service{broker: b, log: log, audit: auditLog, rec: rec}
+	return &Service{broker: cfg.Broker, log: cfg.Logger, audit: auditLog, rec: cfg.Recorder}
+}
+
+// Status is Status with the service's logger: the error mapping the
+// transport's chain is given for the errors of authentication.
+func (s *Service) Status(ctx context.Context, err error) error {
+	return Status(ctx, s.log, err)
 }
 
 // Login implements tokenbrokerv1.TokenBrokerServer.

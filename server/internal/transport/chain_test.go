@@ -33,6 +33,15 @@ func (fakeAuth) Authenticate(_ context.Context, tok string) (auth.Principal, err
 	return auth.Principal{Kind: auth.KindUser, Subject: "u", Group: "G"}, nil
 }
 
+// toStatus stands for the API's error mapping (api.Status), which the
+// chain is given.
+func toStatus(_ context.Context, err error) error {
+	if errors.Is(err, auth.ErrUnauthenticated) {
+		return status.Error(codes.Unauthenticated, "invalid session token")
+	}
+	return status.Error(codes.Internal, "internal error")
+}
+
 // fakeService panics on IssueCartoToken and echoes the principal on Login
 // (Login is public, so there is none).
 type fakeService struct {
@@ -61,8 +70,8 @@ func serve(t *testing.T) (tokenbrokerv1.TokenBrokerClient, string, *bytes.Buffer
 	t.Helper()
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
-	chain := NewChain(ChainConfig{Authenticator: fakeAuth{}, Logger: log, Public: []string{tokenbrokerv1.TokenBroker_Login_FullMethodName}})
-	gs, _ := NewGRPCServer(fakeService{}, chain, Limits{})
+	chain := NewChain(ChainConfig{Authenticator: fakeAuth{}, Logger: log, ErrorStatus: toStatus})
+	gs, _ := NewGRPCServer(GRPCConfig{Service: fakeService{}, Chain: chain})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -7,8 +7,6 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
-
-	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
 )
 
 // FuzzRESTBody: any JSON body on any route gets an answer below 500 (the
@@ -16,7 +14,7 @@ import (
 // the chain turns into 500 on purpose; that route is fuzzed without
 // credentials), and never a crash.
 func FuzzRESTBody(f *testing.F) {
-	chain := NewChain(ChainConfig{Authenticator: fakeAuth{}, Logger: slog.New(slog.DiscardHandler), Public: []string{tokenbrokerv1.TokenBroker_Login_FullMethodName}})
+	chain := NewChain(ChainConfig{Authenticator: fakeAuth{}, Logger: slog.New(slog.DiscardHandler), ErrorStatus: toStatus})
 	gw, err := NewGateway(context.Background(), GatewayConfig{Service: fakeService{}, Chain: chain, CORSOrigins: []string{"*"}})
 	if err != nil {
 		f.Fatal(err)
