@@ -1,7 +1,3 @@
-// Package api adapts the broker to the tokenbroker.v1 gRPC contract: it
-// converts messages, reads the caller from the context, maps domain errors
-// to status codes in one place (Status), and writes the audit log. The REST
-// gateway serves this same implementation, so both transports answer alike.
 package api
 
 import (
@@ -294,9 +290,9 @@ func clientAddr(ctx context.Context) string {
 	return ""
 }
 
-// principal returns the authenticated caller. The auth interceptor guarantees
-// one on every non-public method; its absence is a wiring bug, answered
-// without detail.
+// principal returns the authenticated caller. The transport's chain
+// authenticates every method its access table does not make public; a
+// missing caller is a wiring bug, answered without detail.
 func principal(ctx context.Context) (auth.Principal, error) {
 	p, ok := auth.FromContext(ctx)
 	if !ok {
