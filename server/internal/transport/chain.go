@@ -52,7 +52,7 @@ type Chain struct {
 // NewChain builds the chain: recovery outermost, so a panic anywhere becomes
 // INTERNAL without details; then, for streams, the end on draining; the
 // request id; metrics, when configured; the request log; then
-// authentication.
+// authentication, of every method the access table does not make public.
 func NewChain(cfg ChainConfig) Chain {
 	log := cfg.Logger
 	onPanic := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {

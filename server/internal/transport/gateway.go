@@ -96,7 +96,9 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 
 // intercepted runs every gateway call through the interceptor chain, as the
 // gRPC server does: grpc-gateway's in-process handlers call the service
-// directly, which would otherwise skip authentication.
+// directly, which would otherwise skip authentication. It needs a method per
+// method of the service: TestGatewayWrapperCoversTheService checks it has
+// each, under its own name.
 type intercepted struct {
 	tokenbrokerv1.UnimplementedTokenBrokerServer
 	next  tokenbrokerv1.TokenBrokerServer
