@@ -53,7 +53,6 @@ func TestAccessOf(t *testing.T) {
 		want   Access
 	}{
 		{tokenbrokerv1.TokenBroker_Login_FullMethodName, Public},
-		{tokenbrokerv1.TokenBroker_IssueCartoToken_FullMethodName, Authenticated},
 		{tokenbrokerv1.TokenBroker_ListTokens_FullMethodName, Admin},
 		{healthpb.Health_Check_FullMethodName, Public},
 		{healthpb.Health_Watch_FullMethodName, Public},

@@ -1,7 +1,6 @@
 package transport
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -17,11 +16,7 @@ import (
 // or it is streamed and cut off while decoding; a malformed body within the
 // bound stays a 400.
 func TestGatewayBodyLimit(t *testing.T) {
-	chain := NewChain(ChainConfig{Authenticator: fakeAuth{}, Logger: slog.New(slog.DiscardHandler), ErrorStatus: toStatus})
-	gw, err := NewGateway(context.Background(), GatewayConfig{Service: fakeService{}, Chain: chain})
-	if err != nil {
-		t.Fatal(err)
-	}
+	gw := testGateway(t, testChain(slog.New(slog.DiscardHandler)))
 	huge := `{"username":"` + strings.Repeat("u", MaxBodyBytes) + `"}`
 	tests := []struct {
 		name     string
