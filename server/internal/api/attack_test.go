@@ -34,7 +34,7 @@ func (u *noUsers) Authenticate(context.Context, string, string) (auth.User, erro
 func TestAttackOversizedInputs(t *testing.T) {
 	users := &noUsers{}
 	var auditLog bytes.Buffer
-	svc := NewService(broker.New(broker.Config{Users: users}), slog.New(slog.DiscardHandler), audit.New(slog.NewJSONHandler(&auditLog, nil)), nil)
+	svc := NewService(Config{Broker: broker.New(broker.Config{Users: users}), Logger: slog.New(slog.DiscardHandler), Audit: audit.New(slog.NewJSONHandler(&auditLog, nil))})
 	admin := auth.WithPrincipal(context.Background(), auth.Principal{Kind: auth.KindUser, Subject: "admin", Group: "BOSTON", Admin: true, SessionID: "s"})
 	huge := func(n int) string { return strings.Repeat("Z", n) }
 	tests := []struct {

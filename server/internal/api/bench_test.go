@@ -30,8 +30,8 @@ func BenchmarkIssueCartoTokenHit(b *testing.B) {
 	ref := policy.Reference()
 	pols, _ := policy.NewSet(nil, &ref)
 	cache := tokencache.New(tokencache.Config{Store: tokencache.NewMemory(nil), Upstream: instantUpstream{}})
-	svc := NewService(broker.New(broker.Config{Policies: pols, Cache: cache}), slog.New(slog.DiscardHandler),
-		audit.New(slog.NewJSONHandler(io.Discard, nil)), nil)
+	svc := NewService(Config{Broker: broker.New(broker.Config{Policies: pols, Cache: cache}), Logger: slog.New(slog.DiscardHandler),
+		Audit: audit.New(slog.NewJSONHandler(io.Discard, nil))})
 	ctx := auth.WithPrincipal(context.Background(), auth.Principal{Kind: auth.KindUser, Subject: "user.boston@acme.com", Group: "BOSTON", SessionID: "s"})
 	req := &tokenbrokerv1.IssueCartoTokenRequest{}
 	if _, err := svc.IssueCartoToken(ctx, req); err != nil {

@@ -1,13 +1,12 @@
 package api
 
 import (
-	"fmt"
-
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/tokenbroker/tokenbroker/server/internal/auth"
 	"github.com/tokenbroker/tokenbroker/server/internal/broker"
+	"github.com/tokenbroker/tokenbroker/server/internal/refusal"
 )
 
 // Bounds, in bytes, of the string inputs that are not a login's.
@@ -82,7 +81,7 @@ func checkValue(fd protoreflect.FieldDescriptor, v protoreflect.Value) error {
 		limit = defaultMaxLen
 	}
 	if n > limit {
-		return fmt.Errorf("%w: %s is longer than %d bytes", broker.ErrInvalidArgument, fd.Name(), limit)
+		return refusal.Newf(broker.ErrInvalidArgument, "%s is longer than %d bytes", fd.Name(), limit)
 	}
 	return nil
 }

@@ -1,7 +1,3 @@
-// Package api adapts the broker to the tokenbroker.v1 gRPC contract: it
-// converts messages, reads the caller from the context, maps domain errors
-// to status codes in one place (Status), and writes the audit log. The REST
-// gateway serves this same implementation, so both transports answer alike.
 package api
 
 import (
@@ -23,9 +19,6 @@ import (
 	"github.com/tokenbroker/tokenbroker/server/internal/broker"
 	"github.com/tokenbroker/tokenbroker/server/internal/tokencache"
 )
-
-// PublicMethods need no caller identity.
-var PublicMethods = []string{tokenbrokerv1.TokenBroker_Login_FullMethodName}
 
 // Service implements tokenbrokerv1.TokenBrokerServer.
 type Service struct {
@@ -52,12 +45,31 @@ type Recorder interface {
 	Revoked(target, outcome string)
 }
 
-// NewService returns the gRPC service of b. auditLog and rec may be nil.
-func NewService(b *broker.Broker, log *slog.Logger, auditLog *audit.Logger, rec Recorder) *Service {
+// Config configures the Service.
+type Config struct {
+	Broker *broker.Broker
+	// Logger receives what callers are not told: the causes of INTERNAL and
+	// UNAVAILABLE answers.
+	Logger *slog.Logger
+	// Audit receives an event per call. Nil: none.
+	Audit *audit.Logger
+	// Recorder counts logins, issuances and revocations. Nil: none.
+	Recorder Recorder
+}
+
+// NewService returns the gRPC service of cfg.Broker.
+func NewService(cfg Config) *Service {
+	auditLog := cfg.Audit
 	if auditLog == nil {
 		auditLog = audit.Discard()
 	}
-	return &Service{broker: b, log: log, audit: auditLog, rec: rec}
+	return &Service{broker: cfg.Broker, log: cfg.Logger, audit: auditLog, rec: cfg.Recorder}
+}
+
+// Status is Status with the service's logger: the error mapping the
+// transport's chain is given for the errors of authentication.
+func (s *Service) Status(ctx context.Context, err error) error {
+	return Status(ctx, s.log, err)
 }
 
 // Login implements tokenbrokerv1.TokenBrokerServer.
@@ -278,9 +290,9 @@ func clientAddr(ctx context.Context) string {
 	return ""
 }
 
-// principal returns the authenticated caller. The auth interceptor guarantees
-// one on every non-public method; its absence is a wiring bug, answered
-// without detail.
+// principal returns the authenticated caller. The transport's chain
+// authenticates every method its access table does not make public; a
+// missing caller is a wiring bug, answered without detail.
 func principal(ctx context.Context) (auth.Principal, error) {
 	p, ok := auth.FromContext(ctx)
 	if !ok {

@@ -21,37 +21,47 @@ import (
 	"github.com/tokenbroker/tokenbroker/server/internal/tokencache"
 )
 
-// mapping is the one table from domain errors to what a caller is told. It is
-// ordered: the first match wins. A message of "" passes the error's own text
-// through, for errors written for the caller (bad arguments); every other
-// message is fixed, so no internal detail and no CARTO response reaches a
-// caller.
-var mapping = []struct {
-	err  error
+// outcome is what a caller is told of one kind of error.
+type outcome struct {
+	err  error // the kind, matched with errors.Is
 	code codes.Code
-	msg  string
-}{
-	{context.DeadlineExceeded, codes.DeadlineExceeded, "the request deadline expired"},
-	{context.Canceled, codes.Canceled, "the request was canceled"},
-	{broker.ErrInvalidArgument, codes.InvalidArgument, ""},
-	{auth.ErrInvalidCredentials, codes.Unauthenticated, "invalid username or password"},
-	{auth.ErrTooManyAttempts, codes.ResourceExhausted, ""},
-	{auth.ErrBusy, codes.ResourceExhausted, ""},
-	{auth.ErrRevocationUnavailable, codes.Unavailable, "the session cannot be checked right now; retry shortly"},
-	{auth.ErrUnauthenticated, codes.Unauthenticated, ""},
-	{broker.ErrPermissionDenied, codes.PermissionDenied, ""},
-	{auth.ErrNoGroup, codes.PermissionDenied, "your identity token carries no group the broker can use"},
-	{policy.ErrNoPolicy, codes.PermissionDenied, "no CARTO token policy is configured for your group"},
-	{policy.ErrUnsafeValue, codes.PermissionDenied, "your group's name cannot be used in a CARTO grant"},
-	{tokencache.ErrNotFound, codes.NotFound, "no token of your group matches"},
-	{tokencache.ErrQuotaExceeded, codes.ResourceExhausted, ""},
-	{tokencache.ErrUnavailable, codes.Unavailable, "the broker's token store is unavailable; retry shortly"},
-	{carto.ErrRateLimited, codes.Unavailable, "CARTO is rate limiting the broker; retry later"},
-	{carto.ErrUnavailable, codes.Unavailable, "CARTO cannot be reached right now; retry later"},
-	{carto.ErrCredentials, codes.Internal, "the broker's CARTO credentials were refused; contact the broker's operator"},
-	{carto.ErrRejected, codes.Internal, "CARTO refused the token request for your group's policy; contact the broker's operator"},
-	{carto.ErrNotFound, codes.Internal, "CARTO lost track of a token; contact the broker's operator"},
+	// msg is a fixed message: no internal detail and no CARTO answer
+	// reaches a caller.
+	msg string
+	// callerMessage: errors of this kind are refusals written for the
+	// caller (a *refusal.Error, or a typed error such as
+	// *auth.LockoutError), whose own message is told instead of msg. msg
+	// stays the answer to one that carries none.
+	callerMessage bool
 }
+
+// mapping is the one table from domain errors to what a caller is told. It
+// is ordered: the first match wins. A test walks every row.
+var mapping = []outcome{
+	{err: context.DeadlineExceeded, code: codes.DeadlineExceeded, msg: "the request deadline expired"},
+	{err: context.Canceled, code: codes.Canceled, msg: "the request was canceled"},
+	{err: broker.ErrInvalidArgument, code: codes.InvalidArgument, msg: "invalid argument", callerMessage: true},
+	{err: auth.ErrInvalidCredentials, code: codes.Unauthenticated, msg: "invalid username or password"},
+	{err: auth.ErrTooManyAttempts, code: codes.ResourceExhausted, msg: "too many failed logins", callerMessage: true},
+	{err: auth.ErrBusy, code: codes.ResourceExhausted, msg: "too many logins at once", callerMessage: true},
+	{err: auth.ErrRevocationUnavailable, code: codes.Unavailable, msg: "the session cannot be checked right now; retry shortly"},
+	{err: auth.ErrUnauthenticated, code: codes.Unauthenticated, msg: "unauthenticated", callerMessage: true},
+	{err: broker.ErrPermissionDenied, code: codes.PermissionDenied, msg: "permission denied", callerMessage: true},
+	{err: auth.ErrNoGroup, code: codes.PermissionDenied, msg: "your identity token carries no group the broker can use"},
+	{err: policy.ErrNoPolicy, code: codes.PermissionDenied, msg: "no CARTO token policy is configured for your group"},
+	{err: policy.ErrUnsafeValue, code: codes.PermissionDenied, msg: "your group's name cannot be used in a CARTO grant"},
+	{err: tokencache.ErrNotFound, code: codes.NotFound, msg: "no token of your group matches"},
+	{err: tokencache.ErrQuotaExceeded, code: codes.ResourceExhausted, msg: "token quota exceeded", callerMessage: true},
+	{err: tokencache.ErrUnavailable, code: codes.Unavailable, msg: "the broker's token store is unavailable; retry shortly"},
+	{err: carto.ErrRateLimited, code: codes.Unavailable, msg: "CARTO is rate limiting the broker; retry later"},
+	{err: carto.ErrUnavailable, code: codes.Unavailable, msg: "CARTO cannot be reached right now; retry later"},
+	{err: carto.ErrCredentials, code: codes.Internal, msg: "the broker's CARTO credentials were refused; contact the broker's operator"},
+	{err: carto.ErrRejected, code: codes.Internal, msg: "CARTO refused the token request for your group's policy; contact the broker's operator"},
+	{err: carto.ErrNotFound, code: codes.Internal, msg: "CARTO lost track of a token; contact the broker's operator"},
+}
+
+// callerMessager is an error whose message is written for the caller.
+type callerMessager interface{ CallerMessage() string }
 
 // Status converts an error of the domain into a gRPC status error, logging
 // what the caller is not told. Errors that already are statuses pass through.
@@ -66,16 +76,17 @@ func Status(ctx context.Context, log *slog.Logger, err error) error {
 		if !errors.Is(err, m.err) {
 			continue
 		}
-		msg := m.msg
-		if msg == "" {
-			msg = callerMessage(err, m.err)
+		msg, fixed := m.msg, true
+		var cm callerMessager
+		if m.callerMessage && errors.As(err, &cm) {
+			msg, fixed = cm.CallerMessage(), false
 		}
 		if m.code == codes.Internal || m.code == codes.Unavailable {
 			log.ErrorContext(ctx, "request failed", "code", m.code.String(), "error", err)
 		}
 		if ra := retryAfter(err); ra > 0 {
 			secs := strconv.Itoa(int(math.Ceil(ra.Seconds())))
-			if m.msg != "" {
+			if fixed {
 				msg = fmt.Sprintf("%s (retry after %ss)", msg, secs)
 			}
 			// The REST gateway turns this header into Retry-After.
@@ -87,17 +98,7 @@ func Status(ctx context.Context, log *slog.Logger, err error) error {
 	return status.Error(codes.Internal, "internal error")
 }
 
-// callerMessage is the text of an error written for the caller: the error's
-// message without the sentinel's own prefix ("invalid argument: x" -> "x").
-func callerMessage(err, sentinel error) string {
-	msg := err.Error()
-	prefix := sentinel.Error() + ": "
-	if len(msg) > len(prefix) && msg[:len(prefix)] == prefix {
-		return msg[len(prefix):]
-	}
-	return msg
-}
-
+// retryAfter is when err says to try again; 0 when it does not.
 func retryAfter(err error) time.Duration {
 	var ce *carto.Error
 	var le *auth.LockoutError

@@ -257,8 +257,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		}),
 		AdminsRevokeCartoTokens: cfg.AdminsRevokeCartoTokens,
 	})
-	svc := api.NewService(b, log, auditLog, a.metrics)
-	chain := transport.NewChain(transport.ChainConfig{Authenticator: authn, Services: services, Logger: log, Public: api.PublicMethods, Metrics: a.metrics.GRPC, Draining: a.draining})
+	svc := api.NewService(api.Config{Broker: b, Logger: log, Audit: auditLog, Recorder: a.metrics})
+	chain := transport.NewChain(transport.ChainConfig{Authenticator: authn, Services: services, Logger: log, ErrorStatus: svc.Status, Metrics: a.metrics.GRPC, Draining: a.draining})
 	var grpcOpts []grpc.ServerOption
 	if a.tracing.Enabled {
 		grpcOpts = append(grpcOpts, grpc.StatsHandler(otelgrpc.NewServerHandler(
@@ -272,7 +272,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		grpcOpts = append(grpcOpts, grpc.Creds(credentials.NewTLS(tlsCfg)))
 		a.httpLn = tls.NewListener(a.httpLn, tlsCfg)
 	}
-	a.grpcSrv, a.health = transport.NewGRPCServer(svc, chain, grpcLimits(cfg.GRPC), grpcOpts...)
+	a.grpcSrv, a.health = transport.NewGRPCServer(transport.GRPCConfig{Service: svc, Chain: chain, Limits: grpcLimits(cfg.GRPC), Options: grpcOpts})
 	gwCfg := transport.GatewayConfig{Service: svc, Chain: chain, CORSOrigins: cfg.CORSOrigins, Routes: a.routes()}
 	if a.tracing.Enabled {
 		gwCfg.Wrap = func(h http.Handler) http.Handler {

@@ -26,6 +26,9 @@ func (e *BusyError) Error() string {
 
 func (e *BusyError) Unwrap() error { return ErrBusy }
 
+// CallerMessage is the whole message: it is written for the caller.
+func (e *BusyError) CallerMessage() string { return e.Error() }
+
 // busyRetryAfter is the retry hint of a shed login: a queue drains within
 // about a second at bcrypt's cost.
 const busyRetryAfter = time.Second

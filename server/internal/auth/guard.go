@@ -23,6 +23,9 @@ func (e *LockoutError) Error() string {
 
 func (e *LockoutError) Unwrap() error { return ErrTooManyAttempts }
 
+// CallerMessage is the whole message: it is written for the caller.
+func (e *LockoutError) CallerMessage() string { return e.Error() }
+
 // Counter counts events in fixed windows; tokencache stores provide one
 // shared by every replica.
 type Counter interface {

@@ -20,6 +20,8 @@ import (
 	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/time/rate"
+
+	"github.com/tokenbroker/tokenbroker/server/internal/refusal"
 )
 
 // ErrNoGroup reports an identity token that is authentic but names no group
@@ -344,22 +346,22 @@ func (p *IdP) Issuer() string { return p.issuer }
 // try every key, and OIDC providers set kid on the tokens they sign.
 func (p *IdP) Verify(ctx context.Context, token string) (Principal, error) {
 	if len(token) > maxTokenLen {
-		return Principal{}, fmt.Errorf("%w: IdP token too long", ErrUnauthenticated)
+		return Principal{}, refusal.New(ErrUnauthenticated, "IdP token too long")
 	}
 	claims := jwt.MapClaims{}
 	_, err := p.parser.ParseWithClaims(token, claims, p.keyfunc(ctx))
 	switch {
 	case errors.Is(err, jwt.ErrTokenExpired):
-		return Principal{}, fmt.Errorf("%w: IdP token expired", ErrUnauthenticated)
+		return Principal{}, refusal.New(ErrUnauthenticated, "IdP token expired")
 	case errors.Is(err, jwt.ErrTokenNotValidYet):
-		return Principal{}, fmt.Errorf("%w: IdP token not valid yet", ErrUnauthenticated)
+		return Principal{}, refusal.New(ErrUnauthenticated, "IdP token not valid yet")
 	case err != nil:
-		return Principal{}, fmt.Errorf("%w: invalid IdP token", ErrUnauthenticated)
+		return Principal{}, refusal.New(ErrUnauthenticated, "invalid IdP token")
 	}
 	sub, _ := claims["sub"].(string)
 	exp, err := claims.GetExpirationTime()
 	if sub == "" || err != nil || exp == nil {
-		return Principal{}, fmt.Errorf("%w: invalid IdP token", ErrUnauthenticated)
+		return Principal{}, refusal.New(ErrUnauthenticated, "invalid IdP token")
 	}
 	group, ok := p.group(claims)
 	if !ok {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/tokenbroker/tokenbroker/server/internal/refusal"
 )
 
 // Verifier verifies the tokens of one issuer.
@@ -66,7 +68,7 @@ func NewRouter(revoked Revocations, verifiers ...Verifier) (*Router, error) {
 // Authenticate implements Authenticator.
 func (r *Router) Authenticate(ctx context.Context, bearer string) (Principal, error) {
 	if len(bearer) > maxTokenLen {
-		return Principal{}, fmt.Errorf("%w: token too long", ErrUnauthenticated)
+		return Principal{}, refusal.New(ErrUnauthenticated, "token too long")
 	}
 	p, err := r.verify(ctx, bearer)
 	if err != nil {
@@ -78,7 +80,7 @@ func (r *Router) Authenticate(ctx context.Context, bearer string) (Principal, er
 			return Principal{}, fmt.Errorf("%w: %w", ErrRevocationUnavailable, err)
 		}
 		if revoked {
-			return Principal{}, fmt.Errorf("%w: session revoked", ErrUnauthenticated)
+			return Principal{}, refusal.New(ErrUnauthenticated, "session revoked")
 		}
 	}
 	return p, nil
@@ -101,7 +103,7 @@ func (r *Router) verify(ctx context.Context, bearer string) (Principal, error) {
 	}
 	v, ok := r.verifiers[iss]
 	if !ok {
-		return Principal{}, fmt.Errorf("%w: token from an unknown issuer", ErrUnauthenticated)
+		return Principal{}, refusal.New(ErrUnauthenticated, "token from an unknown issuer")
 	}
 	p, err := v.Verify(ctx, bearer)
 	if err != nil {
@@ -126,17 +128,17 @@ func (r *Router) verify(ctx context.Context, bearer string) (Principal, error) {
 func unverifiedIssuer(token string) (string, error) {
 	parts := strings.Split(token, ".")
 	if len(parts) != 3 {
-		return "", fmt.Errorf("%w: invalid token", ErrUnauthenticated)
+		return "", refusal.New(ErrUnauthenticated, "invalid token")
 	}
 	payload, err := base64.RawURLEncoding.Strict().DecodeString(parts[1])
 	if err != nil {
-		return "", fmt.Errorf("%w: invalid token", ErrUnauthenticated)
+		return "", refusal.New(ErrUnauthenticated, "invalid token")
 	}
 	var c struct {
 		Iss string `json:"iss"`
 	}
 	if err := json.Unmarshal(payload, &c); err != nil || c.Iss == "" {
-		return "", fmt.Errorf("%w: invalid token", ErrUnauthenticated)
+		return "", refusal.New(ErrUnauthenticated, "invalid token")
 	}
 	return c.Iss, nil
 }

@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+
+	"github.com/tokenbroker/tokenbroker/server/internal/refusal"
 )
 
 // Service is an internal service allowed to obtain CARTO tokens for some
@@ -153,10 +155,10 @@ func (s *Services) Identify(cert *x509.Certificate) (Principal, error) {
 	}
 	switch len(matched) {
 	case 0:
-		return Principal{}, fmt.Errorf("%w: the client certificate is not a registered service", ErrUnauthenticated)
+		return Principal{}, refusal.New(ErrUnauthenticated, "the client certificate is not a registered service")
 	case 1:
 		return Principal{Kind: KindService, Subject: matched[0].Name, Groups: matched[0].Groups}, nil
 	default:
-		return Principal{}, fmt.Errorf("%w: the client certificate matches several services", ErrUnauthenticated)
+		return Principal{}, refusal.New(ErrUnauthenticated, "the client certificate matches several services")
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/tokenbroker/tokenbroker/server/internal/refusal"
 )
 
 // MinSecretLen is the shortest accepted HS256 secret: RFC 7518 §3.2 asks for a
@@ -162,7 +164,7 @@ func (s *Sessions) Issue(ctx context.Context, u User) (token string, expiresAt t
 // Router's.
 func (s *Sessions) Verify(ctx context.Context, bearer string) (Principal, error) {
 	if len(bearer) > maxTokenLen {
-		return Principal{}, fmt.Errorf("%w: session token too long", ErrUnauthenticated)
+		return Principal{}, refusal.New(ErrUnauthenticated, "session token too long")
 	}
 	var c sessionClaims
 	_, err := s.parser.ParseWithClaims(bearer, &c, func(t *jwt.Token) (any, error) {
@@ -171,12 +173,12 @@ func (s *Sessions) Verify(ctx context.Context, bearer string) (Principal, error)
 	})
 	switch {
 	case errors.Is(err, jwt.ErrTokenExpired):
-		return Principal{}, fmt.Errorf("%w: session token expired", ErrUnauthenticated)
+		return Principal{}, refusal.New(ErrUnauthenticated, "session token expired")
 	case err != nil:
-		return Principal{}, fmt.Errorf("%w: invalid session token", ErrUnauthenticated)
+		return Principal{}, refusal.New(ErrUnauthenticated, "invalid session token")
 	}
 	if c.Subject == "" || c.Group == "" || c.ID == "" {
-		return Principal{}, fmt.Errorf("%w: invalid session token", ErrUnauthenticated)
+		return Principal{}, refusal.New(ErrUnauthenticated, "invalid session token")
 	}
 	return Principal{
 		Kind:          KindUser,

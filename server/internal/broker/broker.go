@@ -17,6 +17,7 @@ import (
 
 	"github.com/tokenbroker/tokenbroker/server/internal/auth"
 	"github.com/tokenbroker/tokenbroker/server/internal/policy"
+	"github.com/tokenbroker/tokenbroker/server/internal/refusal"
 	"github.com/tokenbroker/tokenbroker/server/internal/tokencache"
 )
 
@@ -90,15 +91,15 @@ type Session struct {
 // lockout.
 func (b *Broker) Login(ctx context.Context, username, password, addr string) (Session, error) {
 	if username == "" || password == "" {
-		return Session{}, fmt.Errorf("%w: username and password are required", ErrInvalidArgument)
+		return Session{}, refusal.New(ErrInvalidArgument, "username and password are required")
 	}
 	// Before any work: a long password would be checked on its first 72
 	// bytes only, and a long username costs every counter and log it meets.
 	if len(username) > auth.MaxUsernameLen {
-		return Session{}, fmt.Errorf("%w: username is longer than %d bytes", ErrInvalidArgument, auth.MaxUsernameLen)
+		return Session{}, refusal.Newf(ErrInvalidArgument, "username is longer than %d bytes", auth.MaxUsernameLen)
 	}
 	if len(password) > auth.MaxPasswordLen {
-		return Session{}, fmt.Errorf("%w: password is longer than %d bytes, the most bcrypt uses", ErrInvalidArgument, auth.MaxPasswordLen)
+		return Session{}, refusal.Newf(ErrInvalidArgument, "password is longer than %d bytes, the most bcrypt uses", auth.MaxPasswordLen)
 	}
 	u, err := b.authenticate(ctx, username, password, addr)
 	if err != nil {
@@ -181,14 +182,14 @@ func groupFor(p auth.Principal, group string) (string, error) {
 	if p.Kind == auth.KindService {
 		switch {
 		case group == "":
-			return "", fmt.Errorf("%w: a service must name the group it asks for (one of %v)", ErrInvalidArgument, p.Groups)
+			return "", refusal.Newf(ErrInvalidArgument, "a service must name the group it asks for (one of %v)", p.Groups)
 		case !slices.Contains(p.Groups, group):
-			return "", fmt.Errorf("%w: service %q may not obtain tokens of group %q", ErrPermissionDenied, p.Subject, group)
+			return "", refusal.Newf(ErrPermissionDenied, "service %q may not obtain tokens of group %q", p.Subject, group)
 		}
 		return group, nil
 	}
 	if group != "" && group != p.Group {
-		return "", fmt.Errorf("%w: a session can only obtain its own group's token", ErrPermissionDenied)
+		return "", refusal.New(ErrPermissionDenied, "a session can only obtain its own group's token")
 	}
 	return p.Group, nil
 }
@@ -197,7 +198,7 @@ func groupFor(p auth.Principal, group string) (string, error) {
 // the session would have expired.
 func (b *Broker) RevokeSession(ctx context.Context, p auth.Principal) (time.Time, error) {
 	if p.SessionID == "" {
-		return time.Time{}, fmt.Errorf("%w: the caller is not authenticated with a session (a service's certificate cannot be revoked here)", ErrInvalidArgument)
+		return time.Time{}, refusal.New(ErrInvalidArgument, "the caller is not authenticated with a session (a service's certificate cannot be revoked here)")
 	}
 	if err := b.cfg.Cache.RevokeSession(ctx, p.SessionID, p.SessionExpiry); err != nil {
 		return time.Time{}, fmt.Errorf("record session revocation: %w", err)
@@ -213,10 +214,10 @@ func (b *Broker) RevokeSession(ctx context.Context, p auth.Principal) (time.Time
 // not), and AdminsRevokeCartoTokens leaves them to admins.
 func (b *Broker) RevokeCartoToken(ctx context.Context, p auth.Principal, token string) (tokencache.Entry, error) {
 	if token == "" {
-		return tokencache.Entry{}, fmt.Errorf("%w: carto_token is empty", ErrInvalidArgument)
+		return tokencache.Entry{}, refusal.New(ErrInvalidArgument, "carto_token is empty")
 	}
 	if b.cfg.AdminsRevokeCartoTokens && !p.Admin {
-		return tokencache.Entry{}, fmt.Errorf("%w: only admins may revoke a CARTO token in this deployment", ErrPermissionDenied)
+		return tokencache.Entry{}, refusal.New(ErrPermissionDenied, "only admins may revoke a CARTO token in this deployment")
 	}
 	return b.cfg.Cache.Revoke(ctx, token, tokencache.Revoker{
 		May: func(g string) bool {
@@ -230,7 +231,7 @@ func (b *Broker) RevokeCartoToken(ctx context.Context, p auth.Principal, token s
 // It tries them all; the returned error reports those that failed.
 func (b *Broker) RevokeGroup(ctx context.Context, p auth.Principal, group string) (revoked int, until time.Time, err error) {
 	if !p.Admin {
-		return 0, time.Time{}, fmt.Errorf("%w: only admins may revoke a whole group's tokens", ErrPermissionDenied)
+		return 0, time.Time{}, refusal.New(ErrPermissionDenied, "only admins may revoke a whole group's tokens")
 	}
 	held, err := b.cfg.Cache.Held(ctx)
 	if err != nil {
@@ -260,7 +261,7 @@ func (b *Broker) RevokeGroup(ctx context.Context, p auth.Principal, group string
 // ordered by group and expiry. Admins only.
 func (b *Broker) ListTokens(ctx context.Context, p auth.Principal, group string) ([]tokencache.Held, error) {
 	if !p.Admin {
-		return nil, fmt.Errorf("%w: only admins may list the tokens the broker holds", ErrPermissionDenied)
+		return nil, refusal.New(ErrPermissionDenied, "only admins may list the tokens the broker holds")
 	}
 	held, err := b.cfg.Cache.Held(ctx)
 	if err != nil {

@@ -3,10 +3,10 @@ package broker
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/tokenbroker/tokenbroker/server/internal/carto"
+	"github.com/tokenbroker/tokenbroker/server/internal/refusal"
 	"github.com/tokenbroker/tokenbroker/server/internal/tokencache"
 )
 
@@ -40,7 +40,7 @@ func (u Upstream) Mint(ctx context.Context, key tokencache.Key, expiresAt time.T
 	if pol.Hash != key.PolicyHash {
 		// The policy changed while this mint was queued: the key's grants are
 		// no longer the group's, so nothing may be minted for it.
-		return "", fmt.Errorf("%w: the group's policy changed, retry", ErrPermissionDenied)
+		return "", refusal.New(ErrPermissionDenied, "the group's policy changed, retry")
 	}
 	grants := make([]carto.Grant, len(pol.Grants))
 	for i, g := range pol.Grants {

@@ -34,8 +34,11 @@ type QuotaError struct {
 	RetryAfter time.Duration // 0 when unknown
 }
 
-func (e *QuotaError) Error() string {
-	msg := ErrQuotaExceeded.Error() + ": " + e.Limit + " is reached"
+func (e *QuotaError) Error() string { return ErrQuotaExceeded.Error() + ": " + e.CallerMessage() }
+
+// CallerMessage names the limit reached and when to retry.
+func (e *QuotaError) CallerMessage() string {
+	msg := e.Limit + " is reached"
 	if e.RetryAfter > 0 {
 		msg += "; retry in " + e.RetryAfter.Round(time.Second).String()
 	}

@@ -17,8 +17,8 @@ import (
 // serveWithin starts a gRPC server within lim and returns a health client.
 func serveWithin(t *testing.T, lim Limits) healthpb.HealthClient {
 	t.Helper()
-	chain := NewChain(ChainConfig{Authenticator: fakeAuth{}, Logger: slog.New(slog.DiscardHandler)})
-	gs, hs := NewGRPCServer(fakeService{}, chain, lim)
+	chain := testChain(slog.New(slog.DiscardHandler))
+	gs, hs := NewGRPCServer(GRPCConfig{Service: fakeService{}, Chain: chain, Limits: lim})
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -17,8 +17,7 @@ import (
 // trivial authenticator): what every call pays before the service.
 func BenchmarkChain(b *testing.B) {
 	m := metrics.New(metrics.Gauges{})
-	chain := NewChain(ChainConfig{Authenticator: fakeAuth{}, Logger: slog.New(slog.DiscardHandler), Metrics: m.GRPC,
-		Public: []string{tokenbrokerv1.TokenBroker_Login_FullMethodName}})
+	chain := NewChain(ChainConfig{Authenticator: fakeAuth{}, Logger: slog.New(slog.DiscardHandler), Metrics: m.GRPC, ErrorStatus: toStatus})
 	// As on a server: incoming metadata and a stream to set headers on.
 	ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", "Bearer good"))
 	ctx = grpc.NewContextWithServerTransportStream(ctx, &headerStream{})

@@ -1,10 +1,3 @@
-// Package transport serves the TokenBroker over gRPC and REST. Both run the
-// same interceptor chain, as NewChain builds it: recovery, then (streams
-// only) ending streams when the server drains, the request id, metrics when
-// configured, the request log (skipped for health and reflection), and
-// authentication (skipped for public methods). The gRPC server installs it, and the REST gateway, which calls the service in process for
-// speed, wraps the service so every call passes through the same chain. No
-// route reaches the service around it.
 package transport
 
 import (
@@ -12,7 +5,6 @@ import (
 	"crypto/x509"
 	"log/slog"
 	"runtime/debug"
-	"slices"
 	"strings"
 	"time"
 
@@ -27,7 +19,6 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
-	"github.com/tokenbroker/tokenbroker/server/internal/api"
 	"github.com/tokenbroker/tokenbroker/server/internal/auth"
 	"github.com/tokenbroker/tokenbroker/server/internal/telemetry"
 )
@@ -36,8 +27,10 @@ import (
 type ChainConfig struct {
 	Authenticator auth.Authenticator
 	Logger        *slog.Logger
-	// Public lists the full method names callable without credentials.
-	Public []string
+	// ErrorStatus turns an error of the authenticator or of Services into
+	// the status the caller is told (api.Status, through the service). Nil:
+	// statuses pass through and anything else is INTERNAL, without detail.
+	ErrorStatus func(ctx context.Context, err error) error
 	// Services identifies internal services by their verified TLS client
 	// certificates, for calls that carry no bearer token. Nil: none.
 	Services *auth.Services
@@ -56,17 +49,10 @@ type Chain struct {
 	Stream grpc.StreamServerInterceptor
 }
 
-// Health checks and reflection are infrastructure: callable without
-// credentials (probes and grpcurl have none) and kept out of request logs.
-func infrastructure(fullMethod string) bool {
-	return strings.HasPrefix(fullMethod, "/grpc.health.v1.Health/") ||
-		strings.HasPrefix(fullMethod, "/grpc.reflection.")
-}
-
 // NewChain builds the chain: recovery outermost, so a panic anywhere becomes
 // INTERNAL without details; then, for streams, the end on draining; the
 // request id; metrics, when configured; the request log; then
-// authentication.
+// authentication, of every method the access table does not make public.
 func NewChain(cfg ChainConfig) Chain {
 	log := cfg.Logger
 	onPanic := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
@@ -77,13 +63,17 @@ func NewChain(cfg ChainConfig) Chain {
 	// info.FullMethod directly: go-grpc-middleware's selector formats the
 	// method name anew on every call.)
 	notLogged := infrastructure
-	public := func(m string) bool { return infrastructure(m) || slices.Contains(cfg.Public, m) }
+	public := func(m string) bool { return AccessOf(m) == Public }
 	logger := logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
 		log.Log(ctx, slog.Level(lvl), msg, fields...)
 	})
 	// Streams (health Watch, reflection) keep the library's logger.
 	logOpts := []logging.Option{logging.WithLogOnEvents(logging.FinishCall)}
-	authFn := authenticate(cfg.Authenticator, cfg.Services, log)
+	toStatus := cfg.ErrorStatus
+	if toStatus == nil {
+		toStatus = internalUnlessStatus
+	}
+	authFn := authenticate(cfg.Authenticator, cfg.Services, toStatus)
 	unary := []grpc.UnaryServerInterceptor{recovery.UnaryServerInterceptor(onPanic), requestIDUnary}
 	stream := []grpc.StreamServerInterceptor{recovery.StreamServerInterceptor(onPanic), endOnDrain(cfg.Draining), requestIDStream}
 	if cfg.Metrics != nil {
@@ -198,13 +188,13 @@ func (s *streamWithContext) Context() context.Context { return s.ctx }
 // authenticate puts the caller's Principal in the context: from the bearer
 // token (`authorization: Bearer <token>`) when there is one, else from a
 // verified client certificate registered as a service.
-func authenticate(a auth.Authenticator, services *auth.Services, log *slog.Logger) grpcauth.AuthFunc {
+func authenticate(a auth.Authenticator, services *auth.Services, toStatus func(context.Context, error) error) grpcauth.AuthFunc {
 	return func(ctx context.Context) (context.Context, error) {
 		if len(metadata.ValueFromIncomingContext(ctx, "authorization")) == 0 && services != nil {
 			if cert := clientCert(ctx); cert != nil {
 				p, err := services.Identify(cert)
 				if err != nil {
-					return nil, api.Status(ctx, log, err)
+					return nil, toStatus(ctx, err)
 				}
 				return auth.WithPrincipal(ctx, p), nil
 			}
@@ -215,10 +205,19 @@ func authenticate(a auth.Authenticator, services *auth.Services, log *slog.Logge
 		}
 		p, err := a.Authenticate(ctx, tok)
 		if err != nil {
-			return nil, api.Status(ctx, log, err)
+			return nil, toStatus(ctx, err)
 		}
 		return auth.WithPrincipal(ctx, p), nil
 	}
+}
+
+// internalUnlessStatus is the error mapping of a chain configured without
+// one: it passes statuses and tells nothing of any other error.
+func internalUnlessStatus(_ context.Context, err error) error {
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	return status.Error(codes.Internal, "internal error")
 }
 
 // clientCert is the caller's TLS client certificate, if the handshake

@@ -33,6 +33,31 @@ func (fakeAuth) Authenticate(_ context.Context, tok string) (auth.Principal, err
 	return auth.Principal{Kind: auth.KindUser, Subject: "u", Group: "G"}, nil
 }
 
+// toStatus stands for the API's error mapping (api.Status), which the
+// chain is given.
+func toStatus(_ context.Context, err error) error {
+	if errors.Is(err, auth.ErrUnauthenticated) {
+		return status.Error(codes.Unauthenticated, "invalid session token")
+	}
+	return status.Error(codes.Internal, "internal error")
+}
+
+// testChain is the chain of the tests: fakeAuth's callers, the stand-in
+// for the API's error mapping, log.
+func testChain(log *slog.Logger) Chain {
+	return NewChain(ChainConfig{Authenticator: fakeAuth{}, Logger: log, ErrorStatus: toStatus})
+}
+
+// testGateway is the REST gateway of fakeService through chain.
+func testGateway(tb testing.TB, chain Chain) http.Handler {
+	tb.Helper()
+	gw, err := NewGateway(context.Background(), GatewayConfig{Service: fakeService{}, Chain: chain, CORSOrigins: []string{"*"}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return gw
+}
+
 // fakeService panics on IssueCartoToken and echoes the principal on Login
 // (Login is public, so there is none).
 type fakeService struct {
@@ -61,19 +86,15 @@ func serve(t *testing.T) (tokenbrokerv1.TokenBrokerClient, string, *bytes.Buffer
 	t.Helper()
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
-	chain := NewChain(ChainConfig{Authenticator: fakeAuth{}, Logger: log, Public: []string{tokenbrokerv1.TokenBroker_Login_FullMethodName}})
-	gs, _ := NewGRPCServer(fakeService{}, chain, Limits{})
+	chain := testChain(log)
+	gs, _ := NewGRPCServer(GRPCConfig{Service: fakeService{}, Chain: chain})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	go func() { _ = gs.Serve(ln) }()
 	t.Cleanup(gs.Stop)
-	gw, err := NewGateway(context.Background(), GatewayConfig{Service: fakeService{}, Chain: chain, CORSOrigins: []string{"*"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(gw)
+	hs := httptest.NewServer(testGateway(t, chain))
 	t.Cleanup(hs.Close)
 	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {

@@ -1,14 +1,11 @@
 package transport
 
 import (
-	"context"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
-
-	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
 )
 
 // FuzzRESTBody: any JSON body on any route gets an answer below 500 (the
@@ -16,11 +13,7 @@ import (
 // the chain turns into 500 on purpose; that route is fuzzed without
 // credentials), and never a crash.
 func FuzzRESTBody(f *testing.F) {
-	chain := NewChain(ChainConfig{Authenticator: fakeAuth{}, Logger: slog.New(slog.DiscardHandler), Public: []string{tokenbrokerv1.TokenBroker_Login_FullMethodName}})
-	gw, err := NewGateway(context.Background(), GatewayConfig{Service: fakeService{}, Chain: chain, CORSOrigins: []string{"*"}})
-	if err != nil {
-		f.Fatal(err)
-	}
+	gw := testGateway(f, testChain(slog.New(slog.DiscardHandler)))
 	paths := []string{"/login", "/v1/login", "/carto-token", "/v1/carto-token", "/v1/revoke", "/v1/tokens"}
 	for _, s := range []string{
 		`{"username":"a","password":"b"}`, `{"session":true}`, `{"carto_token":"x"}`, `{"group":"G"}`,

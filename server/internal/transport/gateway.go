@@ -3,7 +3,9 @@ package transport
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"slices"
@@ -94,7 +96,9 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 
 // intercepted runs every gateway call through the interceptor chain, as the
 // gRPC server does: grpc-gateway's in-process handlers call the service
-// directly, which would otherwise skip authentication.
+// directly, which would otherwise skip authentication. It needs a method per
+// method of the service: TestGatewayWrapperCoversTheService checks it has
+// each, under its own name.
 type intercepted struct {
 	tokenbrokerv1.UnimplementedTokenBrokerServer
 	next  tokenbrokerv1.TokenBrokerServer
@@ -143,17 +147,45 @@ func withPeer(next http.Handler) http.Handler {
 }
 
 // limitBody refuses a body over MaxBodyBytes: at once with 413 when its
-// declared length says so, and by cutting it off when it is streamed.
+// declared length says so, and by cutting it off when it is streamed (then
+// writeError answers 413).
 func limitBody(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ContentLength > MaxBodyBytes {
-			writeJSONError(w, http.StatusRequestEntityTooLarge, codes.InvalidArgument,
-				fmt.Sprintf("request body larger than %d bytes", MaxBodyBytes))
+			writeJSONError(w, http.StatusRequestEntityTooLarge, codes.InvalidArgument, bodyTooLarge)
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
-		next.ServeHTTP(w, r)
+		body := &limitedBody{ReadCloser: http.MaxBytesReader(w, r.Body, MaxBodyBytes)}
+		r.Body = body
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), limitedBodyKey{}, body)))
 	})
+}
+
+var bodyTooLarge = fmt.Sprintf("request body larger than %d bytes", MaxBodyBytes)
+
+// limitedBody remembers that reading the body hit the limit. grpc-gateway
+// hands the read error to writeError as an INVALID_ARGUMENT status, which
+// keeps only its text; this keeps its type.
+type limitedBody struct {
+	io.ReadCloser
+	overLimit bool
+}
+
+type limitedBodyKey struct{}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		b.overLimit = true
+	}
+	return n, err
+}
+
+// overLimit reports whether r's body went over MaxBodyBytes.
+func overLimit(r *http.Request) bool {
+	b, ok := r.Context().Value(limitedBodyKey{}).(*limitedBody)
+	return ok && b.overLimit
 }
 
 // withCORS answers preflights and marks responses for allowed origins.
@@ -218,8 +250,8 @@ func writeError(ctx context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w
 		}
 	}
 	msg := s.Message()
-	if s.Code() == codes.InvalidArgument && strings.Contains(msg, "http: request body too large") {
-		httpStatus, msg = http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", MaxBodyBytes)
+	if s.Code() == codes.InvalidArgument && overLimit(r) {
+		httpStatus, msg = http.StatusRequestEntityTooLarge, bodyTooLarge
 	}
 	writeJSONError(w, httpStatus, s.Code(), msg)
 }

@@ -53,11 +53,22 @@ type Limits struct {
 	KeepaliveMinTime time.Duration
 }
 
+// GRPCConfig configures the gRPC server.
+type GRPCConfig struct {
+	Service tokenbrokerv1.TokenBrokerServer
+	Chain   Chain
+	Limits  Limits
+	// Options are more server options: TLS credentials, a stats handler
+	// for tracing.
+	Options []grpc.ServerOption
+}
+
 // NewGRPCServer returns a gRPC server with the TokenBroker service, health
-// and reflection, within lim. Health starts NOT_SERVING (grpc's default is
-// SERVING): the caller reports SERVING through the returned server once it
-// is ready.
-func NewGRPCServer(svc tokenbrokerv1.TokenBrokerServer, chain Chain, lim Limits, opts ...grpc.ServerOption) (*grpc.Server, *health.Server) {
+// and reflection, within cfg.Limits. Health starts NOT_SERVING (grpc's
+// default is SERVING): the caller reports SERVING through the returned
+// server once it is ready.
+func NewGRPCServer(cfg GRPCConfig) (*grpc.Server, *health.Server) {
+	chain, lim := cfg.Chain, cfg.Limits
 	s := grpc.NewServer(append([]grpc.ServerOption{
 		grpc.UnaryInterceptor(chain.Unary),
 		// The stream bounds run inside the chain, so refused streams are
@@ -79,8 +90,8 @@ func NewGRPCServer(svc tokenbrokerv1.TokenBrokerServer, chain Chain, lim Limits,
 			MaxConnectionAgeGrace: lim.MaxConnectionAgeGrace,
 		}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: lim.KeepaliveMinTime, PermitWithoutStream: true}),
-	}, opts...)...)
-	tokenbrokerv1.RegisterTokenBrokerServer(s, svc)
+	}, cfg.Options...)...)
+	tokenbrokerv1.RegisterTokenBrokerServer(s, cfg.Service)
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(s, hs)
