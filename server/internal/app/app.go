@@ -166,7 +166,7 @@ type closerFunc func()
 
 func (f closerFunc) Close() error { f(); return nil }
 
-// GRPCAddr, HTTPAddr and EmulatorURL are where the app listens.
+// GRPCAddr and HTTPAddr are where the app listens (EmulatorURL: the emulator).
 func (a *App) GRPCAddr() string { return a.grpcLn.Addr().String() }
 func (a *App) HTTPAddr() string { return a.httpLn.Addr().String() }
 

@@ -14,8 +14,8 @@ import (
 )
 
 // Run serves until ctx ends, then stops taking requests, lets in-flight ones
-// finish (up to ShutdownTimeout), stops the background work and closes the
-// store, and returns.
+// finish (up to ShutdownTimeout), stops the background work, closes the
+// store and the audit file, flushes the traces, and returns.
 func (a *App) Run(ctx context.Context) error {
 	// Background work (the shared store's feed, reconciliation, the CARTO
 	// OAuth token's refresh, key rotation) outlives the drain: in-flight

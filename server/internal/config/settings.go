@@ -37,7 +37,7 @@ const envFileFlag = "env-file"
 // parse or defFor may use the fields of the settings above it.
 var settings = []setting{
 	{flag: "demo", def: "false", defDoc: "off", isBool: true,
-		doc:   "demo mode: the CARTO emulator, demo users, a random secret; the CARTO variables are ignored",
+		doc:   "demo mode: the CARTO emulator, demo users, a random secret; CARTO_BASE_URL, CARTO_AUTH_URL and the CARTO client are ignored",
 		parse: into(func(c *Config) *bool { return &c.Demo }, boolean)},
 	{flag: envFileFlag, def: ".env", doc: "the dotenv file of KEY=VALUE lines read under the environment, if it exists"},
 
