@@ -60,46 +60,46 @@ func (f flagValue) IsBoolFlag() bool { return f.isBool }
 
 // FlagUsage describes the flags Load accepts.
 func FlagUsage() string {
-	var b strings.Builder
-	for _, s := range settings {
-		if s.flag == "" {
-			continue
-		}
-		fmt.Fprintf(&b, "  -%s", s.flag)
+	return usage(func(s setting) (head, doc string, ok bool) {
+		head, doc = "-"+s.flag, s.doc
 		if !s.isBool {
-			b.WriteString(" string")
+			head += " string"
 		}
-		fmt.Fprintf(&b, "\n    \t%s", s.doc)
 		if s.env != "" {
-			fmt.Fprintf(&b, " (overrides %s)", s.env)
+			doc += " (overrides " + s.env + ")"
 		} else if d := plain(s.defaultText()); d != "" {
-			fmt.Fprintf(&b, " (default %s)", d)
+			doc += " (default " + d + ")"
 		}
-		b.WriteString("\n")
-	}
-	return b.String()
+		return head, doc, s.flag != ""
+	})
 }
 
 // EnvUsage describes the environment variables Load reads, with their
 // defaults.
 func EnvUsage() string {
-	var b strings.Builder
-	for _, s := range settings {
-		if s.env == "" {
-			continue
-		}
-		fmt.Fprintf(&b, "  %s", s.env)
+	return usage(func(s setting) (head, doc string, ok bool) {
+		head, doc = s.env, s.doc
 		if s.flag != "" {
-			fmt.Fprintf(&b, " (flag -%s)", s.flag)
+			head += " (flag -" + s.flag + ")"
 		}
-		fmt.Fprintf(&b, "\n    \t%s", s.doc)
 		switch d := plain(s.defaultText()); {
 		case strings.HasPrefix(d, "required"):
-			fmt.Fprintf(&b, "; %s", d)
+			doc += "; " + d
 		case d != "":
-			fmt.Fprintf(&b, "; default: %s", d)
+			doc += "; default: " + d
 		}
-		b.WriteString("\n")
+		return head, doc, s.env != ""
+	})
+}
+
+// usage writes an entry for each setting entry accepts, as flag's usage
+// does: its head, then its doc indented below.
+func usage(entry func(s setting) (head, doc string, ok bool)) string {
+	var b strings.Builder
+	for _, s := range settings {
+		if head, doc, ok := entry(s); ok {
+			fmt.Fprintf(&b, "  %s\n    \t%s\n", head, doc)
+		}
 	}
 	return b.String()
 }
