@@ -41,7 +41,7 @@ const usageText = `usage:
   tokenbroker --demo             run it with the CARTO emulator and demo users
   tokenbroker hash-password      read a password on stdin, print its bcrypt hash
   tokenbroker cartosim [flags]   run the CARTO emulator on its own
-  tokenbroker help               this text; "tokenbroker -h" lists the flags
+  tokenbroker help               this text; "tokenbroker -h" lists the flags and variables
 `
 
 func run(ctx context.Context, args []string, env func(string) (string, bool), stdin io.Reader, stdout, stderr io.Writer) error {

@@ -23,7 +23,8 @@ func serve(ctx context.Context, args []string, env func(string) (string, bool), 
 	var verr *config.ValidationError
 	switch {
 	case errors.Is(err, flag.ErrHelp):
-		_, err = fmt.Fprint(stdout, usageText, "\nflags:\n", config.FlagUsage())
+		_, err = fmt.Fprint(stdout, usageText, "\nflags:\n", config.FlagUsage(),
+			"\nenvironment variables (also read from the --env-file; a flag overrides its variable):\n", config.EnvUsage())
 		return err
 	case errors.As(err, &verr):
 		return err

@@ -9,8 +9,26 @@ import (
 
 	"github.com/tokenbroker/tokenbroker/server/internal/apidoc"
 	"github.com/tokenbroker/tokenbroker/server/internal/demopage"
+	"github.com/tokenbroker/tokenbroker/server/internal/metrics"
+	"github.com/tokenbroker/tokenbroker/server/internal/tokencache"
 	"github.com/tokenbroker/tokenbroker/server/internal/transport"
 )
+
+// newMetrics makes the Prometheus metrics, whose gauges of live tokens and
+// of this hour's mints read the store.
+func (a *App) newMetrics() *metrics.Metrics {
+	return metrics.New(metrics.Gauges{
+		LiveTokens: func(ctx context.Context) (int, error) {
+			es, err := a.store.Entries(ctx)
+			return len(es), err
+		},
+		MaxLiveTokens:   a.cfg.MaxLiveTokens,
+		MaxMintsPerHour: a.cfg.MaxMintsPerHour,
+		MintsThisHour: func(ctx context.Context) (int64, error) {
+			return a.store.Count(ctx, tokencache.CreationCounter, time.Now(), time.Hour, 0)
+		},
+	})
+}
 
 // routes are the HTTP endpoints beside the API: metrics, probes, the API
 // description, with asymmetric sessions their public keys, and in demo mode

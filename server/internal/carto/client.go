@@ -23,9 +23,6 @@ import (
 	"time"
 )
 
-// DefaultAuthURL is CARTO's OAuth token endpoint.
-const DefaultAuthURL = "https://auth.carto.com/oauth/token"
-
 // DefaultAudience is the audience CARTO requires in client-credentials grants.
 const DefaultAudience = "carto-cloud-native-api"
 
@@ -35,7 +32,7 @@ const maxResponse = 1 << 20
 // Config configures a Client.
 type Config struct {
 	BaseURL      string // CARTO API base URL, e.g. https://gcp-us-east1.api.carto.com
-	AuthURL      string // OAuth token endpoint; DefaultAuthURL when empty
+	AuthURL      string // OAuth token endpoint (required)
 	ClientID     string
 	ClientSecret string
 	Audience     string       // DefaultAudience when empty
@@ -81,9 +78,6 @@ type Client struct {
 
 // New validates cfg and returns a Client.
 func New(cfg Config) (*Client, error) {
-	if cfg.AuthURL == "" {
-		cfg.AuthURL = DefaultAuthURL
-	}
 	if cfg.Audience == "" {
 		cfg.Audience = DefaultAudience
 	}

@@ -192,7 +192,7 @@ func TestStoreSelection(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if c.Store.Kind != tt.wantKind || len(c.Store.Key) != 32 || c.Store.Path != DefaultDBPath {
+			if c.Store.Kind != tt.wantKind || len(c.Store.Key) != 32 || c.Store.Path != "tokenbroker.db" {
 				t.Fatalf("store %+v, want kind %s", c.Store, tt.wantKind)
 			}
 			if c.Deployment != "default" || c.MaxLiveTokens != 500 || c.MaxMintsPerHour != 300 || c.ReconcileInterval != 10*time.Minute {

@@ -1,8 +1,11 @@
 package config
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -62,6 +65,45 @@ type fileGrant struct {
 	Connection string `yaml:"connection"`
 	Source     string `yaml:"source"`
 	Dialect    string `yaml:"dialect"`
+}
+
+// readFile reads the file named by TOKENBROKER_CONFIG, or in demo mode
+// without one its built-in file, into the users, group policies, identity
+// providers and services of c.
+func readFile(c *Config, name, path string) error {
+	var fc fileConfig
+	var err error
+	switch {
+	case path != "":
+		c.ConfigFile = path
+		fc, err = loadFile(name, path)
+	case c.Demo:
+		c.ConfigFile = "(built-in demo configuration)"
+		if fc, err = parseFile(bytes.NewReader(demoYAML)); err != nil {
+			err = fmt.Errorf("built-in demo configuration: %w", err)
+		}
+	}
+	c.Users = fc.users()
+	c.Groups, c.DefaultPolicy = fc.policies()
+	c.IdentityProviders = fc.identityProviders()
+	c.Services = fc.services()
+	return err
+}
+
+// loadFile reads and decodes the file at path, which must name some caller.
+func loadFile(name, path string) (fileConfig, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fileConfig{}, fmt.Errorf("%s: %w", name, err)
+	}
+	fc, err := parseFile(bytes.NewReader(b))
+	if err != nil {
+		return fileConfig{}, fmt.Errorf("%s %s: %w", name, path, err)
+	}
+	if len(fc.Users) == 0 && len(fc.IdentityProviders) == 0 && len(fc.Services) == 0 {
+		return fc, fmt.Errorf("%s %s has no users:, identity_providers: or services:", name, path)
+	}
+	return fc, nil
 }
 
 // parseFile decodes the YAML strictly: an unknown field is an error, since a
