@@ -386,7 +386,7 @@ func (a *App) startEmulator() error {
 	a.simLn = ln
 	base := "http://" + ln.Addr().String()
 	id, secret := cartosim.NewClient()
-	sim, err := cartosim.New(cartosim.Options{ClientID: id, ClientSecret: secret, PublicURL: base})
+	sim, err := cartosim.New(cartosim.Config{ClientID: id, ClientSecret: secret, PublicURL: base})
 	if err != nil {
 		return err
 	}

@@ -45,7 +45,7 @@ func cities(rows []map[string]any) []string {
 }
 
 func TestSQLBoston(t *testing.T) {
-	e := newEnv(t, Options{})
+	e := newEnv(t, Config{})
 	tok := e.createToken(e.oauth(), tokenReq("carto_dw", bostonSQL, "sql"))
 	b := decodeSQL(t, e.do("GET", query(sqlPath, bostonSQL, ""), nil, bearer(tok)...))
 	if len(b.Rows) != 6 || strings.Join(cities(b.Rows), ",") != "BOSTON" {
@@ -81,7 +81,7 @@ func TestSQLBoston(t *testing.T) {
 }
 
 func TestSQLQueries(t *testing.T) {
-	e := newEnv(t, Options{})
+	e := newEnv(t, Config{})
 	tok := e.createToken(e.oauth(), tokenReq("carto_dw", "*", "sql"))
 	const tbl = "`carto-demo-data`.demo_tables.retail_stores"
 	tests := []struct {
@@ -131,7 +131,7 @@ func TestSQLQueries(t *testing.T) {
 }
 
 func TestSQLErrors(t *testing.T) {
-	e := newEnv(t, Options{})
+	e := newEnv(t, Config{})
 	tok := e.createToken(e.oauth(), tokenReq("carto_dw", "*", "sql"))
 	const tbl = "`carto-demo-data`.demo_tables.retail_stores"
 	tests := []struct {
@@ -178,7 +178,7 @@ func TestSQLErrors(t *testing.T) {
 }
 
 func TestDataAuthorization(t *testing.T) {
-	e := newEnv(t, Options{})
+	e := newEnv(t, Config{})
 	oauth := e.oauth()
 	mk := func(req map[string]any) string { return e.createToken(oauth, req) }
 	exact := mk(tokenReq("carto_dw", bostonSQL, "sql", "maps"))
@@ -259,7 +259,7 @@ func TestDataAuthorization(t *testing.T) {
 // TestGroupcityWeakness shows that a grant with an @parameter matches on
 // text only: the caller picks the parameter value, as in CARTO's guide.
 func TestGroupcityWeakness(t *testing.T) {
-	e := newEnv(t, Options{})
+	e := newEnv(t, Config{})
 	tok := e.createToken(e.oauth(), tokenReq("carto_dw", groupSQL, "sql", "maps"))
 	for _, city := range []string{"BOSTON", "NEW YORK"} {
 		qp := `{"groupcity":"` + city + `"}`
@@ -275,7 +275,7 @@ func TestGroupcityWeakness(t *testing.T) {
 }
 
 func TestSQLPost(t *testing.T) {
-	e := newEnv(t, Options{})
+	e := newEnv(t, Config{})
 	tok := e.createToken(e.oauth(), tokenReq("carto_dw", groupSQL, "sql"))
 	form := url.Values{"q": {groupSQL}, "queryParameters": {`{"groupcity":"MIAMI"}`}}
 	tests := []struct {
@@ -329,7 +329,7 @@ func TestMapsFlow(t *testing.T) {
 			name = "POST"
 		}
 		t.Run(name, func(t *testing.T) {
-			e := newEnv(t, Options{})
+			e := newEnv(t, Config{})
 			oauth := e.oauth()
 			tok := e.createToken(oauth, tokenReq("carto_dw", groupSQL, "maps"))
 			sqlOnly := e.createToken(oauth, tokenReq("carto_dw", groupSQL, "sql"))
@@ -466,7 +466,7 @@ func TestMapsFlow(t *testing.T) {
 }
 
 func TestMapsOptions(t *testing.T) {
-	e := newEnv(t, Options{PublicURL: "https://carto.example.test/"})
+	e := newEnv(t, Config{PublicURL: "https://carto.example.test/"})
 	tok := e.createToken(e.oauth(), tokenReq("my conn", bostonSQL, "maps"))
 	r := e.do("GET", query("/v3/maps/my%20conn/query", bostonSQL, ""), nil, bearer(tok)...)
 	if r.status != 200 {

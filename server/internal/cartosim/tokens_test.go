@@ -23,7 +23,7 @@ func TestTokensLifecycle(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(fmt.Sprintf("create%d_delete%d_wrapped%v", tc.create, tc.delete, tc.wrapped), func(t *testing.T) {
-			e := newEnv(t, Options{CreateStatus: tc.create, DeleteStatus: tc.delete, ListWrapped: tc.wrapped})
+			e := newEnv(t, Config{CreateStatus: tc.create, DeleteStatus: tc.delete, ListWrapped: tc.wrapped})
 			oauth := e.oauth()
 			list := func() []any {
 				t.Helper()
@@ -181,7 +181,7 @@ func TestTokenValidation(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, Options{})
+			e := newEnv(t, Config{})
 			r := e.do("POST", "/v3/tokens", tc.body, append(bearer(e.oauth()), "Content-Type", "application/json")...)
 			if r.status != tc.status {
 				t.Fatalf("status %d, want %d: %s", r.status, tc.status, r.body)
@@ -201,7 +201,7 @@ func TestTokenValidation(t *testing.T) {
 }
 
 func TestTokenDefaults(t *testing.T) {
-	e := newEnv(t, Options{})
+	e := newEnv(t, Config{})
 	oauth := e.oauth()
 	r := e.do("POST", "/v3/tokens", map[string]any{"grants": []map[string]string{{"connection_name": "c", "source": "*"}}}, bearer(oauth)...)
 	m := r.obj(t)
@@ -217,7 +217,7 @@ func TestTokenDefaults(t *testing.T) {
 }
 
 func TestPatchToken(t *testing.T) {
-	e := newEnv(t, Options{})
+	e := newEnv(t, Config{})
 	oauth := e.oauth()
 	tok := e.createToken(oauth, tokenReq("c", "*", "sql"))
 	tests := []struct {
@@ -246,7 +246,7 @@ func TestPatchToken(t *testing.T) {
 }
 
 func TestTokensAuth(t *testing.T) {
-	e := newEnv(t, Options{})
+	e := newEnv(t, Config{})
 	oauth := e.oauth()
 	apiTok := e.createToken(oauth, tokenReq("c", "*", "sql"))
 	tests := []struct {
@@ -284,7 +284,7 @@ func TestTokensAuth(t *testing.T) {
 }
 
 func TestTokenOwnership(t *testing.T) {
-	e := newEnv(t, Options{})
+	e := newEnv(t, Config{})
 	e.sim.addClient("client-2", "secret-2")
 	mine, theirs := e.oauth(), e.oauthFor("client-2", "secret-2")
 	tok := e.createToken(mine, tokenReq("c", "*", "sql"))
@@ -307,7 +307,7 @@ func TestTokenOwnership(t *testing.T) {
 func TestQuota(t *testing.T) {
 	for _, status := range []int{0, 403} {
 		t.Run(fmt.Sprint(status), func(t *testing.T) {
-			e := newEnv(t, Options{MaxLiveTokens: 2, QuotaStatus: status})
+			e := newEnv(t, Config{MaxLiveTokens: 2, QuotaStatus: status})
 			e.sim.addClient("client-2", "secret-2")
 			oauth := e.oauth()
 			want := status
@@ -346,7 +346,7 @@ func TestQuota(t *testing.T) {
 }
 
 func TestTokenFormat(t *testing.T) {
-	e := newEnv(t, Options{})
+	e := newEnv(t, Config{})
 	oauth := e.oauth()
 	seen := map[string]bool{}
 	for range 50 {
