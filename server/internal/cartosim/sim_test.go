@@ -157,6 +157,16 @@ func query(path, q, qp string, extra ...string) string {
 	return path + "?" + v.Encode()
 }
 
+// assertJSONEqual compares a decoded JSON value with want by re-encoding.
+func assertJSONEqual(t *testing.T, what string, got, want any) {
+	t.Helper()
+	g, _ := json.Marshal(got)
+	w, _ := json.Marshal(want)
+	if string(g) != string(w) {
+		t.Errorf("%s:\n got %s\nwant %s", what, g, w)
+	}
+}
+
 func TestNewValidation(t *testing.T) {
 	tests := []struct {
 		name string
