@@ -18,6 +18,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/tokenbroker/tokenbroker/server/internal/clocktest"
 	"github.com/tokenbroker/tokenbroker/server/internal/logtest"
 	"github.com/tokenbroker/tokenbroker/server/internal/tokencache"
 )
@@ -25,28 +26,6 @@ import (
 var _ KeyStore = tokencache.SharedSecret{}
 
 var rkAlgorithms = []string{"EdDSA", "ES256"}
-
-// rkClock is a settable clock.
-type rkClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newRKClock() *rkClock { return &rkClock{now: time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)} }
-
-func (c *rkClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *rkClock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = t
-}
-
-func (c *rkClock) Advance(d time.Duration) { c.Set(c.Now().Add(d)) }
 
 // rkCountingStore counts the loads of the set.
 type rkCountingStore struct {
@@ -59,11 +38,11 @@ func (s *rkCountingStore) Load(ctx context.Context) (string, time.Time, time.Tim
 	return s.KeyStore.Load(ctx)
 }
 
-func newRKStore(clock *rkClock) tokencache.SharedSecret {
+func newRKStore(clock *clocktest.Clock) tokencache.SharedSecret {
 	return tokencache.SharedSecret{Store: tokencache.NewMemory(clock.Now), Name: "session-keys"}
 }
 
-func newRK(t *testing.T, alg string, store KeyStore, clock *rkClock, log *slog.Logger) *RotatingKeys {
+func newRK(t *testing.T, alg string, store KeyStore, clock *clocktest.Clock, log *slog.Logger) *RotatingKeys {
 	t.Helper()
 	k, err := NewRotatingKeys(context.Background(), RotatingKeysConfig{
 		Algorithm: alg, Store: store, Rotation: 24 * time.Hour, Retain: 25 * time.Hour, Now: clock.Now, Logger: log,
@@ -74,7 +53,7 @@ func newRK(t *testing.T, alg string, store KeyStore, clock *rkClock, log *slog.L
 	return k
 }
 
-func newRKSessions(t *testing.T, keys KeySource, clock *rkClock, ttl time.Duration) *Sessions {
+func newRKSessions(t *testing.T, keys KeySource, clock *clocktest.Clock, ttl time.Duration) *Sessions {
 	t.Helper()
 	s, err := NewSessions(SessionConfig{Keys: keys, Issuer: "tokenbroker", Audience: "tokenbroker", TTL: ttl, Leeway: 30 * time.Second, Now: clock.Now})
 	if err != nil {
@@ -187,7 +166,7 @@ func rkJWKS(t *testing.T, k *RotatingKeys) (raw []map[string]any, keys map[strin
 func TestRotatingKeysSessionRoundTrip(t *testing.T) {
 	for _, alg := range rkAlgorithms {
 		t.Run(alg, func(t *testing.T) {
-			clock := newRKClock()
+			clock := clocktest.New()
 			keys := newRK(t, alg, newRKStore(clock), clock, nil)
 			s := newRKSessions(t, keys, clock, time.Hour)
 			tok := rkIssue(t, s)
@@ -216,7 +195,7 @@ func TestRotatingKeysSessionRoundTrip(t *testing.T) {
 func TestRotatingKeysReplicas(t *testing.T) {
 	for _, alg := range rkAlgorithms {
 		t.Run(alg, func(t *testing.T) {
-			clock := newRKClock()
+			clock := clocktest.New()
 			store := newRKStore(clock)
 			var replicas [2]*RotatingKeys
 			var errs [2]error
@@ -250,7 +229,7 @@ func TestRotatingKeysReplicas(t *testing.T) {
 
 func TestRotatingKeysStartWaitsForTheLockHolder(t *testing.T) {
 	ctx := context.Background()
-	clock := newRKClock()
+	clock := clocktest.New()
 	store := newRKStore(clock)
 	// Another replica holds the lock, creating the set.
 	release, ok, err := store.TryLock(ctx, time.Minute)
@@ -291,7 +270,7 @@ func TestRotatingKeysStartWaitsForTheLockHolder(t *testing.T) {
 }
 
 // newLockedRKStore returns an empty store whose lock another replica holds.
-func newLockedRKStore(t *testing.T, clock *rkClock) KeyStore {
+func newLockedRKStore(t *testing.T, clock *clocktest.Clock) KeyStore {
 	t.Helper()
 	store := newRKStore(clock)
 	release, ok, err := store.TryLock(context.Background(), time.Hour)
@@ -307,7 +286,7 @@ func TestRotatingKeysRotation(t *testing.T) {
 	for _, alg := range rkAlgorithms {
 		t.Run(alg, func(t *testing.T) {
 			ctx := context.Background()
-			clock := newRKClock()
+			clock := clocktest.New()
 			shared := newRKStore(clock)
 			storeA, storeB := &rkCountingStore{KeyStore: shared}, &rkCountingStore{KeyStore: shared}
 			logs := &logtest.Buffer{}
@@ -455,7 +434,7 @@ func TestRotatingKeysJWKS(t *testing.T) {
 	for _, alg := range rkAlgorithms {
 		t.Run(alg, func(t *testing.T) {
 			ctx := context.Background()
-			clock := newRKClock()
+			clock := clocktest.New()
 			store := newRKStore(clock)
 			keys := newRK(t, alg, store, clock, nil)
 			s := newRKSessions(t, keys, clock, time.Hour)
@@ -512,7 +491,7 @@ func TestRotatingKeysRefuse(t *testing.T) {
 	for _, alg := range rkAlgorithms {
 		t.Run(alg, func(t *testing.T) {
 			ctx := context.Background()
-			clock := newRKClock()
+			clock := clocktest.New()
 			now := clock.Now()
 			keys := newRK(t, alg, newRKStore(clock), clock, nil)
 			s := newRKSessions(t, keys, clock, time.Hour)
@@ -597,7 +576,7 @@ func TestRotatingKeysRefuse(t *testing.T) {
 }
 
 func TestNewRotatingKeysConfig(t *testing.T) {
-	clock := newRKClock()
+	clock := clocktest.New()
 	store := newRKStore(clock)
 	tests := []struct {
 		name string
@@ -632,7 +611,7 @@ func TestRotatingKeysStoreStates(t *testing.T) {
 	ctx := context.Background()
 
 	t.Run("corrupt set is refused, not overwritten", func(t *testing.T) {
-		clock := newRKClock()
+		clock := clocktest.New()
 		store := newRKStore(clock)
 		secret := `{"version":1,"keys":[{"kid":"k1","alg":"EdDSA","created":"2026-01-01T00:00:00Z","pkcs8":"c2VjcmV0LWtleS1tYXRlcmlhbA=="}]}`
 		for _, value := range []string{"not json secret-key-material", secret} {
@@ -653,7 +632,7 @@ func TestRotatingKeysStoreStates(t *testing.T) {
 	})
 
 	t.Run("a set the store lost is restored", func(t *testing.T) {
-		clock := newRKClock()
+		clock := clocktest.New()
 		store := newRKStore(clock)
 		k := newRK(t, "EdDSA", store, clock, nil)
 		kid := rkKID(t, k)
@@ -668,7 +647,7 @@ func TestRotatingKeysStoreStates(t *testing.T) {
 	})
 
 	t.Run("two algorithms coexist during a change", func(t *testing.T) {
-		clock := newRKClock()
+		clock := clocktest.New()
 		store := newRKStore(clock)
 		ed := newRK(t, "EdDSA", store, clock, nil)
 		es := newRK(t, "ES256", store, clock, nil)
@@ -705,7 +684,7 @@ func TestRotatingKeysStoreStates(t *testing.T) {
 }
 
 func TestRotatingKeysRunStops(t *testing.T) {
-	clock := newRKClock()
+	clock := clocktest.New()
 	k := newRK(t, "EdDSA", newRKStore(clock), clock, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
