@@ -6,6 +6,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/tokenbroker/tokenbroker/server/internal/clocktest"
 )
 
 // stubVerifier accepts the token "ok" for its issuer.
@@ -63,14 +65,14 @@ func (c *countingVerifier) Verify(_ context.Context, tok string) (Principal, err
 }
 
 func TestRouterRemembersVerifiedTokens(t *testing.T) {
-	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
-	v := &countingVerifier{exp: now.Add(time.Hour)}
+	clock := clocktest.New()
+	v := &countingVerifier{exp: clock.Now().Add(time.Hour)}
 	revoked := map[string]bool{}
 	r, err := NewRouter(RevocationsFunc(func(_ context.Context, id string) (bool, error) { return revoked[id], nil }), v)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.now = func() time.Time { return now }
+	r.now = clock.Now
 	tok := "e30." + b64(`{"iss":"https://a.example"}`) + ".sig"
 	for range 5 {
 		if _, err := r.Authenticate(context.Background(), tok); err != nil {
@@ -87,14 +89,13 @@ func TestRouterRemembersVerifiedTokens(t *testing.T) {
 	}
 	revoked["sid-"+tok] = false
 	// An entry lasts at most verifiedTTL, then the token is verified again.
-	now = now.Add(verifiedTTL)
+	clock.Advance(verifiedTTL)
 	_, _ = r.Authenticate(context.Background(), tok)
 	if v.n != 2 {
 		t.Fatalf("%d verifications after the entry's lifetime, want 2", v.n)
 	}
 	// Past the token's expiry the verifier decides, not the cache.
-	now = now.Add(2 * time.Hour)
-	v.exp = now.Add(-time.Minute)
+	v.exp = clock.Advance(2 * time.Hour).Add(-time.Minute)
 	_, _ = r.Authenticate(context.Background(), tok)
 	if v.n != 3 {
 		t.Fatalf("an expired token was answered from the cache (%d verifications)", v.n)
