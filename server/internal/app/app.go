@@ -213,7 +213,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		}
 		verifiers = append(verifiers, v)
 	}
-	authn, err := auth.NewRouter(auth.RevocationsFunc(a.cache.SessionRevoked), verifiers...)
+	authn, err := auth.NewRouter(auth.RouterConfig{Verifiers: verifiers, Revocations: auth.RevocationsFunc(a.cache.SessionRevoked)})
 	if err != nil {
 		return nil, err
 	}

@@ -29,11 +29,10 @@ func routerOverStore(t *testing.T, clock *clocktest.Clock, store tokencache.Stor
 	if err := cache.Load(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	r, err := NewRouter(RevocationsFunc(cache.SessionRevoked), verifiers...)
+	r, err := NewRouter(RouterConfig{Verifiers: verifiers, Revocations: RevocationsFunc(cache.SessionRevoked), Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.now = clock.Now
 	return r, cache
 }
 

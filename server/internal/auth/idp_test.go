@@ -243,7 +243,7 @@ func TestIdPSessionID(t *testing.T) {
 		t.Fatalf("SessionID without jti = %q, want %q", got.SessionID, digestID)
 	}
 
-	r, err := NewRouter(fakeRevocations{idpSessionID(iss.URL(), "jti-1", ""): true, digestID: true}, p)
+	r, err := NewRouter(RouterConfig{Verifiers: []Verifier{p}, Revocations: fakeRevocations{idpSessionID(iss.URL(), "jti-1", ""): true, digestID: true}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,7 +20,10 @@ func (s stubVerifier) Verify(_ context.Context, tok string) (Principal, error) {
 }
 
 func TestRouterRoutesByIssuer(t *testing.T) {
-	r, err := NewRouter(fakeRevocations{"idp:https://revoked.example": true}, stubVerifier{"https://a.example"}, stubVerifier{"https://revoked.example"})
+	r, err := NewRouter(RouterConfig{
+		Verifiers:   []Verifier{stubVerifier{"https://a.example"}, stubVerifier{"https://revoked.example"}},
+		Revocations: fakeRevocations{"idp:https://revoked.example": true},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,11 +43,14 @@ func TestRouterRoutesByIssuer(t *testing.T) {
 			t.Errorf("%s: %v, want ErrUnauthenticated", name, err)
 		}
 	}
-	down, _ := NewRouter(RevocationsFunc(func(context.Context, string) (bool, error) { return false, errors.New("store down") }), stubVerifier{"https://a.example"})
+	down, _ := NewRouter(RouterConfig{
+		Verifiers:   []Verifier{stubVerifier{"https://a.example"}},
+		Revocations: RevocationsFunc(func(context.Context, string) (bool, error) { return false, errors.New("store down") }),
+	})
 	if _, err := down.Authenticate(context.Background(), tok("https://a.example")); !errors.Is(err, ErrRevocationUnavailable) {
 		t.Fatalf("revocations unreadable: %v, want ErrRevocationUnavailable (fail closed)", err)
 	}
-	if _, err := NewRouter(nil, stubVerifier{"x"}, stubVerifier{"x"}); err == nil {
+	if _, err := NewRouter(RouterConfig{Verifiers: []Verifier{stubVerifier{"x"}, stubVerifier{"x"}}}); err == nil {
 		t.Fatal("two verifiers for one issuer accepted")
 	}
 }
@@ -68,11 +74,14 @@ func TestRouterRemembersVerifiedTokens(t *testing.T) {
 	clock := clocktest.New()
 	v := &countingVerifier{exp: clock.Now().Add(time.Hour)}
 	revoked := map[string]bool{}
-	r, err := NewRouter(RevocationsFunc(func(_ context.Context, id string) (bool, error) { return revoked[id], nil }), v)
+	r, err := NewRouter(RouterConfig{
+		Verifiers:   []Verifier{v},
+		Revocations: RevocationsFunc(func(_ context.Context, id string) (bool, error) { return revoked[id], nil }),
+		Now:         clock.Now,
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.now = clock.Now
 	tok := "e30." + b64(`{"iss":"https://a.example"}`) + ".sig"
 	for range 5 {
 		if _, err := r.Authenticate(context.Background(), tok); err != nil {
