@@ -81,18 +81,18 @@ func parse(fs *flag.FlagSet, args []string, positional int) ([]string, error) {
 	return fs.Args(), nil
 }
 
-// client returns a client of the broker with the global flags, and opts'
+// client returns a client of the broker with the global flags, and cfg's
 // Username, Password and Group.
-func (g *globals) client(ctx context.Context, opts client.Options) (*client.Client, error) {
-	opts.Addr = g.addr
-	if opts.Username == "" {
-		opts.Token = g.token
+func (g *globals) client(ctx context.Context, cfg client.Config) (*client.Client, error) {
+	cfg.Addr = g.addr
+	if cfg.Username == "" {
+		cfg.Token = g.token
 	}
 	var err error
-	if opts.TLS, err = g.tlsConfig(); err != nil {
+	if cfg.TLS, err = g.tlsConfig(); err != nil {
 		return nil, err
 	}
-	c, err := client.New(ctx, opts)
+	c, err := client.New(ctx, cfg)
 	if err != nil {
 		return nil, usageError{err.Error()}
 	}

@@ -15,7 +15,7 @@ func (g *globals) list(ctx context.Context, args []string) error {
 	if _, err := parse(fs, args, 0); err != nil {
 		return err
 	}
-	c, err := g.client(ctx, client.Options{})
+	c, err := g.client(ctx, client.Config{})
 	if err != nil {
 		return err
 	}

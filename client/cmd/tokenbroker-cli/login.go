@@ -25,7 +25,7 @@ func (g *globals) login(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	c, err := g.client(ctx, client.Options{Username: *username, Password: password})
+	c, err := g.client(ctx, client.Config{Username: *username, Password: password})
 	if err != nil {
 		return err
 	}

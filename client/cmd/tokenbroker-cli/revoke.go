@@ -32,7 +32,7 @@ func (g *globals) revoke(ctx context.Context, args []string) error {
 	default:
 		return usagef("revoke: want one of: session | carto-token <token> | group <G>")
 	}
-	c, err := g.client(ctx, client.Options{})
+	c, err := g.client(ctx, client.Config{})
 	if err != nil {
 		return err
 	}

@@ -14,7 +14,7 @@ func (g *globals) cartoToken(ctx context.Context, args []string) error {
 	if _, err := parse(fs, args, 0); err != nil {
 		return err
 	}
-	c, err := g.client(ctx, client.Options{Group: *group})
+	c, err := g.client(ctx, client.Config{Group: *group})
 	if err != nil {
 		return err
 	}
