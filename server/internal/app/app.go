@@ -133,7 +133,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	if err != nil {
 		return nil, err
 	}
-	policies, err := policy.NewSet(cfg.Groups, cfg.DefaultPolicy)
+	policies, err := policy.NewSet(policy.SetConfig{Groups: cfg.Groups, Default: cfg.DefaultPolicy})
 	if err != nil {
 		return nil, err
 	}

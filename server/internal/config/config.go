@@ -568,7 +568,7 @@ func (c Config) validate() []error {
 	if err := auth.ValidateUsers(c.Users); err != nil {
 		errs = append(errs, prefixed("users", err)...)
 	}
-	if _, err := policy.NewSet(c.Groups, c.DefaultPolicy); err != nil {
+	if _, err := policy.NewSet(policy.SetConfig{Groups: c.Groups, Default: c.DefaultPolicy}); err != nil {
 		errs = append(errs, prefixed("groups", err)...)
 	}
 	// Coverage is checked even when some policy is invalid, so every problem
