@@ -25,7 +25,7 @@ func (b bearerCreds) GetRequestMetadata(context.Context, ...string) (map[string]
 
 // RequireTransportSecurity reports false, so that a broker on loopback (or
 // behind a sidecar) can be called in plaintext. Across a network, set
-// Options.TLS: over plaintext the bearer is readable on the wire.
+// Config.TLS: over plaintext the bearer is readable on the wire.
 func (bearerCreds) RequireTransportSecurity() bool { return false }
 
 // String keeps the token out of anything that prints the credentials.
@@ -73,7 +73,7 @@ func sessionExpired(err error) bool {
 }
 
 // retry makes attempts of rpc while they fail UNAVAILABLE, at most
-// 1+c.maxRetries, backing off between them (see Options.MaxRetries). It
+// 1+c.maxRetries, backing off between them (see Config.MaxRetries). It
 // returns the last attempt's error as it is, or the status of ctx's error if
 // ctx ends while waiting.
 func (c *Client) retry(ctx context.Context, rpc rpcFunc, extra ...grpc.CallOption) error {

@@ -17,14 +17,14 @@ import (
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
 )
 
-// Defaults of [Options].
+// Defaults of [Config].
 const (
 	// DefaultRenewBefore is how long before its expiry a cached CARTO token
-	// is replaced when Options.RenewBefore is zero (or half of the token's
+	// is replaced when Config.RenewBefore is zero (or half of the token's
 	// remaining life when it was received, if that is shorter).
 	DefaultRenewBefore = 10 * time.Minute
 	// DefaultMaxRetries is how many times a call that failed UNAVAILABLE is
-	// retried when Options.MaxRetries is zero.
+	// retried when Config.MaxRetries is zero.
 	DefaultMaxRetries = 3
 )
 
@@ -38,8 +38,8 @@ const (
 // by a new login before a call, rather than sent to fail.
 const sessionMargin = 30 * time.Second
 
-// Options configure a [Client].
-type Options struct {
+// Config configures a [Client].
+type Config struct {
 	// Addr is the host:port of the broker's gRPC port. Required.
 	Addr string
 	// TLS, when set, secures the connection: set RootCAs to verify the
@@ -94,35 +94,35 @@ type Client struct {
 	issue   *flight[CartoToken]
 }
 
-// New returns a client of the broker at opts.Addr. It does not connect: the
+// New returns a client of the broker at cfg.Addr. It does not connect: the
 // connection is made on the first call (grpc.NewClient), and a client with a
 // Username logs in on its first call that needs a session. ctx is not kept;
 // New fails if it is already done. Invalid options are reported as errors
 // (not statuses).
-func New(ctx context.Context, opts Options) (*Client, error) {
+func New(ctx context.Context, cfg Config) (*Client, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	switch {
-	case opts.Addr == "":
-		return nil, errors.New("client: Options.Addr is required")
-	case (opts.Username == "") != (opts.Password == ""):
-		return nil, errors.New("client: Options.Username and Options.Password go together")
-	case opts.Token != "" && opts.Username != "":
-		return nil, errors.New("client: Options.Token and Options.Username are exclusive")
-	case opts.RenewBefore < 0:
-		return nil, errors.New("client: Options.RenewBefore is negative")
+	case cfg.Addr == "":
+		return nil, errors.New("client: Config.Addr is required")
+	case (cfg.Username == "") != (cfg.Password == ""):
+		return nil, errors.New("client: Config.Username and Config.Password go together")
+	case cfg.Token != "" && cfg.Username != "":
+		return nil, errors.New("client: Config.Token and Config.Username are exclusive")
+	case cfg.RenewBefore < 0:
+		return nil, errors.New("client: Config.RenewBefore is negative")
 	}
 	creds := insecure.NewCredentials()
-	if opts.TLS != nil {
-		creds = credentials.NewTLS(opts.TLS)
+	if cfg.TLS != nil {
+		creds = credentials.NewTLS(cfg.TLS)
 	}
-	dial := append([]grpc.DialOption{grpc.WithTransportCredentials(creds)}, opts.DialOptions...)
-	conn, err := grpc.NewClient(opts.Addr, dial...)
+	dial := append([]grpc.DialOption{grpc.WithTransportCredentials(creds)}, cfg.DialOptions...)
+	conn, err := grpc.NewClient(cfg.Addr, dial...)
 	if err != nil {
 		return nil, fmt.Errorf("client: %w", err)
 	}
-	retries := opts.MaxRetries
+	retries := cfg.MaxRetries
 	switch {
 	case retries == 0:
 		retries = DefaultMaxRetries
@@ -132,12 +132,12 @@ func New(ctx context.Context, opts Options) (*Client, error) {
 	return &Client{
 		conn:        conn,
 		rpc:         tokenbrokerv1.NewTokenBrokerClient(conn),
-		username:    opts.Username,
-		password:    opts.Password,
-		group:       opts.Group,
-		renewBefore: opts.RenewBefore,
+		username:    cfg.Username,
+		password:    cfg.Password,
+		group:       cfg.Group,
+		renewBefore: cfg.RenewBefore,
 		maxRetries:  retries,
-		session:     Session{Token: opts.Token},
+		session:     Session{Token: cfg.Token},
 	}, nil
 }
 
@@ -147,13 +147,13 @@ func (c *Client) Close() error {
 	return c.conn.Close()
 }
 
-// Login signs in with Options.Username and Options.Password and keeps the
+// Login signs in with Config.Username and Config.Password and keeps the
 // session for the client's later calls (replacing the one it had).
 // Concurrent logins share one request. It fails with FAILED_PRECONDITION
 // when the client has no username.
 func (c *Client) Login(ctx context.Context) (Session, error) {
 	if c.username == "" {
-		return Session{}, status.Error(codes.FailedPrecondition, "client: Login needs Options.Username and Options.Password")
+		return Session{}, status.Error(codes.FailedPrecondition, "client: Login needs Config.Username and Config.Password")
 	}
 	return share(ctx, &c.mu, &c.login, nil, c.doLogin)
 }
@@ -205,7 +205,7 @@ func (c *Client) dropSession(tok string) {
 
 // CartoToken returns the CARTO API access token of the client's group. It is
 // cached: the broker is asked again only when there is none, or when less
-// than the renewal margin (Options.RenewBefore) is left of its life.
+// than the renewal margin (Config.RenewBefore) is left of its life.
 // Concurrent callers share one request; a caller whose context ends stops
 // waiting without failing the others.
 func (c *Client) CartoToken(ctx context.Context) (CartoToken, error) {
@@ -266,7 +266,7 @@ func (c *Client) forgetCarto(match func(CartoToken) bool) {
 //
 //   - [RevokeSession]: the client's session (a logout). The client forgets
 //     the session and its cached CARTO token; a client with a Username logs
-//     in again on its next call, one with Options.Token calls without a
+//     in again on its next call, one with Config.Token calls without a
 //     bearer afterwards. FAILED_PRECONDITION when it has no session.
 //   - [RevokeCartoToken]: a CARTO token issued to the caller's group; the
 //     client forgets it if it is the cached one, so the next CartoToken asks

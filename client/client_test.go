@@ -67,7 +67,7 @@ func startBroker(t *testing.T, env map[string]string) *brokertest.Broker {
 }
 
 // newClient returns a client of b with opts and a counter in its chain.
-func newClient(t *testing.T, b *brokertest.Broker, opts client.Options) (*client.Client, *counter) {
+func newClient(t *testing.T, b *brokertest.Broker, opts client.Config) (*client.Client, *counter) {
 	t.Helper()
 	cnt := &counter{}
 	opts.Addr = b.GRPCAddr
@@ -80,8 +80,8 @@ func newClient(t *testing.T, b *brokertest.Broker, opts client.Options) (*client
 	return c, cnt
 }
 
-func boston() client.Options {
-	return client.Options{Username: brokertest.BostonUser, Password: brokertest.BostonPassword}
+func boston() client.Config {
+	return client.Config{Username: brokertest.BostonUser, Password: brokertest.BostonPassword}
 }
 
 func wantCode(t *testing.T, err error, want codes.Code) {
@@ -92,9 +92,9 @@ func wantCode(t *testing.T, err error, want codes.Code) {
 	}
 }
 
-func TestNewValidatesOptions(t *testing.T) {
+func TestNewValidatesConfig(t *testing.T) {
 	t.Parallel()
-	for name, o := range map[string]client.Options{
+	for name, o := range map[string]client.Config{
 		"no addr":            {},
 		"username only":      {Addr: "localhost:1", Username: "u"},
 		"password only":      {Addr: "localhost:1", Password: "p"},
@@ -106,7 +106,7 @@ func TestNewValidatesOptions(t *testing.T) {
 			t.Errorf("%s: New accepted %+v", name, o)
 		}
 	}
-	c, err := client.New(t.Context(), client.Options{Addr: "localhost:1"})
+	c, err := client.New(t.Context(), client.Config{Addr: "localhost:1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -473,7 +473,7 @@ func TestNoReloginWithoutUsernameOrExpiry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	withToken, cnt2 := newClient(t, b, client.Options{Token: sess.Token})
+	withToken, cnt2 := newClient(t, b, client.Config{Token: sess.Token})
 	cnt2.inject = func(_ context.Context, method string, _ int, _ []grpc.CallOption) error {
 		if method == "IssueCartoToken" {
 			return status.Error(codes.Unauthenticated, "session token expired")
@@ -524,7 +524,7 @@ func TestRevoke(t *testing.T) {
 	if _, err := c.Revoke(t.Context(), client.RevokeSession()); err != nil {
 		t.Fatal(err)
 	}
-	other, _ := newClient(t, b, client.Options{Token: sess.Token})
+	other, _ := newClient(t, b, client.Config{Token: sess.Token})
 	_, err = other.CartoToken(t.Context())
 	wantCode(t, err, codes.Unauthenticated)
 	logins := cnt.count("Login")
@@ -540,7 +540,7 @@ func TestRevoke(t *testing.T) {
 	wantCode(t, err, codes.InvalidArgument)
 	_, err = c.Revoke(t.Context(), client.RevokeCartoToken(""))
 	wantCode(t, err, codes.InvalidArgument)
-	anon, _ := newClient(t, b, client.Options{})
+	anon, _ := newClient(t, b, client.Config{})
 	_, err = anon.Revoke(t.Context(), client.RevokeSession())
 	wantCode(t, err, codes.FailedPrecondition)
 	_, err = anon.Login(t.Context())
@@ -555,14 +555,14 @@ func TestCredentialsNeverInErrors(t *testing.T) {
 	t.Parallel()
 	b := startBroker(t, nil)
 	const password = "Wr0ng-Passw0rd-s3cret"
-	bad, _ := newClient(t, b, client.Options{Username: brokertest.BostonUser, Password: password})
+	bad, _ := newClient(t, b, client.Config{Username: brokertest.BostonUser, Password: password})
 	_, err := bad.CartoToken(t.Context())
 	wantCode(t, err, codes.Unauthenticated)
 	var msgs []string
 	msgs = append(msgs, err.Error())
 
 	const token = "not-a-session-t0ken-s3cret"
-	withToken, _ := newClient(t, b, client.Options{Token: token})
+	withToken, _ := newClient(t, b, client.Config{Token: token})
 	_, err = withToken.CartoToken(t.Context())
 	wantCode(t, err, codes.Unauthenticated)
 	msgs = append(msgs, err.Error())

@@ -6,7 +6,7 @@
 // API access token of its group and keeps it until shortly before it
 // expires, so callers may ask for it on every request:
 //
-//	c, err := client.New(ctx, client.Options{
+//	c, err := client.New(ctx, client.Config{
 //		Addr:     "localhost:9090",
 //		Username: "user.boston@acme.com",
 //		Password: password,
@@ -23,13 +23,13 @@
 //
 // # Credentials
 //
-// The bearer (a session made by [Client.Login], or [Options.Token]) is
+// The bearer (a session made by [Client.Login], or [Config.Token]) is
 // attached to each call as `authorization: Bearer <token>` through a
 // [google.golang.org/grpc/credentials.PerRPCCredentials] that does not require
 // transport security, so that a broker on loopback can be reached in
-// plaintext. Across a network, set [Options.TLS]: without it the bearer is
+// plaintext. Across a network, set [Config.TLS]: without it the bearer is
 // readable on the wire. A service that authenticates with a client
-// certificate sets [Options.TLS] with Certificates and [Options.Group], and
+// certificate sets [Config.TLS] with Certificates and [Config.Group], and
 // no bearer.
 //
 // Credentials are never logged by this package and never appear in the
@@ -43,7 +43,7 @@
 // [google.golang.org/grpc/status.Code] work on them. Errors the client
 // detects itself (a revoke target that is empty, say) are statuses too, with
 // messages starting "client:". Calls that fail UNAVAILABLE are retried (see
-// [Options.MaxRetries]) within the deadline of the caller's context; no
+// [Config.MaxRetries]) within the deadline of the caller's context; no
 // other code is retried. A call made with a session from Login that fails
 // UNAUTHENTICATED because the session expired logs in again once and is
 // retried.

@@ -33,7 +33,7 @@ func TestMain(m *testing.M) {
 
 func ExampleClient_CartoToken() {
 	ctx := context.Background()
-	c, err := client.New(ctx, client.Options{
+	c, err := client.New(ctx, client.Config{
 		Addr:     brokerAddr, // e.g. "localhost:9090"
 		Username: brokertest.BostonUser,
 		Password: brokertest.BostonPassword,
@@ -62,7 +62,7 @@ func ExampleClient_CartoToken() {
 
 func ExampleClient_Revoke() {
 	ctx := context.Background()
-	c, err := client.New(ctx, client.Options{
+	c, err := client.New(ctx, client.Config{
 		Addr:     brokerAddr,
 		Username: brokertest.NYUser,
 		Password: brokertest.NYPassword,
@@ -97,7 +97,7 @@ func ExampleNew_withToken() {
 	ctx := context.Background()
 
 	// Some other party logs in and hands over its session token ...
-	login, err := client.New(ctx, client.Options{
+	login, err := client.New(ctx, client.Config{
 		Addr:     brokerAddr,
 		Username: brokertest.NYUser,
 		Password: brokertest.NYPassword,
@@ -113,7 +113,7 @@ func ExampleNew_withToken() {
 
 	// ... which a client uses as its bearer. It cannot log in again by
 	// itself: when the token expires, its calls fail UNAUTHENTICATED.
-	c, err := client.New(ctx, client.Options{Addr: brokerAddr, Token: sess.Token})
+	c, err := client.New(ctx, client.Config{Addr: brokerAddr, Token: sess.Token})
 	if err != nil {
 		log.Fatal(err)
 	}

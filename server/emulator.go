@@ -44,7 +44,7 @@ func runEmulator(ctx context.Context, args []string, env func(string) (string, b
 	if *publicURL == "" {
 		*publicURL = base
 	}
-	sim, err := cartosim.New(cartosim.Options{ClientID: id, ClientSecret: secret, PublicURL: *publicURL, OAuthTTL: *oauthTTL})
+	sim, err := cartosim.New(cartosim.Config{ClientID: id, ClientSecret: secret, PublicURL: *publicURL, OAuthTTL: *oauthTTL})
 	if err != nil {
 		ln.Close()
 		return err

@@ -53,7 +53,7 @@ type emulator struct {
 
 func startEmulator(t *testing.T) *emulator {
 	t.Helper()
-	sim, err := cartosim.New(cartosim.Options{ClientID: "proc-client", ClientSecret: "proc-client-secret"})
+	sim, err := cartosim.New(cartosim.Config{ClientID: "proc-client", ClientSecret: "proc-client-secret"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -40,7 +40,7 @@ func coldBurst(ctx context.Context, o options) (burstResult, error) {
 		return burstResult{}, fmt.Errorf("redis-server: %w", err)
 	}
 	defer rs.Kill()
-	sim, err := cartosim.New(cartosim.Options{ClientID: "bench", ClientSecret: "bench-secret"})
+	sim, err := cartosim.New(cartosim.Config{ClientID: "bench", ClientSecret: "bench-secret"})
 	if err != nil {
 		return burstResult{}, err
 	}

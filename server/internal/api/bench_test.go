@@ -28,7 +28,7 @@ func (instantUpstream) Delete(context.Context, string) error { return nil }
 // writer), the answer.
 func BenchmarkIssueCartoTokenHit(b *testing.B) {
 	ref := policy.Reference()
-	pols, _ := policy.NewSet(nil, &ref)
+	pols, _ := policy.NewSet(policy.SetConfig{Default: &ref})
 	cache := tokencache.New(tokencache.Config{Store: tokencache.NewMemory(nil), Upstream: instantUpstream{}})
 	svc := NewService(Config{Broker: broker.New(broker.Config{Policies: pols, Cache: cache}), Logger: slog.New(slog.DiscardHandler),
 		Audit: audit.New(slog.NewJSONHandler(io.Discard, nil))})

@@ -77,10 +77,10 @@ func (s *Service) Login(ctx context.Context, req *tokenbrokerv1.LoginRequest) (*
 	addr := clientAddr(ctx)
 	if err := checkLengths(req); err != nil {
 		// The audit log keeps a bounded prefix of the username.
-		return nil, s.fail(ctx, audit.Event{Action: "login", Kind: string(auth.KindUser), Subject: req.GetUsername(), Addr: addr}, err)
+		return nil, s.fail(ctx, audit.Event{Action: audit.ActionLogin, Kind: string(auth.KindUser), Subject: req.GetUsername(), Addr: addr}, err)
 	}
 	sess, err := s.broker.Login(ctx, req.GetUsername(), req.GetPassword(), addr)
-	ev := audit.Event{Action: "login", Kind: string(auth.KindUser), Subject: auth.NormalizeUsername(req.GetUsername()), Group: sess.Group, Addr: addr}
+	ev := audit.Event{Action: audit.ActionLogin, Kind: string(auth.KindUser), Subject: auth.NormalizeUsername(req.GetUsername()), Group: sess.Group, Addr: addr}
 	if err != nil {
 		if errors.Is(err, auth.ErrBusy) {
 			ev.Detail = "shed" // not checked at all: the broker was busy
@@ -102,10 +102,10 @@ func (s *Service) IssueCartoToken(ctx context.Context, req *tokenbrokerv1.IssueC
 		return nil, err
 	}
 	if err := checkLengths(req); err != nil {
-		return nil, s.fail(ctx, s.event(ctx, "issue", p), err)
+		return nil, s.fail(ctx, s.event(ctx, audit.ActionIssue, p), err)
 	}
 	t, err := s.broker.IssueCartoToken(ctx, p, req.GetGroup())
-	ev := s.event(ctx, "issue", p)
+	ev := s.event(ctx, audit.ActionIssue, p)
 	if req.GetGroup() != "" {
 		ev.Group = req.GetGroup()
 	}
@@ -154,9 +154,9 @@ func (s *Service) RevokeToken(ctx context.Context, req *tokenbrokerv1.RevokeToke
 		return nil, err
 	}
 	if err := checkLengths(req); err != nil {
-		return nil, s.fail(ctx, s.event(ctx, "revoke", p), err)
+		return nil, s.fail(ctx, s.event(ctx, audit.ActionRevoke, p), err)
 	}
-	ev := s.event(ctx, "revoke", p)
+	ev := s.event(ctx, audit.ActionRevoke, p)
 	var until time.Time
 	count := 0
 	switch t := req.GetTarget().(type) {
@@ -193,9 +193,9 @@ func (s *Service) ListTokens(ctx context.Context, req *tokenbrokerv1.ListTokensR
 		return nil, err
 	}
 	if err := checkLengths(req); err != nil {
-		return nil, s.fail(ctx, s.event(ctx, "list", p), err)
+		return nil, s.fail(ctx, s.event(ctx, audit.ActionList, p), err)
 	}
-	ev := s.event(ctx, "list", p)
+	ev := s.event(ctx, audit.ActionList, p)
 	ev.Group = req.GetGroup()
 	held, err := s.broker.ListTokens(ctx, p, req.GetGroup())
 	if err != nil {
@@ -228,12 +228,12 @@ func mask(tok string) string {
 }
 
 // event starts the audit event of a call by p.
-func (s *Service) event(ctx context.Context, action string, p auth.Principal) audit.Event {
+func (s *Service) event(ctx context.Context, action audit.Action, p auth.Principal) audit.Event {
 	return audit.Event{Action: action, Kind: string(p.Kind), Subject: p.Subject, Group: p.Group, Addr: clientAddr(ctx)}
 }
 
 func (s *Service) ok(ctx context.Context, ev audit.Event) {
-	ev.Outcome, ev.Code = "success", codes.OK.String()
+	ev.Outcome, ev.Code = audit.OutcomeSuccess, codes.OK.String()
 	s.record(ctx, ev)
 }
 
@@ -244,8 +244,8 @@ func (s *Service) record(ctx context.Context, ev audit.Event) {
 		return
 	}
 	switch ev.Action {
-	case "login":
-		outcome := ev.Outcome
+	case audit.ActionLogin:
+		outcome := string(ev.Outcome)
 		if ev.Code == codes.ResourceExhausted.String() {
 			outcome = "locked_out"
 			if ev.Detail == "shed" {
@@ -253,12 +253,12 @@ func (s *Service) record(ctx context.Context, ev audit.Event) {
 			}
 		}
 		s.rec.Login(outcome)
-	case "issue":
-		if ev.Outcome == "success" {
+	case audit.ActionIssue:
+		if ev.Outcome == audit.OutcomeSuccess {
 			s.rec.Issued(ev.Detail == "mint")
 		}
-	case "revoke":
-		s.rec.Revoked(ev.Detail, ev.Outcome)
+	case audit.ActionRevoke:
+		s.rec.Revoked(ev.Detail, string(ev.Outcome))
 	}
 }
 
@@ -269,13 +269,13 @@ func (s *Service) fail(ctx context.Context, ev audit.Event, err error) error {
 	ev.Code = code.String()
 	switch code {
 	case codes.Unauthenticated:
-		ev.Outcome = "failure"
+		ev.Outcome = audit.OutcomeFailure
 	case codes.PermissionDenied, codes.NotFound, codes.ResourceExhausted:
-		ev.Outcome = "denied"
+		ev.Outcome = audit.OutcomeDenied
 	case codes.InvalidArgument:
-		ev.Outcome = "invalid"
+		ev.Outcome = audit.OutcomeInvalid
 	default:
-		ev.Outcome = "error"
+		ev.Outcome = audit.OutcomeError
 	}
 	s.record(ctx, ev)
 	return st

@@ -123,7 +123,7 @@ func (s *headerStream) SetHeader(md metadata.MD) error {
 func TestStatusCallerMessageSurvivesWrapping(t *testing.T) {
 	ctx := context.Background()
 	b := broker.New(broker.Config{})
-	router, err := auth.NewRouter(nil)
+	router, err := auth.NewRouter(auth.RouterConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,7 +27,7 @@ func (a *App) startEmulator() (emulator, error) {
 	}
 	base := "http://" + ln.Addr().String()
 	id, secret := cartosim.NewClient()
-	sim, err := cartosim.New(cartosim.Options{ClientID: id, ClientSecret: secret, PublicURL: base})
+	sim, err := cartosim.New(cartosim.Config{ClientID: id, ClientSecret: secret, PublicURL: base})
 	if err != nil {
 		ln.Close()
 		return emulator{}, err

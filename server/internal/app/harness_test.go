@@ -92,7 +92,7 @@ func startBrokerOpts(t *testing.T, env map[string]string, opts ...app.Option) *b
 // startBrokerWith starts the broker with its own TOKENBROKER_CONFIG.
 func startBrokerWith(t *testing.T, configYAML string, env map[string]string, opts ...app.Option) *broker {
 	t.Helper()
-	sim, err := cartosim.New(cartosim.Options{ClientID: "e2e-client", ClientSecret: "e2e-client-secret"})
+	sim, err := cartosim.New(cartosim.Config{ClientID: "e2e-client", ClientSecret: "e2e-client-secret"})
 	if err != nil {
 		t.Fatal(err)
 	}

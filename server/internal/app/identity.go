@@ -55,7 +55,7 @@ func (a *App) newIdentity(ctx context.Context) (identity, error) {
 		}
 		verifiers = append(verifiers, v)
 	}
-	authn, err := auth.NewRouter(auth.RevocationsFunc(a.cache.SessionRevoked), verifiers...)
+	authn, err := auth.NewRouter(auth.RouterConfig{Verifiers: verifiers, Revocations: auth.RevocationsFunc(a.cache.SessionRevoked)})
 	if err != nil {
 		return identity{}, err
 	}

@@ -14,13 +14,38 @@ import (
 	"unicode/utf8"
 )
 
+// Action is what an event records.
+type Action string
+
+// Actions.
+const (
+	ActionLogin  Action = "login"
+	ActionIssue  Action = "issue"  // a CARTO token handed out
+	ActionRevoke Action = "revoke" // a session, a CARTO token or a group's tokens
+	ActionList   Action = "list"   // the CARTO tokens held
+)
+
+// Outcome is how an action ended, from the gRPC code answered.
+type Outcome string
+
+// Outcomes.
+const (
+	OutcomeSuccess Outcome = "success"
+	// OutcomeFailure: unauthenticated (bad credentials or token).
+	OutcomeFailure Outcome = "failure"
+	// OutcomeDenied: permission denied, not found, or resource exhausted (a
+	// lockout included).
+	OutcomeDenied Outcome = "denied"
+	// OutcomeInvalid: a malformed request.
+	OutcomeInvalid Outcome = "invalid"
+	// OutcomeError: anything else, such as CARTO or the store failing.
+	OutcomeError Outcome = "error"
+)
+
 // Event is one audited action.
 type Event struct {
-	Action string // login, issue, revoke, list
-	// Outcome is success; failure (unauthenticated: bad credentials or
-	// token); denied (permission denied, not found, or resource exhausted,
-	// a lockout included); invalid (a malformed request); or error.
-	Outcome string
+	Action  Action
+	Outcome Outcome
 	Code    string // the gRPC code answered
 	Kind    string // user, idp, service; empty when the caller is unknown
 	Subject string // username, IdP subject or service name (the attempted username for a failed login)
@@ -48,8 +73,8 @@ func Discard() *Logger { return New(slog.DiscardHandler) }
 func (a *Logger) Log(ctx context.Context, e Event) {
 	attrs := make([]slog.Attr, 0, 11)
 	attrs = append(attrs,
-		slog.String("action", truncate(e.Action)),
-		slog.String("outcome", truncate(e.Outcome)),
+		slog.String("action", truncate(string(e.Action))),
+		slog.String("outcome", truncate(string(e.Outcome))),
 		slog.String("code", truncate(e.Code)),
 	)
 	add := func(k, v string) {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tokenbroker/tokenbroker/server/internal/auth"
+	"github.com/tokenbroker/tokenbroker/server/internal/clocktest"
 	"github.com/tokenbroker/tokenbroker/server/internal/tokencache"
 	"github.com/tokenbroker/tokenbroker/server/internal/tokencache/storetest"
 )
@@ -23,36 +24,13 @@ func TestAttackConcurrentReservationsOutrunLockout(t *testing.T) {
 	for name, counters := range storetest.Replicas(t) {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
-			var now atomic.Pointer[time.Time]
-			start := time.Date(2026, 11, 23, 10, 1, 0, 0, time.UTC)
-			now.Store(&start)
-			clock := func() time.Time { return *now.Load() }
+			clock := clocktest.At(time.Date(2026, 11, 23, 10, 1, 0, 0, time.UTC))
 			var guards [2]*auth.Guard
 			for i, c := range counters {
-				guards[i] = auth.NewGuard(auth.GuardConfig{Counter: c, MaxUserFailures: limit, MaxAddrFailures: 2 * limit, Now: clock})
+				guards[i] = auth.NewGuard(auth.GuardConfig{Counter: c, MaxUserFailures: limit, MaxAddrFailures: 2 * limit, Now: clock.Now})
 			}
-			// reserveAll sends n reservations at once, alternating replicas,
-			// and returns the attempts that got through: each would check a
-			// password. None is released: each counts as a failure.
 			reserveAll := func(n int, user func(i int) string, addr func(i int) string) int {
-				var wg sync.WaitGroup
-				var got atomic.Int64
-				gate := make(chan struct{})
-				for i := range n {
-					wg.Go(func() {
-						<-gate
-						_, err := guards[i%2].Reserve(ctx, user(i), addr(i))
-						switch {
-						case err == nil:
-							got.Add(1)
-						case !errors.Is(err, auth.ErrTooManyAttempts):
-							t.Errorf("reserve: %v", err)
-						}
-					})
-				}
-				close(gate)
-				wg.Wait()
-				return int(got.Load())
+				return reserveAtOnce(t, guards, n, user, addr)
 			}
 
 			// One username, from as many addresses as attackers.
@@ -90,8 +68,7 @@ func TestAttackConcurrentReservationsOutrunLockout(t *testing.T) {
 			}
 
 			// The window ends: the owner gets in.
-			next := start.Add(15 * time.Minute)
-			now.Store(&next)
+			clock.Advance(15 * time.Minute)
 			a, err = guards[0].Reserve(ctx, "victim@acme.com", "192.0.2.1:1")
 			if err != nil {
 				t.Fatalf("the owner after the window: %v", err)
@@ -101,6 +78,30 @@ func TestAttackConcurrentReservationsOutrunLockout(t *testing.T) {
 			}
 		})
 	}
+}
+
+// reserveAtOnce sends n reservations at once, alternating the guards (two
+// replicas), and returns the attempts that got through: each would check a
+// password. None is released: each counts as a failure.
+func reserveAtOnce(t *testing.T, guards [2]*auth.Guard, n int, user func(i int) string, addr func(i int) string) int {
+	var wg sync.WaitGroup
+	var got atomic.Int64
+	gate := make(chan struct{})
+	for i := range n {
+		wg.Go(func() {
+			<-gate
+			_, err := guards[i%2].Reserve(context.Background(), user(i), addr(i))
+			switch {
+			case err == nil:
+				got.Add(1)
+			case !errors.Is(err, auth.ErrTooManyAttempts):
+				t.Errorf("reserve: %v", err)
+			}
+		})
+	}
+	close(gate)
+	wg.Wait()
+	return int(got.Load())
 }
 
 // Finding 1: a refused attempt extends nothing, and an attempt whose password

@@ -15,6 +15,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/tokenbroker/tokenbroker/server/internal/clocktest"
 	"github.com/tokenbroker/tokenbroker/server/internal/idptest"
 	"github.com/tokenbroker/tokenbroker/server/internal/tokencache"
 )
@@ -22,17 +23,16 @@ import (
 // routerOverStore wires revocation as the broker does: a Router over the
 // verifiers, asking a tokencache.Cache loaded from store, all on clock.
 // Called again over the same store, it is a restarted broker.
-func routerOverStore(t *testing.T, clock *rkClock, store tokencache.Store, verifiers ...Verifier) (*Router, *tokencache.Cache) {
+func routerOverStore(t *testing.T, clock *clocktest.Clock, store tokencache.Store, verifiers ...Verifier) (*Router, *tokencache.Cache) {
 	t.Helper()
 	cache := tokencache.New(tokencache.Config{Store: store, Now: clock.Now})
 	if err := cache.Load(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	r, err := NewRouter(RevocationsFunc(cache.SessionRevoked), verifiers...)
+	r, err := NewRouter(RouterConfig{Verifiers: verifiers, Revocations: RevocationsFunc(cache.SessionRevoked), Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.now = clock.Now
 	return r, cache
 }
 
@@ -64,7 +64,7 @@ func TestAttackRevokedIdPTokenReencodedSignature(t *testing.T) {
 	// set; ES256: s replaced by n−s (high-s), which verifies as well.
 	for _, alg := range []string{"RS256", "ES256"} {
 		t.Run(alg, func(t *testing.T) {
-			clock := newRKClock()
+			clock := clocktest.New()
 			clock.Set(idpNow)
 			iss := idptest.New(t, alg)
 			idp := newTestIdP(t, iss, IdPConfig{Algorithms: []string{alg}})
@@ -159,8 +159,8 @@ func TestAttackRevokedTokenWithinLeewayAfterExpiry(t *testing.T) {
 		revoked, living string // two tokens with the same exp
 		exp             time.Time
 	}
-	kinds := map[string]func(t *testing.T, clock *rkClock) issued{
-		"session": func(t *testing.T, clock *rkClock) issued {
+	kinds := map[string]func(t *testing.T, clock *clocktest.Clock) issued{
+		"session": func(t *testing.T, clock *clocktest.Clock) issued {
 			s, err := NewSessions(SessionConfig{Keys: HMACKey(testSecret), Issuer: "tokenbroker", Audience: "tokenbroker", TTL: time.Hour, Leeway: leeway, Now: clock.Now})
 			if err != nil {
 				t.Fatal(err)
@@ -175,7 +175,7 @@ func TestAttackRevokedTokenWithinLeewayAfterExpiry(t *testing.T) {
 			}
 			return issued{s, revoked, living, exp}
 		},
-		"IdP token": func(t *testing.T, clock *rkClock) issued {
+		"IdP token": func(t *testing.T, clock *clocktest.Clock) issued {
 			iss := idptest.New(t, "ES256")
 			idp := newTestIdP(t, iss, IdPConfig{Algorithms: []string{"ES256"}, Leeway: leeway, Now: clock.Now})
 			// idpClaims: iat now, exp in an hour.
@@ -185,7 +185,7 @@ func TestAttackRevokedTokenWithinLeewayAfterExpiry(t *testing.T) {
 	for kind, issue := range kinds {
 		for _, after := range []time.Duration{3 * time.Second, 28 * time.Second} {
 			t.Run(kind+" at exp+"+after.String(), func(t *testing.T) {
-				clock := newRKClock()
+				clock := clocktest.New()
 				clock.Set(idpNow)
 				tok := issue(t, clock)
 				r, cache := routerOverStore(t, clock, tokencache.NewMemory(clock.Now), tok.verifier)

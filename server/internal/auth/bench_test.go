@@ -14,7 +14,7 @@ func BenchmarkRouterAuthenticate(b *testing.B) {
 	ctx := context.Background()
 	tok, _, _ := s.Issue(ctx, User{Username: "user.boston@acme.com", Group: "BOSTON"})
 	b.Run("seen before", func(b *testing.B) {
-		r, _ := NewRouter(revoked, s)
+		r, _ := NewRouter(RouterConfig{Verifiers: []Verifier{s}, Revocations: revoked})
 		_, _ = r.Authenticate(ctx, tok)
 		b.ReportAllocs()
 		for b.Loop() {

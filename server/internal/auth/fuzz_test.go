@@ -31,7 +31,7 @@ func FuzzRouterAuthenticate(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	r, err := NewRouter(nil, s)
+	r, err := NewRouter(RouterConfig{Verifiers: []Verifier{s}})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tokenbroker/tokenbroker/server/internal/clocktest"
 )
 
 // windowCounter is a Counter in memory.
@@ -25,8 +27,8 @@ func (w *windowCounter) Count(_ context.Context, name string, at time.Time, wind
 
 func TestGuard(t *testing.T) {
 	var err error
-	now := time.Date(2026, 11, 23, 10, 1, 0, 0, time.UTC)
-	g := NewGuard(GuardConfig{Counter: &windowCounter{m: map[string]int64{}}, MaxUserFailures: 20, MaxAddrFailures: 100, Now: func() time.Time { return now }})
+	clock := clocktest.At(time.Date(2026, 11, 23, 10, 1, 0, 0, time.UTC))
+	g := NewGuard(GuardConfig{Counter: &windowCounter{m: map[string]int64{}}, MaxUserFailures: 20, MaxAddrFailures: 100, Now: clock.Now})
 	ctx := context.Background()
 	// A reserved attempt that is not released counts as a failure.
 	fail := func(user, addr string, n int) {
@@ -72,7 +74,7 @@ func TestGuard(t *testing.T) {
 		t.Fatalf("another /64: %v", err)
 	}
 	// The lockout ends with the window.
-	now = now.Add(15 * time.Minute)
+	clock.Advance(15 * time.Minute)
 	if err := check("user.boston@acme.com", "10.0.0.1:1"); err != nil {
 		t.Fatalf("next window: %v", err)
 	}

@@ -4,15 +4,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -52,9 +48,6 @@ const (
 	// 100 bytes. Anything longer is refused without a lookup, so garbage
 	// kids do not use up the refetch allowance.
 	idpMaxKIDLen = 256
-
-	// idpMaxDiscoveryBody bounds the discovery document read at start.
-	idpMaxDiscoveryBody = 1 << 20
 )
 
 // idpAlgorithms are the algorithms an IdP may be configured with. HMAC is
@@ -124,16 +117,12 @@ type IdPConfig struct {
 // audience, expiry, and the claims that make a Principal. It implements
 // Verifier and is safe for concurrent use.
 type IdP struct {
-	name       string
-	issuer     string
-	groupClaim string
-	groupPath  []string
-	groupRE    *regexp.Regexp
-	adminPath  []string
-	adminValue string
-	leeway     time.Duration
-	parser     *jwt.Parser
-	keys       keyfunc.Keyfunc
+	name   string
+	issuer string
+	claimRules
+	leeway time.Duration
+	parser *jwt.Parser
+	keys   keyfunc.Keyfunc
 }
 
 // NewIdP validates cfg (reporting every problem at once), performs discovery
@@ -200,6 +189,37 @@ func (cfg IdPConfig) Validate() error {
 // newIdP validates cfg, fills in its defaults and builds everything but the
 // key cache.
 func newIdP(cfg *IdPConfig) (*IdP, error) {
+	errs := idpCheckSources(cfg)
+	claims, claimErrs := newClaimRules(cfg)
+	errs = append(errs, claimErrs...)
+	errs = append(errs, idpCheckIntervals(cfg)...)
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: idpDefaultHTTPTimeout, CheckRedirect: idpCheckRedirect}
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &IdP{
+		name:       cfg.Name,
+		issuer:     cfg.Issuer,
+		claimRules: claims,
+		leeway:     cfg.Leeway,
+		// Only configured asymmetric algorithms: "none" and HS* are refused
+		// before any key lookup or network access.
+		parser: strictParser(cfg.Algorithms, cfg.Issuer, cfg.Audience, cfg.Leeway, cfg.Now),
+	}, nil
+}
+
+// idpCheckSources checks where the tokens and keys come from and what the
+// tokens must name: issuer, JWKS URL, audience and algorithms (RS256 if
+// none).
+func idpCheckSources(cfg *IdPConfig) []error {
 	var errs []error
 	if err := idpCheckURL(cfg.Issuer); err != nil {
 		errs = append(errs, fmt.Errorf("issuer: %w", err))
@@ -225,28 +245,13 @@ func newIdP(cfg *IdPConfig) (*IdP, error) {
 			errs = append(errs, fmt.Errorf("algorithm %q is not supported (want one of %s)", a, strings.Join(idpAlgorithms, ", ")))
 		}
 	}
-	if cfg.GroupClaim == "" {
-		cfg.GroupClaim = idpDefaultGroupClaim
-	}
-	groupPath, err := idpClaimPath(cfg.GroupClaim)
-	if err != nil {
-		errs = append(errs, fmt.Errorf("group claim: %w", err))
-	}
-	var groupRE *regexp.Regexp
-	if cfg.GroupMatch != "" {
-		if groupRE, err = regexp.Compile(cfg.GroupMatch); err != nil {
-			errs = append(errs, fmt.Errorf("group match: %w", err))
-		}
-	}
-	var adminPath []string
-	switch {
-	case (cfg.AdminClaim == "") != (cfg.AdminValue == ""):
-		errs = append(errs, errors.New("admin claim and admin value must be set together"))
-	case cfg.AdminClaim != "":
-		if adminPath, err = idpClaimPath(cfg.AdminClaim); err != nil {
-			errs = append(errs, fmt.Errorf("admin claim: %w", err))
-		}
-	}
+	return errs
+}
+
+// idpCheckIntervals fills in the default leeway and refresh intervals and
+// checks them.
+func idpCheckIntervals(cfg *IdPConfig) []error {
+	var errs []error
 	if cfg.Leeway == 0 {
 		cfg.Leeway = idpDefaultLeeway
 	}
@@ -265,73 +270,7 @@ func newIdP(cfg *IdPConfig) (*IdP, error) {
 	if cfg.UnknownKIDInterval < 0 {
 		errs = append(errs, fmt.Errorf("unknown-kid refetch interval %s must be positive", cfg.UnknownKIDInterval))
 	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{Timeout: idpDefaultHTTPTimeout, CheckRedirect: idpCheckRedirect}
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	return &IdP{
-		name:       cfg.Name,
-		issuer:     cfg.Issuer,
-		groupClaim: cfg.GroupClaim,
-		groupPath:  groupPath,
-		groupRE:    groupRE,
-		adminPath:  adminPath,
-		adminValue: cfg.AdminValue,
-		leeway:     cfg.Leeway,
-		// Only configured asymmetric algorithms: "none" and HS* are refused
-		// before any key lookup or network access.
-		parser: strictParser(cfg.Algorithms, cfg.Issuer, cfg.Audience, cfg.Leeway, cfg.Now),
-	}, nil
-}
-
-// idpDiscover reads the IdP's discovery document and returns its jwks_uri.
-func idpDiscover(ctx context.Context, cfg *IdPConfig) (string, error) {
-	// OIDC Discovery §4: a trailing slash of the issuer is not doubled.
-	u := strings.TrimSuffix(cfg.Issuer, "/") + "/.well-known/openid-configuration"
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return "", fmt.Errorf("discovery at %s: %w", u, err)
-	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := cfg.HTTPClient.Do(req)
-	if err != nil {
-		return "", fmt.Errorf("discovery at %s: %w", u, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("discovery at %s: HTTP status %d", u, resp.StatusCode)
-	}
-	var doc struct {
-		Issuer  string   `json:"issuer"`
-		JWKSURI string   `json:"jwks_uri"`
-		Algs    []string `json:"id_token_signing_alg_values_supported"`
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, idpMaxDiscoveryBody)).Decode(&doc); err != nil {
-		return "", fmt.Errorf("discovery at %s: %w", u, err)
-	}
-	// OIDC Discovery §4.3: the issuer must be exactly the configured one, or
-	// the document (and its keys) may belong to someone else.
-	if doc.Issuer != cfg.Issuer {
-		return "", fmt.Errorf("discovery at %s names issuer %q, want exactly %q", u, doc.Issuer, cfg.Issuer)
-	}
-	if err := idpCheckURL(doc.JWKSURI); err != nil {
-		return "", fmt.Errorf("discovery at %s: jwks_uri: %w", u, err)
-	}
-	// The list is about ID tokens; access tokens may differ, so a mismatch
-	// is only worth a warning.
-	if len(doc.Algs) > 0 && !slices.ContainsFunc(cfg.Algorithms, func(a string) bool { return slices.Contains(doc.Algs, a) }) {
-		cfg.Logger.WarnContext(ctx, "identity provider advertises none of the configured algorithms",
-			"idp", cfg.Name, "configured", cfg.Algorithms, "advertised", doc.Algs)
-	}
-	return doc.JWKSURI, nil
+	return errs
 }
 
 // Issuer implements Verifier.
@@ -397,116 +336,6 @@ func (p *IdP) keyfunc(ctx context.Context) jwt.Keyfunc {
 		}
 		return lookup(t)
 	}
-}
-
-// group extracts the principal's group from the configured claim.
-func (p *IdP) group(claims jwt.MapClaims) (string, bool) {
-	for _, v := range idpClaimStrings(claims, p.groupPath) {
-		if p.groupRE == nil {
-			return v, v != ""
-		}
-		m := p.groupRE.FindStringSubmatch(v)
-		switch {
-		case m == nil:
-			continue
-		case len(m) > 1 && m[1] != "":
-			return m[1], true
-		case len(m) == 1 && v != "":
-			return v, true
-		}
-	}
-	return "", false
-}
-
-// admin reports whether the admin claim contains the admin value.
-func (p *IdP) admin(claims jwt.MapClaims) bool {
-	return p.adminPath != nil && slices.Contains(idpClaimStrings(claims, p.adminPath), p.adminValue)
-}
-
-// idpClaimStrings returns the string values at path: the string itself, or the
-// string elements of a list, in order. Anything else yields nothing.
-func idpClaimStrings(claims jwt.MapClaims, path []string) []string {
-	var v any = map[string]any(claims)
-	for _, name := range path {
-		m, ok := v.(map[string]any)
-		if !ok {
-			return nil
-		}
-		if v, ok = m[name]; !ok {
-			return nil
-		}
-	}
-	switch v := v.(type) {
-	case string:
-		return []string{v}
-	case []any:
-		out := make([]string, 0, len(v))
-		for _, e := range v {
-			if s, ok := e.(string); ok {
-				out = append(out, s)
-			}
-		}
-		return out
-	}
-	return nil
-}
-
-// idpClaimPath splits a dot path such as "realm_access.roles".
-func idpClaimPath(s string) ([]string, error) {
-	path := strings.Split(s, ".")
-	if slices.Contains(path, "") {
-		return nil, fmt.Errorf("%q is not a dot path such as realm_access.roles", s)
-	}
-	return path, nil
-}
-
-// idpCheckURL accepts an absolute https URL with a host, or an http one whose
-// host is loopback (a local test IdP). Plain http to anywhere else would let
-// anyone on the path replace the discovery document or the keys, and so sign
-// tokens the broker accepts.
-func idpCheckURL(s string) error {
-	if s == "" {
-		return errors.New("required")
-	}
-	u, err := url.Parse(s)
-	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-		return fmt.Errorf("%q is not an absolute https URL", s)
-	}
-	if u.Scheme == "http" && !isLoopback(u.Hostname()) {
-		return fmt.Errorf("%q is plain http: use https (http is accepted only for a loopback host: 127.0.0.0/8, ::1, localhost)", s)
-	}
-	return nil
-}
-
-// isLoopback reports whether host (no port, no brackets) is a loopback
-// address or localhost.
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
-// idpCheckRedirect holds a redirect to the rules of a configured URL, so an
-// https discovery or JWKS URL cannot be downgraded to plain http.
-func idpCheckRedirect(req *http.Request, via []*http.Request) error {
-	if len(via) >= 10 {
-		return errors.New("stopped after 10 redirects")
-	}
-	if err := idpCheckURL(req.URL.String()); err != nil {
-		return fmt.Errorf("redirect: %w", err)
-	}
-	return nil
-}
-
-// idpHTTPTimeout is the deadline keyfunc puts on a background JWKS fetch: the
-// client's own timeout when it has one.
-func idpHTTPTimeout(c *http.Client) time.Duration {
-	if c.Timeout > 0 {
-		return c.Timeout
-	}
-	return idpDefaultHTTPTimeout
 }
 
 // idpSessionID identifies a verified IdP token for revocation: its jti,

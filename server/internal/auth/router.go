@@ -52,11 +52,24 @@ const (
 	verifiedMax = 100_000
 )
 
-// NewRouter returns a Router over verifiers with distinct issuers.
-func NewRouter(revoked Revocations, verifiers ...Verifier) (*Router, error) {
-	r := &Router{verifiers: make(map[string]Verifier, len(verifiers)), revoked: revoked, now: time.Now,
+// RouterConfig configures a Router.
+type RouterConfig struct {
+	// Verifiers verify the tokens of their issuers, which must be distinct.
+	Verifiers []Verifier
+	// Revocations, if not nil, refuses revoked sessions, whatever their issuer.
+	Revocations Revocations
+	// Now is the clock of the verified tokens' cache; time.Now if nil.
+	Now func() time.Time
+}
+
+// NewRouter returns a Router over cfg.Verifiers.
+func NewRouter(cfg RouterConfig) (*Router, error) {
+	r := &Router{verifiers: make(map[string]Verifier, len(cfg.Verifiers)), revoked: cfg.Revocations, now: cfg.Now,
 		verified: make(map[[sha256.Size]byte]verifiedEntry)}
-	for _, v := range verifiers {
+	if r.now == nil {
+		r.now = time.Now
+	}
+	for _, v := range cfg.Verifiers {
 		if _, dup := r.verifiers[v.Issuer()]; dup {
 			return nil, fmt.Errorf("two token verifiers for issuer %q", v.Issuer())
 		}

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/tokenbroker/tokenbroker/server/internal/clocktest"
 )
 
 // stubVerifier accepts the token "ok" for its issuer.
@@ -18,7 +20,10 @@ func (s stubVerifier) Verify(_ context.Context, tok string) (Principal, error) {
 }
 
 func TestRouterRoutesByIssuer(t *testing.T) {
-	r, err := NewRouter(fakeRevocations{"idp:https://revoked.example": true}, stubVerifier{"https://a.example"}, stubVerifier{"https://revoked.example"})
+	r, err := NewRouter(RouterConfig{
+		Verifiers:   []Verifier{stubVerifier{"https://a.example"}, stubVerifier{"https://revoked.example"}},
+		Revocations: fakeRevocations{"idp:https://revoked.example": true},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,11 +43,14 @@ func TestRouterRoutesByIssuer(t *testing.T) {
 			t.Errorf("%s: %v, want ErrUnauthenticated", name, err)
 		}
 	}
-	down, _ := NewRouter(RevocationsFunc(func(context.Context, string) (bool, error) { return false, errors.New("store down") }), stubVerifier{"https://a.example"})
+	down, _ := NewRouter(RouterConfig{
+		Verifiers:   []Verifier{stubVerifier{"https://a.example"}},
+		Revocations: RevocationsFunc(func(context.Context, string) (bool, error) { return false, errors.New("store down") }),
+	})
 	if _, err := down.Authenticate(context.Background(), tok("https://a.example")); !errors.Is(err, ErrRevocationUnavailable) {
 		t.Fatalf("revocations unreadable: %v, want ErrRevocationUnavailable (fail closed)", err)
 	}
-	if _, err := NewRouter(nil, stubVerifier{"x"}, stubVerifier{"x"}); err == nil {
+	if _, err := NewRouter(RouterConfig{Verifiers: []Verifier{stubVerifier{"x"}, stubVerifier{"x"}}}); err == nil {
 		t.Fatal("two verifiers for one issuer accepted")
 	}
 }
@@ -63,14 +71,17 @@ func (c *countingVerifier) Verify(_ context.Context, tok string) (Principal, err
 }
 
 func TestRouterRemembersVerifiedTokens(t *testing.T) {
-	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
-	v := &countingVerifier{exp: now.Add(time.Hour)}
+	clock := clocktest.New()
+	v := &countingVerifier{exp: clock.Now().Add(time.Hour)}
 	revoked := map[string]bool{}
-	r, err := NewRouter(RevocationsFunc(func(_ context.Context, id string) (bool, error) { return revoked[id], nil }), v)
+	r, err := NewRouter(RouterConfig{
+		Verifiers:   []Verifier{v},
+		Revocations: RevocationsFunc(func(_ context.Context, id string) (bool, error) { return revoked[id], nil }),
+		Now:         clock.Now,
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.now = func() time.Time { return now }
 	tok := "e30." + b64(`{"iss":"https://a.example"}`) + ".sig"
 	for range 5 {
 		if _, err := r.Authenticate(context.Background(), tok); err != nil {
@@ -87,14 +98,13 @@ func TestRouterRemembersVerifiedTokens(t *testing.T) {
 	}
 	revoked["sid-"+tok] = false
 	// An entry lasts at most verifiedTTL, then the token is verified again.
-	now = now.Add(verifiedTTL)
+	clock.Advance(verifiedTTL)
 	_, _ = r.Authenticate(context.Background(), tok)
 	if v.n != 2 {
 		t.Fatalf("%d verifications after the entry's lifetime, want 2", v.n)
 	}
 	// Past the token's expiry the verifier decides, not the cache.
-	now = now.Add(2 * time.Hour)
-	v.exp = now.Add(-time.Minute)
+	v.exp = clock.Advance(2 * time.Hour).Add(-time.Minute)
 	_, _ = r.Authenticate(context.Background(), tok)
 	if v.n != 3 {
 		t.Fatalf("an expired token was answered from the cache (%d verifications)", v.n)

@@ -32,7 +32,7 @@ func newTestSessions(t *testing.T, now func() time.Time, rev Revocations) (*Rout
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := NewRouter(rev, s)
+	r, err := NewRouter(RouterConfig{Verifiers: []Verifier{s}, Revocations: rev})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,7 +27,7 @@ func (f *fakeCarto) DeleteToken(context.Context, string) error { return f.delete
 func policies(t *testing.T) *policy.Set {
 	t.Helper()
 	ref := policy.Reference()
-	s, err := policy.NewSet(nil, &ref)
+	s, err := policy.NewSet(policy.SetConfig{Default: &ref})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,7 +48,7 @@ func TestReconcile(t *testing.T) {
 	clock := func() time.Time { return now }
 	boston := policy.Reference()
 	boston.AllowedAPIs = []string{"maps", "sql"}
-	pols, err := policy.NewSet(map[string]policy.Template{"BOSTON": boston}, nil) // no default: other groups have none
+	pols, err := policy.NewSet(policy.SetConfig{Groups: map[string]policy.Template{"BOSTON": boston}}) // no default: other groups have none
 	if err != nil {
 		t.Fatal(err)
 	}

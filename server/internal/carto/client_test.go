@@ -32,7 +32,7 @@ type env struct {
 	clk    *clock
 }
 
-func newEnv(t *testing.T, opts cartosim.Options) *env {
+func newEnv(t *testing.T, opts cartosim.Config) *env {
 	t.Helper()
 	clk := &clock{now: time.Now()}
 	opts.ClientID, opts.ClientSecret = "client-1", secret
@@ -62,7 +62,7 @@ func bostonRequest(expires time.Time) CreateTokenRequest {
 }
 
 func TestCreateListDelete(t *testing.T) {
-	for _, opts := range []cartosim.Options{
+	for _, opts := range []cartosim.Config{
 		{},
 		{CreateStatus: http.StatusCreated, DeleteStatus: http.StatusOK, ListWrapped: true},
 	} {
@@ -97,7 +97,7 @@ func TestCreateListDelete(t *testing.T) {
 }
 
 func TestOneOAuthFetchForConcurrentCalls(t *testing.T) {
-	e := newEnv(t, cartosim.Options{})
+	e := newEnv(t, cartosim.Config{})
 	e.sim.SetFaults(cartosim.Faults{Latency: 50 * time.Millisecond, Scope: cartosim.ScopeOAuth})
 	var wg sync.WaitGroup
 	errs := make(chan error, 50)
@@ -122,7 +122,7 @@ func TestOneOAuthFetchForConcurrentCalls(t *testing.T) {
 // A caller that gives up while the OAuth token is being fetched does not
 // fail the fetch for the others, and does not cause a second one.
 func TestOAuthFetchSurvivesCallerCancel(t *testing.T) {
-	e := newEnv(t, cartosim.Options{})
+	e := newEnv(t, cartosim.Config{})
 	e.sim.SetFaults(cartosim.Faults{Latency: 100 * time.Millisecond, Scope: cartosim.ScopeOAuth})
 	short, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
 	defer cancel()
@@ -141,7 +141,7 @@ func TestOAuthFetchSurvivesCallerCancel(t *testing.T) {
 }
 
 func TestOAuthRefreshAhead(t *testing.T) {
-	e := newEnv(t, cartosim.Options{OAuthTTL: time.Hour})
+	e := newEnv(t, cartosim.Config{OAuthTTL: time.Hour})
 	ctx := context.Background()
 	if _, err := e.client.ListTokens(ctx); err != nil {
 		t.Fatal(err)
@@ -174,7 +174,7 @@ func TestOAuthRefreshAhead(t *testing.T) {
 // clocks disagree). The client drops it and retries once with a new one.
 func TestUnauthorizedRetriesOnceWithNewToken(t *testing.T) {
 	simClock := &clock{now: time.Now()}
-	e := newEnv(t, cartosim.Options{OAuthTTL: time.Hour, Now: simClock.Now})
+	e := newEnv(t, cartosim.Config{OAuthTTL: time.Hour, Now: simClock.Now})
 	ctx := context.Background()
 	if _, err := e.client.ListTokens(ctx); err != nil {
 		t.Fatal(err)
@@ -213,7 +213,7 @@ func TestErrorsAreClassified(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := newEnv(t, cartosim.Options{})
+			e := newEnv(t, cartosim.Config{})
 			e.sim.SetFaults(tt.faults)
 			client := e.client
 			if tt.badKey {

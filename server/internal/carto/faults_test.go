@@ -36,7 +36,7 @@ func concurrently(t *testing.T, n int, wait time.Duration, call func() error) {
 // Finding 10: CARTO answers token creation 429 with Retry-After: 6; every
 // later caller, on this replica or another, used to call it again at once.
 func TestFaultRateLimitedCreateIsPaused(t *testing.T) {
-	e := newEnv(t, cartosim.Options{})
+	e := newEnv(t, cartosim.Config{})
 	store := tokencache.NewMemory(e.clk.Now)
 	cs := replicas(t, e, store, 2)
 	ctx := context.Background()
@@ -95,7 +95,7 @@ func TestFaultRateLimitedCreateIsPaused(t *testing.T) {
 // Finding 10: the OAuth endpoint answers 429 with Retry-After: 6 and no
 // replica has a token; callers used to ask it again at once.
 func TestFaultRateLimitedOAuthIsPaused(t *testing.T) {
-	e := newEnv(t, cartosim.Options{})
+	e := newEnv(t, cartosim.Config{})
 	e.sim.SetFaults(cartosim.Faults{RateLimit: true, RetryAfter: 6 * time.Second, Scope: cartosim.ScopeOAuth})
 	cs := replicas(t, e, tokencache.NewMemory(e.clk.Now), 2)
 	ctx := context.Background()
@@ -128,7 +128,7 @@ func TestFaultRateLimitedOAuthIsPaused(t *testing.T) {
 // Finding 10, without a shared store: the pause holds within one client,
 // and the first call after it is a single probe.
 func TestFaultRateLimitedPauseLocal(t *testing.T) {
-	e := newEnv(t, cartosim.Options{})
+	e := newEnv(t, cartosim.Config{})
 	ctx := context.Background()
 	if _, err := e.client.ListTokens(ctx); err != nil {
 		t.Fatal(err)
@@ -177,7 +177,7 @@ func (p inProcess) RoundTrip(r *http.Request) (*http.Response, error) {
 func TestFaultOAuthRefreshedAheadWithoutCalls(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const lifetime = 5 * time.Minute
-		sim, err := cartosim.New(cartosim.Options{ClientID: "client-1", ClientSecret: secret, OAuthTTL: lifetime})
+		sim, err := cartosim.New(cartosim.Config{ClientID: "client-1", ClientSecret: secret, OAuthTTL: lifetime})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -44,7 +44,7 @@ func (f *flaky) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func flakyClient(t *testing.T, failures int64, status int) (*Client, *flaky, *cartosim.Sim) {
 	t.Helper()
-	sim, err := cartosim.New(cartosim.Options{ClientID: "client-1", ClientSecret: secret})
+	sim, err := cartosim.New(cartosim.Config{ClientID: "client-1", ClientSecret: secret})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +102,7 @@ func TestRetries(t *testing.T) {
 // A Retry-After longer than the caller can or should wait goes back to the
 // caller at once, with its delay.
 func TestLongRetryAfterIsReturned(t *testing.T) {
-	e := newEnv(t, cartosim.Options{})
+	e := newEnv(t, cartosim.Config{})
 	e.sim.SetFaults(cartosim.Faults{RateLimit: true, RetryAfter: 30 * time.Second, Scope: cartosim.ScopeTokens})
 	start := time.Now()
 	_, err := e.client.CreateToken(context.Background(), bostonRequest(time.Now().Add(time.Hour)))
@@ -117,7 +117,7 @@ func TestLongRetryAfterIsReturned(t *testing.T) {
 // it; after the cooldown one probe goes through, and a success closes it.
 func TestCircuitBreaker(t *testing.T) {
 	clk := &clock{now: time.Now()}
-	sim, _ := cartosim.New(cartosim.Options{ClientID: "client-1", ClientSecret: secret})
+	sim, _ := cartosim.New(cartosim.Config{ClientID: "client-1", ClientSecret: secret})
 	srv := httptest.NewServer(sim)
 	defer srv.Close()
 	c, err := New(Config{BaseURL: srv.URL, AuthURL: srv.URL + "/oauth/token", ClientID: "client-1", ClientSecret: secret,

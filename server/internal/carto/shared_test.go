@@ -31,7 +31,7 @@ func replicas(t *testing.T, e *env, store tokencache.Store, n int) []*Client {
 }
 
 func TestReplicasShareOneOAuthToken(t *testing.T) {
-	e := newEnv(t, cartosim.Options{OAuthTTL: time.Hour})
+	e := newEnv(t, cartosim.Config{OAuthTTL: time.Hour})
 	e.sim.SetFaults(cartosim.Faults{Latency: 50 * time.Millisecond, Scope: cartosim.ScopeOAuth})
 	store := tokencache.NewMemory(e.clk.Now)
 	cs := replicas(t, e, store, 3)
@@ -89,7 +89,7 @@ func TestReplicasShareOneOAuthToken(t *testing.T) {
 // everyone, so the others do not keep using it.
 func TestRefusedSharedTokenIsDropped(t *testing.T) {
 	simClock := &clock{now: time.Now()}
-	e := newEnv(t, cartosim.Options{OAuthTTL: time.Hour, Now: simClock.Now})
+	e := newEnv(t, cartosim.Config{OAuthTTL: time.Hour, Now: simClock.Now})
 	store := tokencache.NewMemory(e.clk.Now)
 	cs := replicas(t, e, store, 2)
 	for _, c := range cs { // both replicas hold the token

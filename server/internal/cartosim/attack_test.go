@@ -14,7 +14,7 @@ const evilOrigin = "https://evil.example"
 // token, sends no CORS header, and refuses the preflight; the data APIs keep
 // their CORS.
 func TestAttackCrossOriginReadsEmulatorTokens(t *testing.T) {
-	e := newEnv(t, Options{})
+	e := newEnv(t, Config{})
 	tok := e.createToken(e.oauth(), tokenReq("carto_dw", bostonSQL, "sql"))
 	for _, tc := range []struct {
 		method, path string
@@ -61,9 +61,9 @@ func TestAttackCrossOriginReadsEmulatorTokens(t *testing.T) {
 }
 
 // Finding 7: with the control token, the control endpoints answer, still
-// without CORS headers; a token given in Options is the one required.
+// without CORS headers; a token given in Config is the one required.
 func TestControlEndpointsNeedTheControlToken(t *testing.T) {
-	e := newEnv(t, Options{})
+	e := newEnv(t, Config{})
 	ctl := e.sim.ControlToken()
 	if !strings.HasPrefix(ctl, "sim-control-") || len(ctl) < 40 {
 		t.Fatalf("generated control token %q", ctl)
@@ -76,13 +76,13 @@ func TestControlEndpointsNeedTheControlToken(t *testing.T) {
 	if v := r.header.Get("Access-Control-Allow-Origin"); v != "" {
 		t.Errorf("control answer with Allow-Origin %q", v)
 	}
-	if other := newEnv(t, Options{}).sim.ControlToken(); other == ctl {
+	if other := newEnv(t, Config{}).sim.ControlToken(); other == ctl {
 		t.Error("two emulators share a control token")
 	}
 
-	set := newEnv(t, Options{ControlToken: "chosen-control-token"})
+	set := newEnv(t, Config{ControlToken: "chosen-control-token"})
 	if r := set.do("GET", "/_sim/stats", nil, "Authorization", "bearer chosen-control-token"); r.status != 200 {
-		t.Errorf("GET /_sim/stats with Options.ControlToken: %d", r.status)
+		t.Errorf("GET /_sim/stats with Config.ControlToken: %d", r.status)
 	}
 	if r := set.do("GET", "/_sim/stats", nil, "Authorization", "Bearer "+ctl); r.status != 401 {
 		t.Errorf("another emulator's control token: %d", r.status)

@@ -5,7 +5,6 @@ import (
 	"net/url"
 	"strings"
 	"testing"
-	"time"
 )
 
 const sqlPath = "/v3/sql/carto_dw/query"
@@ -45,7 +44,7 @@ func cities(rows []map[string]any) []string {
 }
 
 func TestSQLBoston(t *testing.T) {
-	e := newEnv(t, Options{})
+	e := newEnv(t, Config{})
 	tok := e.createToken(e.oauth(), tokenReq("carto_dw", bostonSQL, "sql"))
 	b := decodeSQL(t, e.do("GET", query(sqlPath, bostonSQL, ""), nil, bearer(tok)...))
 	if len(b.Rows) != 6 || strings.Join(cities(b.Rows), ",") != "BOSTON" {
@@ -81,7 +80,7 @@ func TestSQLBoston(t *testing.T) {
 }
 
 func TestSQLQueries(t *testing.T) {
-	e := newEnv(t, Options{})
+	e := newEnv(t, Config{})
 	tok := e.createToken(e.oauth(), tokenReq("carto_dw", "*", "sql"))
 	const tbl = "`carto-demo-data`.demo_tables.retail_stores"
 	tests := []struct {
@@ -131,7 +130,7 @@ func TestSQLQueries(t *testing.T) {
 }
 
 func TestSQLErrors(t *testing.T) {
-	e := newEnv(t, Options{})
+	e := newEnv(t, Config{})
 	tok := e.createToken(e.oauth(), tokenReq("carto_dw", "*", "sql"))
 	const tbl = "`carto-demo-data`.demo_tables.retail_stores"
 	tests := []struct {
@@ -177,105 +176,8 @@ func TestSQLErrors(t *testing.T) {
 	}
 }
 
-func TestDataAuthorization(t *testing.T) {
-	e := newEnv(t, Options{})
-	oauth := e.oauth()
-	mk := func(req map[string]any) string { return e.createToken(oauth, req) }
-	exact := mk(tokenReq("carto_dw", bostonSQL, "sql", "maps"))
-	mapsOnly := mk(tokenReq("carto_dw", bostonSQL, "maps"))
-	refReq := tokenReq("carto_dw", bostonSQL, "sql")
-	refReq["referers"] = []string{"https://app.example.com", "http://localhost:5173"}
-	withRef := mk(refReq)
-	tableGrant := mk(tokenReq("carto_dw", "carto-demo-data.demo_tables.retail_stores", "sql"))
-	quotedTable := mk(tokenReq("carto_dw", "`carto-demo-data`.demo_tables.retail_stores", "sql"))
-	wildcard := mk(tokenReq("carto_dw", "carto-demo-data.demo_tables.*", "sql"))
-	shortWildcard := mk(tokenReq("carto_dw", "carto-demo-data.*", "sql"))
-	otherConn := mk(tokenReq("other_conn", bostonSQL, "sql"))
-	expReq := tokenReq("carto_dw", bostonSQL, "sql")
-	expReq["expiration_date"] = e.clock.Now().Add(time.Hour).Format(time.RFC3339)
-	expiring := mk(expReq)
-	deleted := mk(tokenReq("carto_dw", bostonSQL, "sql"))
-	e.do("DELETE", "/v3/tokens/"+deleted, nil, bearer(oauth)...)
-	e.clock.Advance(time.Hour)
-
-	nyQuery := strings.Replace(bostonSQL, "BOSTON", "NEW YORK", 1)
-	unauthorized := `{"description":"A valid API access token is required","error":"Unauthorized","status":401}`
-	tests := []struct {
-		name    string
-		path    string
-		headers []string
-		status  int
-		body    string // exact JSON when set
-	}{
-		{"no token", query(sqlPath, bostonSQL, ""), nil, 401, unauthorized},
-		{"oauth token", query(sqlPath, bostonSQL, ""), bearer(oauth), 401, ""},
-		{"unknown token", query(sqlPath, bostonSQL, ""), bearer("eyJhbGciOiJIUzI1NiJ9.e30.x"), 401, ""},
-		{"deleted token", query(sqlPath, bostonSQL, ""), bearer(deleted), 401, ""},
-		{"expired token", query(sqlPath, bostonSQL, ""), bearer(expiring), 401, ""},
-		{"exact grant", query(sqlPath, bostonSQL, ""), bearer(exact), 200, ""},
-		{"exact grant, extra whitespace", query(sqlPath, "  "+bostonSQL+"\n", ""), bearer(exact), 200, ""},
-		{"access_token parameter", query(sqlPath, bostonSQL, "", "access_token", exact), nil, 200, ""},
-		{"query not granted", query(sqlPath, nyQuery, ""), bearer(exact), 403, `{"error":"You don't have permissions to read this resource","status":403}`},
-		{"garbage not granted", query(sqlPath, "DROP TABLE x", ""), bearer(exact), 403, ""},
-		{"other connection", query("/v3/sql/other_conn/query", bostonSQL, ""), bearer(exact), 403, ""},
-		{"grant on other connection", query(sqlPath, bostonSQL, ""), bearer(otherConn), 403, ""},
-		{"sql not allowed", query(sqlPath, bostonSQL, ""), bearer(mapsOnly), 403, `{"error":"Forbidden: this token does not allow the sql API","status":403}`},
-		{"maps allowed", query("/v3/maps/carto_dw/query", bostonSQL, ""), bearer(mapsOnly), 200, ""},
-		{"maps not allowed", query("/v3/maps/carto_dw/query", bostonSQL, ""), bearer(withRef), 403, ""},
-		{"no referer", query(sqlPath, bostonSQL, ""), bearer(withRef), 403, `{"error":"Unauthorized referer","status":403}`},
-		{"origin mismatch", query(sqlPath, bostonSQL, ""), append(bearer(withRef), "Origin", "https://evil.example.com"), 403, ""},
-		{"origin with trailing slash", query(sqlPath, bostonSQL, ""), append(bearer(withRef), "Origin", "https://app.example.com/"), 403, ""},
-		{"origin match", query(sqlPath, bostonSQL, ""), append(bearer(withRef), "Origin", "https://app.example.com"), 200, ""},
-		{"referer match", query(sqlPath, bostonSQL, ""), append(bearer(withRef), "Referer", "http://localhost:5173/map?x=1"), 200, ""},
-		{"referer mismatch port", query(sqlPath, bostonSQL, ""), append(bearer(withRef), "Referer", "http://localhost:5174/"), 403, ""},
-		{"table grant", query(sqlPath, nyQuery, ""), bearer(tableGrant), 200, ""},
-		{"backticked table grant", query(sqlPath, nyQuery, ""), bearer(quotedTable), 200, ""},
-		{"table grant, other table", query(sqlPath, "SELECT * FROM carto-demo-data.demo_tables.other", ""), bearer(tableGrant), 403, ""},
-		{"dataset wildcard", query(sqlPath, nyQuery, ""), bearer(wildcard), 200, ""},
-		{"short wildcard", query(sqlPath, nyQuery, ""), bearer(shortWildcard), 403, ""},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			before := e.sim.Stats().Refused
-			r := e.do("GET", tc.path, nil, tc.headers...)
-			if r.status != tc.status {
-				t.Fatalf("status %d, want %d: %s", r.status, tc.status, r.body)
-			}
-			if tc.body != "" {
-				assertJSONEqual(t, "body", r.obj(t), json.RawMessage(tc.body))
-			}
-			refused := e.sim.Stats().Refused - before
-			if want := int64(0); tc.status == 401 || tc.status == 403 {
-				if refused != 1 {
-					t.Errorf("Refused grew by %d", refused)
-				}
-			} else if refused != want {
-				t.Errorf("Refused grew by %d", refused)
-			}
-		})
-	}
-}
-
-// TestGroupcityWeakness shows that a grant with an @parameter matches on
-// text only: the caller picks the parameter value, as in CARTO's guide.
-func TestGroupcityWeakness(t *testing.T) {
-	e := newEnv(t, Options{})
-	tok := e.createToken(e.oauth(), tokenReq("carto_dw", groupSQL, "sql", "maps"))
-	for _, city := range []string{"BOSTON", "NEW YORK"} {
-		qp := `{"groupcity":"` + city + `"}`
-		b := decodeSQL(t, e.do("GET", query(sqlPath, groupSQL, qp), nil, bearer(tok)...))
-		if len(b.Rows) != 6 || strings.Join(cities(b.Rows), ",") != city {
-			t.Errorf("groupcity=%s: %v", city, cities(b.Rows))
-		}
-		r := e.do("GET", query("/v3/maps/carto_dw/query", groupSQL, qp, "spatialDataColumn", "geom", "spatialDataType", "geo", "v", "3.4"), nil, bearer(tok)...)
-		if r.status != 200 || r.obj(t)["nrows"] != 6.0 {
-			t.Errorf("maps groupcity=%s: %d %s", city, r.status, r.body)
-		}
-	}
-}
-
 func TestSQLPost(t *testing.T) {
-	e := newEnv(t, Options{})
+	e := newEnv(t, Config{})
 	tok := e.createToken(e.oauth(), tokenReq("carto_dw", groupSQL, "sql"))
 	form := url.Values{"q": {groupSQL}, "queryParameters": {`{"groupcity":"MIAMI"}`}}
 	tests := []struct {
@@ -307,182 +209,5 @@ func TestSQLPost(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-type geoJSON struct {
-	Type     string `json:"type"`
-	Features []struct {
-		Type     string `json:"type"`
-		Geometry struct {
-			Type        string     `json:"type"`
-			Coordinates [2]float64 `json:"coordinates"`
-		} `json:"geometry"`
-		Properties map[string]any `json:"properties"`
-	} `json:"features"`
-}
-
-func TestMapsFlow(t *testing.T) {
-	for _, post := range []bool{false, true} {
-		name := "GET"
-		if post {
-			name = "POST"
-		}
-		t.Run(name, func(t *testing.T) {
-			e := newEnv(t, Options{})
-			oauth := e.oauth()
-			tok := e.createToken(oauth, tokenReq("carto_dw", groupSQL, "maps"))
-			sqlOnly := e.createToken(oauth, tokenReq("carto_dw", groupSQL, "sql"))
-			qp := `{"groupcity":"BOSTON"}`
-			var r response
-			if post {
-				r = e.do("POST", "/v3/maps/carto_dw/query", map[string]any{
-					"q": groupSQL, "queryParameters": map[string]any{"groupcity": "BOSTON"},
-					"spatialDataColumn": "geom", "spatialDataType": "geo", "v": "3.4", "client": "deck-gl-carto",
-				}, bearer(tok)...)
-			} else {
-				r = e.do("GET", query("/v3/maps/carto_dw/query", groupSQL, qp, "spatialDataColumn", "geom",
-					"spatialDataType", "geo", "tileResolution", "0.5", "v", "3.4", "client", "deck-gl-carto"), nil, bearer(tok)...)
-			}
-			if r.status != 200 {
-				t.Fatalf("instantiate: %d %s", r.status, r.body)
-			}
-			var inst struct {
-				NRows    int                    `json:"nrows"`
-				Size     int                    `json:"size"`
-				Schema   []schemaField          `json:"schema"`
-				TileJSON struct{ URL []string } `json:"tilejson"`
-				GeoJSON  struct{ URL []string } `json:"geojson"`
-			}
-			if err := json.Unmarshal(r.body, &inst); err != nil {
-				t.Fatal(err)
-			}
-			if inst.NRows != 6 || len(inst.Schema) != 10 || len(inst.TileJSON.URL) != 1 || len(inst.GeoJSON.URL) != 1 {
-				t.Fatalf("instantiation: %s", r.body)
-			}
-			gjURL, tjURL := inst.GeoJSON.URL[0], inst.TileJSON.URL[0]
-			for _, u := range []string{gjURL, tjURL} {
-				if !strings.HasPrefix(u, e.srv.URL+"/v3/maps/carto_dw/query/") || strings.Contains(u, tok) {
-					t.Errorf("follow-up URL %s", u)
-				}
-				pu, _ := url.Parse(u)
-				if pu.Query().Get("q") != groupSQL || pu.Query().Get("queryParameters") != qp {
-					t.Errorf("follow-up URL params %v", pu.Query())
-				}
-			}
-			path := func(u string) string { return strings.TrimPrefix(u, e.srv.URL) }
-
-			// GeoJSON, re-authorised.
-			r = e.do("GET", path(gjURL), nil, bearer(tok)...)
-			if r.status != 200 || r.header.Get("Content-Type") != "application/geo+json" {
-				t.Fatalf("geojson: %d %s", r.status, r.header.Get("Content-Type"))
-			}
-			if len(r.body) != inst.Size {
-				t.Errorf("size %d, geojson has %d bytes", inst.Size, len(r.body))
-			}
-			var fc geoJSON
-			json.Unmarshal(r.body, &fc)
-			if fc.Type != "FeatureCollection" || len(fc.Features) != 6 {
-				t.Fatalf("geojson: %s", r.body)
-			}
-			f := fc.Features[0]
-			if f.Type != "Feature" || f.Geometry.Type != "Point" || f.Properties["city"] != "BOSTON" || f.Properties["geom"] != nil || len(f.Properties) != 9 {
-				t.Errorf("feature %+v", f)
-			}
-
-			// TileJSON, re-authorised.
-			r = e.do("GET", path(tjURL), nil, bearer(tok)...)
-			if r.status != 200 {
-				t.Fatalf("tilejson: %d %s", r.status, r.body)
-			}
-			var tj struct {
-				TileJSON     string        `json:"tilejson"`
-				Tiles        []string      `json:"tiles"`
-				MinZoom      *int          `json:"minzoom"`
-				MaxZoom      int           `json:"maxzoom"`
-				Bounds       []float64     `json:"bounds"`
-				Center       []float64     `json:"center"`
-				VectorLayers []vectorLayer `json:"vector_layers"`
-				Schema       []schemaField `json:"schema"`
-			}
-			json.Unmarshal(r.body, &tj)
-			if tj.TileJSON != "3.0.0" || len(tj.Tiles) != 1 || tj.MinZoom == nil || *tj.MinZoom != 0 || tj.MaxZoom != 14 ||
-				len(tj.Bounds) != 4 || len(tj.Center) != 3 || len(tj.VectorLayers) != 1 || len(tj.Schema) != 10 {
-				t.Fatalf("tilejson: %s", r.body)
-			}
-			if b := tj.Bounds; b[0] < -71.2 || b[2] > -71.0 || b[1] < 42.3 || b[3] > 42.4 {
-				t.Errorf("bounds %v", b)
-			}
-			if tj.VectorLayers[0].Fields["city"] != "String" || tj.VectorLayers[0].Fields["revenue"] != "Number" {
-				t.Errorf("vector_layers %+v", tj.VectorLayers)
-			}
-			tmpl := tj.Tiles[0]
-			if !strings.HasPrefix(tmpl, e.srv.URL+"/v3/maps/carto_dw/query/{z}/{x}/{y}?") || !strings.HasSuffix(tmpl, "&formatTiles=geojson") {
-				t.Fatalf("tiles template %s", tmpl)
-			}
-
-			// One tile covering Boston (z=10), and one elsewhere.
-			tile := func(z, x, y string) string {
-				return path(strings.NewReplacer("{z}", z, "{x}", x, "{y}", y).Replace(tmpl))
-			}
-			r = e.do("GET", tile("10", "309", "378"), nil, bearer(tok)...)
-			if r.status != 200 || r.header.Get("Content-Type") != "application/geo+json" {
-				t.Fatalf("tile: %d %s", r.status, r.body)
-			}
-			var tf geoJSON
-			json.Unmarshal(r.body, &tf)
-			if len(tf.Features) != 6 {
-				t.Errorf("tile 10/309/378 has %d features, want 6", len(tf.Features))
-			}
-			r = e.do("GET", tile("10", "0", "0"), nil, bearer(tok)...)
-			if json.Unmarshal(r.body, &tf); r.status != 200 || len(tf.Features) != 0 {
-				t.Errorf("empty tile: %d %s", r.status, r.body)
-			}
-			if r := e.do("GET", tile("3", "8", "1"), nil, bearer(tok)...); r.status != 400 {
-				t.Errorf("out-of-range tile: %d", r.status)
-			}
-
-			// Every follow-up re-authorises the token sent with it.
-			for _, u := range []string{path(gjURL), path(tjURL), tile("10", "309", "378")} {
-				if r := e.do("GET", u, nil); r.status != 401 {
-					t.Errorf("%s without token: %d", u, r.status)
-				}
-				if r := e.do("GET", u, nil, bearer(sqlOnly)...); r.status != 403 {
-					t.Errorf("%s with sql-only token: %d", u, r.status)
-				}
-				if r := e.do("GET", u+"&access_token="+tok, nil); r.status != 200 {
-					t.Errorf("%s with access_token: %d", u, r.status)
-				}
-			}
-			e.do("DELETE", "/v3/tokens/"+tok, nil, bearer(oauth)...)
-			if r := e.do("GET", path(tjURL), nil, bearer(tok)...); r.status != 401 {
-				t.Errorf("tilejson with deleted token: %d", r.status)
-			}
-			if st := e.sim.Stats(); st.MapsQueries != 8 {
-				t.Errorf("MapsQueries = %d, want 8", st.MapsQueries)
-			}
-		})
-	}
-}
-
-func TestMapsOptions(t *testing.T) {
-	e := newEnv(t, Options{PublicURL: "https://carto.example.test/"})
-	tok := e.createToken(e.oauth(), tokenReq("my conn", bostonSQL, "maps"))
-	r := e.do("GET", query("/v3/maps/my%20conn/query", bostonSQL, ""), nil, bearer(tok)...)
-	if r.status != 200 {
-		t.Fatalf("instantiate: %d %s", r.status, r.body)
-	}
-	if !strings.Contains(string(r.body), `"url":["https://carto.example.test/v3/maps/my%20conn/query/tilejson?q=`) {
-		t.Errorf("PublicURL not used: %s", r.body)
-	}
-	tests := []struct {
-		v      string
-		status int
-	}{{"3.4", 400}, {"3.3", 400}, {"4.0", 400}, {"3.2", 200}, {"", 200}}
-	for _, tc := range tests {
-		r := e.do("GET", query("/v3/maps/my%20conn/query", bostonSQL, "", "geo_column", "geom", "v", tc.v), nil, bearer(tok)...)
-		if r.status != tc.status {
-			t.Errorf("geo_column with v=%q: %d %s", tc.v, r.status, r.body)
-		}
 	}
 }

@@ -13,7 +13,7 @@
 //     API access token, enforcing allowed_apis, referers and grants.
 //   - /_sim/*: control endpoints for stats, faults and the live tokens,
 //     for the operator's tools only: they need the control token
-//     (Options.ControlToken, random by default) and send no CORS headers.
+//     (Config.ControlToken, random by default) and send no CORS headers.
 //
 // The data APIs serve one built-in table, a model of CARTO's public
 // `carto-demo-data`.demo_tables.retail_stores, on any connection, through a
@@ -21,15 +21,15 @@
 // @parameters.
 //
 // Unknowns of docs/CARTO-API.md, and how they are decided here (the other
-// choice, where one is plausible, is an Options field away):
+// choice, where one is plausible, is a Config field away):
 //
 //   - OAuth tokens are opaque ("sim-oauth-..."), not RS256 JWTs: clients must
 //     not read them. An OAuth token presented to a data API is unknown (401).
-//   - Create answers 200 (Options.CreateStatus: 201), delete 204
-//     (Options.DeleteStatus: 200 with {}), list a bare array
-//     (Options.ListWrapped: {"tokens":[...]}).
-//   - Quota: 1000 live tokens per client (Options.MaxLiveTokens), answered
-//     429 (Options.QuotaStatus: 403) with {error, description}.
+//   - Create answers 200 (Config.CreateStatus: 201), delete 204
+//     (Config.DeleteStatus: 200 with {}), list a bare array
+//     (Config.ListWrapped: {"tokens":[...]}).
+//   - Quota: 1000 live tokens per client (Config.MaxLiveTokens), answered
+//     429 (Config.QuotaStatus: 403) with {error, description}.
 //   - The token name field is "name"; names need not be unique.
 //     expiration_date is an RFC 3339 string, must be in the future, and
 //     cannot be patched (400).

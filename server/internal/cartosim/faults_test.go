@@ -30,7 +30,7 @@ func waitDone(t *testing.T, done <-chan struct{}) {
 }
 
 func TestFaultLatency(t *testing.T) {
-	e := newEnv(t, Options{})
+	e := newEnv(t, Config{})
 	e.sim.SetFaults(Faults{Latency: 15 * time.Millisecond})
 	start := time.Now()
 	if r := e.do("GET", "/v3/tokens", nil); r.status != 401 {
@@ -80,7 +80,7 @@ func TestFaultResponses(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, Options{})
+			e := newEnv(t, Config{})
 			e.sim.SetFaults(tc.faults)
 			r := e.do("GET", "/v3/tokens", nil, "Origin", "https://app.example.com")
 			if r.status != tc.status {
@@ -107,7 +107,7 @@ func TestFaultResponses(t *testing.T) {
 }
 
 func TestFaultErrorRateFraction(t *testing.T) {
-	e := newEnv(t, Options{})
+	e := newEnv(t, Config{})
 	e.sim.SetFaults(Faults{ErrorRate: 0.5})
 	n500 := 0
 	for range 200 {
@@ -121,7 +121,7 @@ func TestFaultErrorRateFraction(t *testing.T) {
 }
 
 func TestFaultDrop(t *testing.T) {
-	e := newEnv(t, Options{})
+	e := newEnv(t, Config{})
 	e.sim.SetFaults(Faults{Outage: OutageDrop})
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 	res, err := client.Get(e.srv.URL + "/oauth/token")
@@ -135,7 +135,7 @@ func TestFaultDrop(t *testing.T) {
 }
 
 func TestFaultHang(t *testing.T) {
-	s, err := New(Options{ClientID: testClient, ClientSecret: testSecret})
+	s, err := New(Config{ClientID: testClient, ClientSecret: testSecret})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +175,7 @@ func TestFaultScope(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(string(tc.scope), func(t *testing.T) {
-			e := newEnv(t, Options{})
+			e := newEnv(t, Config{})
 			e.sim.SetFaults(Faults{Outage: OutageUnavailable, Scope: tc.scope})
 			for name, ep := range endpoints {
 				r := e.do(ep.method, ep.path, nil)

@@ -45,7 +45,7 @@ func TestOAuthToken(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, Options{OAuthTTL: 2 * time.Hour})
+			e := newEnv(t, Config{OAuthTTL: 2 * time.Hour})
 			var r response
 			if tc.json {
 				r = e.do("POST", "/oauth/token", tc.fields)
@@ -87,7 +87,7 @@ func TestOAuthToken(t *testing.T) {
 }
 
 func TestOAuthMalformed(t *testing.T) {
-	e := newEnv(t, Options{})
+	e := newEnv(t, Config{})
 	if r := e.do("POST", "/oauth/token", `{"grant_type":`, "Content-Type", "application/json"); r.status != 400 || r.obj(t)["error"] != "invalid_request" {
 		t.Errorf("bad JSON: %d %s", r.status, r.body)
 	}
@@ -103,7 +103,7 @@ func TestOAuthMalformed(t *testing.T) {
 }
 
 func TestOAuthExpiry(t *testing.T) {
-	e := newEnv(t, Options{})
+	e := newEnv(t, Config{})
 	tok := e.oauth()
 	if r := e.do("GET", "/v3/tokens", nil, bearer(tok)...); r.status != 200 {
 		t.Fatalf("fresh token: %d %s", r.status, r.body)

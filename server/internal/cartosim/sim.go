@@ -16,8 +16,8 @@ import (
 	"time"
 )
 
-// Options configures a Sim. Zero values mean the documented defaults.
-type Options struct {
+// Config configures a Sim. Zero values mean the documented defaults.
+type Config struct {
 	ClientID      string           // the M2M OAuth client accepted by /oauth/token (required)
 	ClientSecret  string           // its secret (required)
 	Audience      string           // default "carto-cloud-native-api"
@@ -87,22 +87,22 @@ type Stats struct {
 	LiveTokens     int64 `json:"live_tokens"`     // API tokens live at snapshot time
 }
 
-// New returns a Sim configured by opts.
-func New(opts Options) (*Sim, error) {
-	if opts.ClientID == "" || opts.ClientSecret == "" {
+// New returns a Sim configured by cfg.
+func New(cfg Config) (*Sim, error) {
+	if cfg.ClientID == "" || cfg.ClientSecret == "" {
 		return nil, errors.New("cartosim: ClientID and ClientSecret are required")
 	}
 	s := &Sim{
-		audience:     opts.Audience,
-		ttl:          opts.OAuthTTL,
-		now:          opts.Now,
-		createStatus: opts.CreateStatus,
-		deleteStatus: opts.DeleteStatus,
-		listWrapped:  opts.ListWrapped,
-		maxLive:      opts.MaxLiveTokens,
-		quotaStatus:  opts.QuotaStatus,
+		audience:     cfg.Audience,
+		ttl:          cfg.OAuthTTL,
+		now:          cfg.Now,
+		createStatus: cfg.CreateStatus,
+		deleteStatus: cfg.DeleteStatus,
+		listWrapped:  cfg.ListWrapped,
+		maxLive:      cfg.MaxLiveTokens,
+		quotaStatus:  cfg.QuotaStatus,
 		data:         retailStores(),
-		clients:      map[string]string{opts.ClientID: opts.ClientSecret},
+		clients:      map[string]string{cfg.ClientID: cfg.ClientSecret},
 		oauth:        make(map[string]oauthToken),
 		tokens:       make(map[string]*apiToken),
 	}
@@ -140,16 +140,16 @@ func New(opts Options) (*Sim, error) {
 	case s.maxLive == 0:
 		s.maxLive = 1000
 	}
-	if opts.PublicURL != "" {
-		u, err := url.Parse(opts.PublicURL)
+	if cfg.PublicURL != "" {
+		u, err := url.Parse(cfg.PublicURL)
 		if err != nil || u.Scheme == "" || u.Host == "" {
-			return nil, fmt.Errorf("cartosim: PublicURL %q is not an absolute URL", opts.PublicURL)
+			return nil, fmt.Errorf("cartosim: PublicURL %q is not an absolute URL", cfg.PublicURL)
 		}
-		s.publicURL = strings.TrimRight(opts.PublicURL, "/")
+		s.publicURL = strings.TrimRight(cfg.PublicURL, "/")
 	}
 	s.key = make([]byte, 32)
 	rand.Read(s.key) // never fails since Go 1.24
-	s.control = []byte(opts.ControlToken)
+	s.control = []byte(cfg.ControlToken)
 	if len(s.control) == 0 {
 		s.control = []byte("sim-control-" + randomHex(24))
 	}

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tokenbroker/tokenbroker/server/internal/clocktest"
 )
 
 const (
@@ -19,42 +21,24 @@ const (
 	groupSQL   = "SELECT * FROM `carto-demo-data`.demo_tables.retail_stores WHERE city = @groupcity"
 )
 
-// fakeClock is a controllable Options.Now.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // env is a Sim behind a real HTTP server.
 type env struct {
 	t     *testing.T
 	sim   *Sim
 	srv   *httptest.Server
-	clock *fakeClock
+	clock *clocktest.Clock
 }
 
-func newEnv(t *testing.T, opts Options) *env {
+func newEnv(t *testing.T, cfg Config) *env {
 	t.Helper()
-	clk := &fakeClock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
-	if opts.ClientID == "" {
-		opts.ClientID, opts.ClientSecret = testClient, testSecret
+	clk := clocktest.At(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+	if cfg.ClientID == "" {
+		cfg.ClientID, cfg.ClientSecret = testClient, testSecret
 	}
-	if opts.Now == nil {
-		opts.Now = clk.Now
+	if cfg.Now == nil {
+		cfg.Now = clk.Now
 	}
-	sim, err := New(opts)
+	sim, err := New(cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -173,29 +157,39 @@ func query(path, q, qp string, extra ...string) string {
 	return path + "?" + v.Encode()
 }
 
+// assertJSONEqual compares a decoded JSON value with want by re-encoding.
+func assertJSONEqual(t *testing.T, what string, got, want any) {
+	t.Helper()
+	g, _ := json.Marshal(got)
+	w, _ := json.Marshal(want)
+	if string(g) != string(w) {
+		t.Errorf("%s:\n got %s\nwant %s", what, g, w)
+	}
+}
+
 func TestNewValidation(t *testing.T) {
 	tests := []struct {
 		name string
-		opts Options
+		cfg  Config
 		ok   bool
 	}{
-		{"defaults", Options{ClientID: "a", ClientSecret: "b"}, true},
-		{"no client", Options{ClientSecret: "b"}, false},
-		{"no secret", Options{ClientID: "a"}, false},
-		{"create 201", Options{ClientID: "a", ClientSecret: "b", CreateStatus: 201}, true},
-		{"create 204", Options{ClientID: "a", ClientSecret: "b", CreateStatus: 204}, false},
-		{"delete 200", Options{ClientID: "a", ClientSecret: "b", DeleteStatus: 200}, true},
-		{"delete 202", Options{ClientID: "a", ClientSecret: "b", DeleteStatus: 202}, false},
-		{"quota 403", Options{ClientID: "a", ClientSecret: "b", QuotaStatus: 403}, true},
-		{"quota 500", Options{ClientID: "a", ClientSecret: "b", QuotaStatus: 500}, false},
-		{"negative ttl", Options{ClientID: "a", ClientSecret: "b", OAuthTTL: -time.Second}, false},
-		{"negative quota", Options{ClientID: "a", ClientSecret: "b", MaxLiveTokens: -1}, false},
-		{"bad public url", Options{ClientID: "a", ClientSecret: "b", PublicURL: "not a url"}, false},
-		{"public url", Options{ClientID: "a", ClientSecret: "b", PublicURL: "https://carto.example/"}, true},
+		{"defaults", Config{ClientID: "a", ClientSecret: "b"}, true},
+		{"no client", Config{ClientSecret: "b"}, false},
+		{"no secret", Config{ClientID: "a"}, false},
+		{"create 201", Config{ClientID: "a", ClientSecret: "b", CreateStatus: 201}, true},
+		{"create 204", Config{ClientID: "a", ClientSecret: "b", CreateStatus: 204}, false},
+		{"delete 200", Config{ClientID: "a", ClientSecret: "b", DeleteStatus: 200}, true},
+		{"delete 202", Config{ClientID: "a", ClientSecret: "b", DeleteStatus: 202}, false},
+		{"quota 403", Config{ClientID: "a", ClientSecret: "b", QuotaStatus: 403}, true},
+		{"quota 500", Config{ClientID: "a", ClientSecret: "b", QuotaStatus: 500}, false},
+		{"negative ttl", Config{ClientID: "a", ClientSecret: "b", OAuthTTL: -time.Second}, false},
+		{"negative quota", Config{ClientID: "a", ClientSecret: "b", MaxLiveTokens: -1}, false},
+		{"bad public url", Config{ClientID: "a", ClientSecret: "b", PublicURL: "not a url"}, false},
+		{"public url", Config{ClientID: "a", ClientSecret: "b", PublicURL: "https://carto.example/"}, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			s, err := New(tc.opts)
+			s, err := New(tc.cfg)
 			if (err == nil) != tc.ok {
 				t.Fatalf("New err = %v, want ok=%v", err, tc.ok)
 			}
@@ -207,7 +201,7 @@ func TestNewValidation(t *testing.T) {
 }
 
 func TestCORS(t *testing.T) {
-	e := newEnv(t, Options{})
+	e := newEnv(t, Config{})
 	for _, path := range []string{"/v3/sql/conn/query", "/v3/tokens", "/oauth/token", "/nowhere"} {
 		r := e.do("OPTIONS", path, nil, "Origin", "https://app.example.com", "Access-Control-Request-Method", "GET")
 		if r.status != 204 {
@@ -247,7 +241,7 @@ func TestCORS(t *testing.T) {
 }
 
 func TestRoutingErrors(t *testing.T) {
-	e := newEnv(t, Options{})
+	e := newEnv(t, Config{})
 	tests := []struct {
 		method, path string
 		status       int
@@ -282,7 +276,7 @@ func TestRoutingErrors(t *testing.T) {
 }
 
 func TestAdminEndpoints(t *testing.T) {
-	e := newEnv(t, Options{})
+	e := newEnv(t, Config{})
 	tok := e.createToken(e.oauth(), tokenReq("carto_dw", bostonSQL, "sql"))
 
 	r := e.do("PUT", "/_sim/faults", `{"latency":"1ms","error_rate":0,"outage":"unavailable","scope":"data"}`, e.control()...)
@@ -325,7 +319,7 @@ func TestAdminEndpoints(t *testing.T) {
 }
 
 func TestStatsCounters(t *testing.T) {
-	e := newEnv(t, Options{})
+	e := newEnv(t, Config{})
 	oauth := e.oauth()                                                                          // 1 request, oauth 1/1
 	e.do("POST", "/oauth/token", "grant_type=client_credentials&client_id=x&client_secret=y")   // oauth received, not issued
 	tok := e.createToken(oauth, tokenReq("carto_dw", "*", "sql", "maps"))                       // created
@@ -358,7 +352,7 @@ func TestStatsCounters(t *testing.T) {
 
 // TestConcurrentUse exercises the Sim from many goroutines for -race.
 func TestConcurrentUse(t *testing.T) {
-	e := newEnv(t, Options{})
+	e := newEnv(t, Config{})
 	oauth := e.oauth()
 	var wg sync.WaitGroup
 	for i := range 8 {

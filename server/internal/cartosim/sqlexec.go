@@ -51,14 +51,34 @@ func (v sqlValue) sqlType() string {
 // execute runs st against t. params are the decoded queryParameters
 // (json.Number for numbers). Errors are *sqlError.
 func (t *table) execute(st *selectStmt, params map[string]any) (*resultSet, error) {
+	q, err := t.plan(st, params)
+	if err != nil {
+		return nil, err
+	}
+	return t.run(q), nil
+}
+
+// queryPlan is a statement resolved against a table: column indexes and bound
+// values.
+type queryPlan struct {
+	proj  []int // the columns returned, in order
+	conds []boundCond
+	order int // the ORDER BY column, -1 if none
+	desc  bool
+	limit int64 // -1 when absent
+	used  []int // every column referenced, which BigQuery bills
+}
+
+// plan resolves every column of st and binds its values first, so that
+// errors do not depend on the data.
+func (t *table) plan(st *selectStmt, params map[string]any) (*queryPlan, error) {
 	if !strings.EqualFold(strings.Join(st.Table, "."), t.name) {
 		return nil, &sqlError{status: http.StatusNotFound, msg: "Table not found"}
 	}
-	// Resolve every column first, so errors do not depend on the data.
-	var proj []int
+	q := &queryPlan{order: -1, desc: st.Desc, limit: st.Limit}
 	if st.Columns == nil {
 		for i := range t.cols {
-			proj = append(proj, i)
+			q.proj = append(q.proj, i)
 		}
 	}
 	for _, c := range st.Columns {
@@ -66,30 +86,17 @@ func (t *table) execute(st *selectStmt, params map[string]any) (*resultSet, erro
 		if err != nil {
 			return nil, err
 		}
-		proj = append(proj, i)
+		q.proj = append(q.proj, i)
 	}
-	used := slices.Clone(proj)
-	var conds []boundCond
+	q.used = slices.Clone(q.proj)
 	for _, c := range st.Where {
-		i, err := t.colIndex(c.Column)
+		bc, err := t.bindCondition(c, params)
 		if err != nil {
 			return nil, err
 		}
-		bc := boundCond{col: i, op: c.Op}
-		for _, o := range c.Values {
-			v, err := bindOperand(o, params)
-			if err != nil {
-				return nil, err
-			}
-			if err := checkComparable(t.cols[i], c.Op, v); err != nil {
-				return nil, err
-			}
-			bc.vals = append(bc.vals, v)
-		}
-		conds = append(conds, bc)
-		used = append(used, i)
+		q.conds = append(q.conds, bc)
+		q.used = append(q.used, bc.col)
 	}
-	order := -1
 	if st.OrderBy != "" {
 		i, err := t.colIndex(st.OrderBy)
 		if err != nil {
@@ -98,54 +105,72 @@ func (t *table) execute(st *selectStmt, params map[string]any) (*resultSet, erro
 		if t.cols[i].typ == colGeo {
 			return nil, badSQL("ORDER BY does not support expressions of type GEOGRAPHY")
 		}
-		order = i
-		used = append(used, i)
+		q.order = i
+		q.used = append(q.used, i)
 	}
+	return q, nil
+}
 
+// bindCondition resolves the column of c and binds its values.
+func (t *table) bindCondition(c condition, params map[string]any) (boundCond, error) {
+	i, err := t.colIndex(c.Column)
+	if err != nil {
+		return boundCond{}, err
+	}
+	bc := boundCond{col: i, op: c.Op}
+	for _, o := range c.Values {
+		v, err := bindOperand(o, params)
+		if err != nil {
+			return boundCond{}, err
+		}
+		if err := checkComparable(t.cols[i], c.Op, v); err != nil {
+			return boundCond{}, err
+		}
+		bc.vals = append(bc.vals, v)
+	}
+	return bc, nil
+}
+
+// run filters, orders, limits and projects the table's rows as q says.
+func (t *table) run(q *queryPlan) *resultSet {
 	var rows [][]any
 	for _, row := range t.rows {
-		ok := true
-		for _, c := range conds {
-			if !c.matches(row[c.col]) {
-				ok = false
-				break
-			}
-		}
-		if ok {
+		if !slices.ContainsFunc(q.conds, func(c boundCond) bool { return !c.matches(row[c.col]) }) {
 			rows = append(rows, row)
 		}
 	}
-	if order >= 0 {
+	if q.order >= 0 {
 		slices.SortStableFunc(rows, func(a, b []any) int {
-			r := compareCells(a[order], b[order])
-			if st.Desc {
+			r := compareCells(a[q.order], b[q.order])
+			if q.desc {
 				return -r
 			}
 			return r
 		})
 	}
-	if st.Limit >= 0 && int64(len(rows)) > st.Limit {
-		rows = rows[:st.Limit]
+	if q.limit >= 0 && int64(len(rows)) > q.limit {
+		rows = rows[:q.limit]
 	}
 	rs := &resultSet{}
-	for _, i := range proj {
+	for _, i := range q.proj {
 		rs.cols = append(rs.cols, t.cols[i])
 	}
 	for _, row := range rows {
-		out := make([]any, len(proj))
-		for j, i := range proj {
+		out := make([]any, len(q.proj))
+		for j, i := range q.proj {
 			out[j] = row[i]
 		}
 		rs.rows = append(rs.rows, out)
 	}
 	// BigQuery bills the columns referenced, over the whole table.
+	used := slices.Clone(q.used)
 	slices.Sort(used)
 	for _, i := range slices.Compact(used) {
 		for _, row := range t.rows {
 			rs.bytes += cellBytes(row[i])
 		}
 	}
-	return rs, nil
+	return rs
 }
 
 func (t *table) colIndex(name string) (int, error) {

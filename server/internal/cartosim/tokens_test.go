@@ -1,6 +1,7 @@
 package cartosim
 
 import (
+	"cmp"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -11,6 +12,8 @@ import (
 	"time"
 )
 
+// TestTokensLifecycle creates, lists, reads, patches and deletes a token,
+// with each status and list shape the emulator can answer with.
 func TestTokensLifecycle(t *testing.T) {
 	tests := []struct {
 		create, delete int
@@ -23,60 +26,16 @@ func TestTokensLifecycle(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(fmt.Sprintf("create%d_delete%d_wrapped%v", tc.create, tc.delete, tc.wrapped), func(t *testing.T) {
-			e := newEnv(t, Options{CreateStatus: tc.create, DeleteStatus: tc.delete, ListWrapped: tc.wrapped})
-			oauth := e.oauth()
-			list := func() []any {
-				t.Helper()
-				r := e.do("GET", "/v3/tokens", nil, bearer(oauth)...)
-				if r.status != 200 {
-					t.Fatalf("list: %d %s", r.status, r.body)
-				}
-				if !tc.wrapped {
-					return r.arr(t)
-				}
-				arr, ok := r.obj(t)["tokens"].([]any)
-				if !ok {
-					t.Fatalf("wrapped list: %s", r.body)
-				}
-				return arr
-			}
-			if l := list(); len(l) != 0 {
+			e := newEnv(t, Config{CreateStatus: tc.create, DeleteStatus: tc.delete, ListWrapped: tc.wrapped})
+			lc := &tokenLifecycle{env: e, oauth: e.oauth(), wrapped: tc.wrapped}
+			if l := lc.list(t); len(l) != 0 {
 				t.Fatalf("initial list: %v", l)
 			}
-
-			exp := e.clock.Now().Add(48 * time.Hour)
-			req := map[string]any{
-				"grants":          []map[string]string{{"connection_name": "carto_dw", "source": bostonSQL}},
-				"referers":        []string{"https://app.example.com", "http://localhost:5173"},
-				"allowed_apis":    []string{"maps", "sql"},
-				"expiration_date": exp.Format(time.RFC3339),
-				"name":            "boston-viewer",
-				"unknown_field":   true,
-			}
-			r := e.do("POST", "/v3/tokens", req, bearer(oauth)...)
-			wantCreate := tc.create
-			if wantCreate == 0 {
-				wantCreate = 200
-			}
-			if r.status != wantCreate {
-				t.Fatalf("create: %d %s", r.status, r.body)
-			}
-			created := r.obj(t)
-			tok := created["token"].(string)
-			wantShape := map[string]any{
-				"token":           tok,
-				"name":            "boston-viewer",
-				"grants":          []any{map[string]any{"connection_name": "carto_dw", "source": bostonSQL}},
-				"referers":        []any{"https://app.example.com", "http://localhost:5173"},
-				"allowed_apis":    []any{"maps", "sql"},
-				"expiration_date": exp.Format(time.RFC3339),
-				"created_at":      e.clock.Now().Format(time.RFC3339),
-			}
-			assertJSONEqual(t, "create", created, wantShape)
+			tok, exp, wantShape := lc.create(t, cmp.Or(tc.create, 200))
 
 			// A second token without expiration omits expiration_date.
-			tok2 := e.createToken(oauth, tokenReq("carto_dw", "*", "sql"))
-			l := list()
+			tok2 := e.createToken(lc.oauth, tokenReq("carto_dw", "*", "sql"))
+			l := lc.list(t)
 			if len(l) != 2 {
 				t.Fatalf("list: %v", l)
 			}
@@ -85,50 +44,15 @@ func TestTokensLifecycle(t *testing.T) {
 				t.Errorf("list[1]: %v", l[1])
 			}
 
-			r = e.do("GET", "/v3/tokens/"+tok, nil, bearer(oauth)...)
+			r := e.do("GET", "/v3/tokens/"+tok, nil, bearer(lc.oauth)...)
 			if r.status != 200 {
 				t.Fatalf("get: %d", r.status)
 			}
 			assertJSONEqual(t, "get", r.obj(t), wantShape)
 
-			patch := map[string]any{
-				"grants":       []map[string]string{{"connection_name": "carto_dw", "source": "*"}},
-				"allowed_apis": []string{"sql"},
-				"name":         "renamed",
-			}
-			r = e.do("PATCH", "/v3/tokens/"+tok, patch, bearer(oauth)...)
-			if r.status != 200 {
-				t.Fatalf("patch: %d %s", r.status, r.body)
-			}
-			wantShape["grants"] = []any{map[string]any{"connection_name": "carto_dw", "source": "*"}}
-			wantShape["allowed_apis"] = []any{"sql"}
-			wantShape["name"] = "renamed"
-			assertJSONEqual(t, "patch", r.obj(t), wantShape)
-			if info, _ := e.sim.Token(tok); info.Name != "renamed" || len(info.Referers) != 2 || !info.ExpiresAt.Equal(exp) {
-				t.Errorf("Token() after patch: %+v", info)
-			}
-
-			r = e.do("DELETE", "/v3/tokens/"+tok, nil, bearer(oauth)...)
-			wantDelete := tc.delete
-			if wantDelete == 0 {
-				wantDelete = 204
-			}
-			if r.status != wantDelete {
-				t.Fatalf("delete: %d", r.status)
-			}
-			if wantDelete == 204 && len(r.body) != 0 {
-				t.Errorf("204 with body %q", r.body)
-			}
-			if wantDelete == 200 && string(r.body) != "{}" {
-				t.Errorf("200 delete body %q", r.body)
-			}
-			for _, m := range []string{"GET", "DELETE", "PATCH"} {
-				r := e.do(m, "/v3/tokens/"+tok, map[string]any{"name": "x"}, bearer(oauth)...)
-				if r.status != 404 || r.obj(t)["error"] != "Not found" {
-					t.Errorf("%s deleted token: %d %s", m, r.status, r.body)
-				}
-			}
-			if l := list(); len(l) != 1 || l[0].(map[string]any)["token"] != tok2 {
+			lc.patch(t, tok, exp, wantShape)
+			lc.delete(t, tok, cmp.Or(tc.delete, 204))
+			if l := lc.list(t); len(l) != 1 || l[0].(map[string]any)["token"] != tok2 {
 				t.Errorf("list after delete: %v", l)
 			}
 			if info, ok := e.sim.Token(tok); !ok || !info.Deleted || info.ClientID != testClient {
@@ -138,115 +62,106 @@ func TestTokensLifecycle(t *testing.T) {
 	}
 }
 
-// assertJSONEqual compares a decoded JSON value with want by re-encoding.
-func assertJSONEqual(t *testing.T, what string, got, want any) {
+// tokenLifecycle drives the Tokens API with one OAuth token.
+type tokenLifecycle struct {
+	*env
+	oauth   string
+	wrapped bool // lists are {"tokens": [...]}
+}
+
+// list lists the tokens, unwrapping the list if the emulator wraps it.
+func (lc *tokenLifecycle) list(t *testing.T) []any {
 	t.Helper()
-	g, _ := json.Marshal(got)
-	w, _ := json.Marshal(want)
-	if string(g) != string(w) {
-		t.Errorf("%s:\n got %s\nwant %s", what, g, w)
+	r := lc.do("GET", "/v3/tokens", nil, bearer(lc.oauth)...)
+	if r.status != 200 {
+		t.Fatalf("list: %d %s", r.status, r.body)
+	}
+	if !lc.wrapped {
+		return r.arr(t)
+	}
+	arr, ok := r.obj(t)["tokens"].([]any)
+	if !ok {
+		t.Fatalf("wrapped list: %s", r.body)
+	}
+	return arr
+}
+
+// create creates a token with every field, expecting status, and returns it,
+// its expiry and the shape every later answer about it must have.
+func (lc *tokenLifecycle) create(t *testing.T, status int) (tok string, exp time.Time, wantShape map[string]any) {
+	t.Helper()
+	exp = lc.clock.Now().Add(48 * time.Hour)
+	req := map[string]any{
+		"grants":          []map[string]string{{"connection_name": "carto_dw", "source": bostonSQL}},
+		"referers":        []string{"https://app.example.com", "http://localhost:5173"},
+		"allowed_apis":    []string{"maps", "sql"},
+		"expiration_date": exp.Format(time.RFC3339),
+		"name":            "boston-viewer",
+		"unknown_field":   true,
+	}
+	r := lc.do("POST", "/v3/tokens", req, bearer(lc.oauth)...)
+	if r.status != status {
+		t.Fatalf("create: %d %s", r.status, r.body)
+	}
+	created := r.obj(t)
+	tok = created["token"].(string)
+	wantShape = map[string]any{
+		"token":           tok,
+		"name":            "boston-viewer",
+		"grants":          []any{map[string]any{"connection_name": "carto_dw", "source": bostonSQL}},
+		"referers":        []any{"https://app.example.com", "http://localhost:5173"},
+		"allowed_apis":    []any{"maps", "sql"},
+		"expiration_date": exp.Format(time.RFC3339),
+		"created_at":      lc.clock.Now().Format(time.RFC3339),
+	}
+	assertJSONEqual(t, "create", created, wantShape)
+	return tok, exp, wantShape
+}
+
+// patch changes the grants, APIs and name of tok, and updates wantShape.
+func (lc *tokenLifecycle) patch(t *testing.T, tok string, exp time.Time, wantShape map[string]any) {
+	t.Helper()
+	patch := map[string]any{
+		"grants":       []map[string]string{{"connection_name": "carto_dw", "source": "*"}},
+		"allowed_apis": []string{"sql"},
+		"name":         "renamed",
+	}
+	r := lc.do("PATCH", "/v3/tokens/"+tok, patch, bearer(lc.oauth)...)
+	if r.status != 200 {
+		t.Fatalf("patch: %d %s", r.status, r.body)
+	}
+	wantShape["grants"] = []any{map[string]any{"connection_name": "carto_dw", "source": "*"}}
+	wantShape["allowed_apis"] = []any{"sql"}
+	wantShape["name"] = "renamed"
+	assertJSONEqual(t, "patch", r.obj(t), wantShape)
+	if info, _ := lc.sim.Token(tok); info.Name != "renamed" || len(info.Referers) != 2 || !info.ExpiresAt.Equal(exp) {
+		t.Errorf("Token() after patch: %+v", info)
 	}
 }
 
-func TestTokenValidation(t *testing.T) {
-	past := time.Date(2026, 3, 1, 11, 0, 0, 0, time.UTC).Format(time.RFC3339)
-	future := time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC).Format(time.RFC3339)
-	grants := []map[string]string{{"connection_name": "c", "source": "*"}}
-	tests := []struct {
-		name   string
-		body   any
-		status int
-		errSub string
-	}{
-		{"ok minimal", map[string]any{"grants": grants}, 200, ""},
-		{"ok future expiry", map[string]any{"grants": grants, "expiration_date": future}, 200, ""},
-		{"ok null expiry", map[string]any{"grants": grants, "expiration_date": nil}, 200, ""},
-		{"ok origin with port", map[string]any{"grants": grants, "referers": []string{"http://localhost:8080"}}, 200, ""},
-		{"no grants", map[string]any{"allowed_apis": []string{"sql"}}, 400, "grants"},
-		{"empty grants", map[string]any{"grants": []any{}}, 400, "grants"},
-		{"grant without source", map[string]any{"grants": []map[string]string{{"connection_name": "c"}}}, 400, "grants"},
-		{"grant without connection", map[string]any{"grants": []map[string]string{{"source": "*"}}}, 400, "grants"},
-		{"grants not array", map[string]any{"grants": "x"}, 400, "grants"},
-		{"unknown api", map[string]any{"grants": grants, "allowed_apis": []string{"sql", "tiles"}}, 400, "allowed_apis"},
-		{"referer trailing slash", map[string]any{"grants": grants, "referers": []string{"https://app.example.com/"}}, 400, "referers"},
-		{"referer with path", map[string]any{"grants": grants, "referers": []string{"https://app.example.com/map"}}, 400, "referers"},
-		{"referer without scheme", map[string]any{"grants": grants, "referers": []string{"app.example.com"}}, 400, "referers"},
-		{"expiry in the past", map[string]any{"grants": grants, "expiration_date": past}, 400, "expiration_date"},
-		{"expiry not RFC3339", map[string]any{"grants": grants, "expiration_date": "2026-03-02"}, 400, "expiration_date"},
-		{"expiry as number", map[string]any{"grants": grants, "expiration_date": 1772409600}, 400, "expiration_date"},
-		{"name not string", map[string]any{"grants": grants, "name": 3}, 400, "name"},
-		{"not an object", `[1,2]`, 400, "JSON"},
-		{"malformed", `{"grants":`, 400, "JSON"},
-		{"too large", `{"grants":[],"pad":"` + strings.Repeat("x", maxBody) + `"}`, 413, ""},
+// delete deletes tok, expecting status, after which tok is not found.
+func (lc *tokenLifecycle) delete(t *testing.T, tok string, status int) {
+	t.Helper()
+	r := lc.do("DELETE", "/v3/tokens/"+tok, nil, bearer(lc.oauth)...)
+	if r.status != status {
+		t.Fatalf("delete: %d", r.status)
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, Options{})
-			r := e.do("POST", "/v3/tokens", tc.body, append(bearer(e.oauth()), "Content-Type", "application/json")...)
-			if r.status != tc.status {
-				t.Fatalf("status %d, want %d: %s", r.status, tc.status, r.body)
-			}
-			if tc.status == 200 {
-				return
-			}
-			m := r.obj(t)
-			if _, ok := m["description"].(string); !ok {
-				t.Errorf("no description: %s", r.body)
-			}
-			if e, _ := m["error"].(string); !strings.Contains(e, tc.errSub) {
-				t.Errorf("error %q does not mention %q", e, tc.errSub)
-			}
-		})
+	if status == 204 && len(r.body) != 0 {
+		t.Errorf("204 with body %q", r.body)
 	}
-}
-
-func TestTokenDefaults(t *testing.T) {
-	e := newEnv(t, Options{})
-	oauth := e.oauth()
-	r := e.do("POST", "/v3/tokens", map[string]any{"grants": []map[string]string{{"connection_name": "c", "source": "*"}}}, bearer(oauth)...)
-	m := r.obj(t)
-	assertJSONEqual(t, "defaults", []any{m["referers"], m["allowed_apis"], m["name"]}, []any{[]any{}, []any{}, ""})
-	// With allowed_apis omitted every data API refuses the token.
-	tok := m["token"].(string)
-	for _, api := range []string{"sql", "maps"} {
-		r := e.do("GET", query("/v3/"+api+"/c/query", bostonSQL, ""), nil, bearer(tok)...)
-		if r.status != 403 || r.obj(t)["error"] != "Forbidden: this token does not allow the "+api+" API" {
-			t.Errorf("%s with no allowed_apis: %d %s", api, r.status, r.body)
+	if status == 200 && string(r.body) != "{}" {
+		t.Errorf("200 delete body %q", r.body)
+	}
+	for _, m := range []string{"GET", "DELETE", "PATCH"} {
+		r := lc.do(m, "/v3/tokens/"+tok, map[string]any{"name": "x"}, bearer(lc.oauth)...)
+		if r.status != 404 || r.obj(t)["error"] != "Not found" {
+			t.Errorf("%s deleted token: %d %s", m, r.status, r.body)
 		}
-	}
-}
-
-func TestPatchToken(t *testing.T) {
-	e := newEnv(t, Options{})
-	oauth := e.oauth()
-	tok := e.createToken(oauth, tokenReq("c", "*", "sql"))
-	tests := []struct {
-		name   string
-		body   any
-		status int
-	}{
-		{"expiration_date rejected", map[string]any{"expiration_date": "2030-01-01T00:00:00Z"}, 400},
-		{"null expiration_date rejected", map[string]any{"expiration_date": nil}, 400},
-		{"empty grants", map[string]any{"grants": []any{}}, 400},
-		{"bad referer", map[string]any{"referers": []string{"https://x.example/"}}, 400},
-		{"bad api", map[string]any{"allowed_apis": []string{"nope"}}, 400},
-		{"referers only", map[string]any{"referers": []string{"https://x.example"}}, 200},
-		{"empty body object", map[string]any{}, 200},
-	}
-	for _, tc := range tests {
-		r := e.do("PATCH", "/v3/tokens/"+tok, tc.body, bearer(oauth)...)
-		if r.status != tc.status {
-			t.Errorf("%s: %d %s", tc.name, r.status, r.body)
-		}
-	}
-	info, _ := e.sim.Token(tok)
-	if len(info.Grants) != 1 || info.Grants[0].Source != "*" || len(info.Referers) != 1 || info.AllowedAPIs[0] != "sql" || !info.ExpiresAt.IsZero() {
-		t.Errorf("token after patches: %+v", info)
 	}
 }
 
 func TestTokensAuth(t *testing.T) {
-	e := newEnv(t, Options{})
+	e := newEnv(t, Config{})
 	oauth := e.oauth()
 	apiTok := e.createToken(oauth, tokenReq("c", "*", "sql"))
 	tests := []struct {
@@ -284,7 +199,7 @@ func TestTokensAuth(t *testing.T) {
 }
 
 func TestTokenOwnership(t *testing.T) {
-	e := newEnv(t, Options{})
+	e := newEnv(t, Config{})
 	e.sim.addClient("client-2", "secret-2")
 	mine, theirs := e.oauth(), e.oauthFor("client-2", "secret-2")
 	tok := e.createToken(mine, tokenReq("c", "*", "sql"))
@@ -307,7 +222,7 @@ func TestTokenOwnership(t *testing.T) {
 func TestQuota(t *testing.T) {
 	for _, status := range []int{0, 403} {
 		t.Run(fmt.Sprint(status), func(t *testing.T) {
-			e := newEnv(t, Options{MaxLiveTokens: 2, QuotaStatus: status})
+			e := newEnv(t, Config{MaxLiveTokens: 2, QuotaStatus: status})
 			e.sim.addClient("client-2", "secret-2")
 			oauth := e.oauth()
 			want := status
@@ -346,7 +261,7 @@ func TestQuota(t *testing.T) {
 }
 
 func TestTokenFormat(t *testing.T) {
-	e := newEnv(t, Options{})
+	e := newEnv(t, Config{})
 	oauth := e.oauth()
 	seen := map[string]bool{}
 	for range 50 {

@@ -149,7 +149,7 @@ func checkUsers(c *Config) []error {
 // even when some policy is invalid, so every problem is reported in one go.
 func checkPolicies(c *Config) []error {
 	var errs []error
-	if set, err := policy.NewSet(c.Groups, c.DefaultPolicy); err != nil {
+	if set, err := policy.NewSet(policy.SetConfig{Groups: c.Groups, Default: c.DefaultPolicy}); err != nil {
 		errs = prefixed("groups", err)
 	} else {
 		c.Built.Policies = set

@@ -6,7 +6,7 @@ import "testing"
 // (memoised), and a render (what the memo saves).
 func BenchmarkFor(b *testing.B) {
 	ref := Reference()
-	s, err := NewSet(map[string]Template{"BOSTON": ref}, &ref)
+	s, err := NewSet(SetConfig{Groups: map[string]Template{"BOSTON": ref}, Default: &ref})
 	if err != nil {
 		b.Fatal(err)
 	}

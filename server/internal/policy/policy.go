@@ -214,9 +214,19 @@ type Set struct {
 	byDefault sync.Map // group -> Policy
 }
 
-// NewSet validates the templates and renders one policy per named group. A nil
-// fallback means groups not named in perGroup have no policy.
-func NewSet(perGroup map[string]Template, fallback *Template) (*Set, error) {
+// SetConfig configures a Set.
+type SetConfig struct {
+	// Groups maps the groups named in the configuration to their templates.
+	Groups map[string]Template
+	// Default is the template of the groups not in Groups; nil means that
+	// they have no policy.
+	Default *Template
+}
+
+// NewSet validates the templates, reporting every problem at once, and
+// renders one policy per named group.
+func NewSet(cfg SetConfig) (*Set, error) {
+	perGroup, fallback := cfg.Groups, cfg.Default
 	s := &Set{fallback: fallback, rendered: make(map[string]Policy, len(perGroup))}
 	var errs []error
 	for _, g := range slices.Sorted(maps.Keys(perGroup)) {

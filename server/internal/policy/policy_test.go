@@ -114,7 +114,7 @@ func TestSet(t *testing.T) {
 	boston := Reference()
 	boston.AllowedAPIs = []string{"maps", "sql"}
 	ref := Reference()
-	s, err := NewSet(map[string]Template{"BOSTON": boston}, &ref)
+	s, err := NewSet(SetConfig{Groups: map[string]Template{"BOSTON": boston}, Default: &ref})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +130,7 @@ func TestSet(t *testing.T) {
 		t.Fatalf("unsafe group: err = %v", err)
 	}
 
-	strict, err := NewSet(map[string]Template{"BOSTON": boston}, nil)
+	strict, err := NewSet(SetConfig{Groups: map[string]Template{"BOSTON": boston}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +141,7 @@ func TestSet(t *testing.T) {
 		t.Fatalf("named group without a default: %v", err)
 	}
 
-	if _, err := NewSet(map[string]Template{"A": {}, "B": {}}, &Template{}); err == nil || strings.Count(err.Error(), "\n") < 5 {
+	if _, err := NewSet(SetConfig{Groups: map[string]Template{"A": {}, "B": {}}, Default: &Template{}}); err == nil || strings.Count(err.Error(), "\n") < 5 {
 		t.Fatalf("NewSet should report every problem, got %v", err)
 	}
 }

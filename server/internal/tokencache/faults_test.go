@@ -27,7 +27,7 @@ type emulatedCarto struct {
 func startCarto(t *testing.T) emulatedCarto {
 	t.Helper()
 	id, secret := cartosim.NewClient()
-	sim, err := cartosim.New(cartosim.Options{ClientID: id, ClientSecret: secret})
+	sim, err := cartosim.New(cartosim.Config{ClientID: id, ClientSecret: secret})
 	if err != nil {
 		t.Fatal(err)
 	}
