@@ -28,8 +28,8 @@ type identity struct {
 // verifiers, which asks the token cache whether a session was revoked.
 func (a *App) newIdentity(ctx context.Context) (identity, error) {
 	cfg := a.cfg
-	users, err := auth.NewUsers(cfg.Users)
-	if err != nil {
+	users := cfg.Built.Users
+	if err := users.Prepare(); err != nil {
 		return identity{}, err
 	}
 	keys, rotating, err := a.sessionKeys(ctx)

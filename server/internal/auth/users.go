@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"golang.org/x/crypto/bcrypt"
 )
@@ -34,8 +35,10 @@ type User struct {
 type Users struct {
 	byName map[string]User
 	// dummyHash is compared against when the user does not exist, so an unknown
-	// user costs the same bcrypt work as a wrong password.
-	dummyHash []byte
+	// user costs the same bcrypt work as a wrong password. It is made on first
+	// use (or by Prepare), not by NewUsers: making it costs a bcrypt hash, which
+	// validating a configuration should not pay.
+	dummyHash func() ([]byte, error)
 }
 
 // NormalizeUsername is how usernames are compared: case and surrounding
@@ -84,16 +87,24 @@ func NewUsers(users []User) (*Users, error) {
 	}
 	// The dummy hash has the highest cost in use, so an unknown user never
 	// answers faster than a known one.
-	var pw [16]byte
-	if _, err := rand.Read(pw[:]); err != nil {
-		return nil, err
-	}
-	dummy, err := bcrypt.GenerateFromPassword(pw[:], maxCost)
-	if err != nil {
-		return nil, fmt.Errorf("prepare dummy hash: %w", err)
-	}
-	u.dummyHash = dummy
+	u.dummyHash = sync.OnceValues(func() ([]byte, error) {
+		var pw [16]byte
+		_, _ = rand.Read(pw[:]) // crypto/rand.Read never fails (Go 1.24+)
+		dummy, err := bcrypt.GenerateFromPassword(pw[:], maxCost)
+		if err != nil {
+			return nil, fmt.Errorf("prepare dummy hash: %w", err)
+		}
+		return dummy, nil
+	})
 	return u, nil
+}
+
+// Prepare makes the hash that unknown users are checked against, so that the
+// first login of an unknown user is not the one that pays for it. A broker
+// calls it at start.
+func (u *Users) Prepare() error {
+	_, err := u.dummyHash()
+	return err
 }
 
 // Authenticate checks a username and password. Every failure is
@@ -109,9 +120,15 @@ func (u *Users) Authenticate(ctx context.Context, username, password string) (Us
 		return User{}, ErrInvalidCredentials
 	}
 	usr, known := u.byName[NormalizeUsername(username)]
-	hash := u.dummyHash
+	var hash []byte
 	if known {
 		hash = []byte(usr.PasswordHash)
+	} else {
+		dummy, err := u.dummyHash()
+		if err != nil {
+			return User{}, err
+		}
+		hash = dummy
 	}
 	if err := bcrypt.CompareHashAndPassword(hash, []byte(password)); err != nil || !known {
 		return User{}, ErrInvalidCredentials

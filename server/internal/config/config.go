@@ -124,13 +124,14 @@ type Config struct {
 	// RefreshReservePercent of the ceilings only background refreshes use.
 	RefreshReservePercent int
 
-	// Built is what validation built from Groups and Services.
+	// Built is what validation built from Users, Groups and Services.
 	Built Built
 }
 
 // Built holds what Load builds from the configuration while validating it,
 // so that the app builds none of it again.
 type Built struct {
+	Users    *auth.Users
 	Policies *policy.Set
 	Services *auth.Services // nil when no services: are configured
 }

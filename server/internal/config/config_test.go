@@ -1,6 +1,7 @@
 package config
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -144,6 +145,16 @@ func TestDemo(t *testing.T) {
 	}
 	if len(c.JWTSecret) < 32 || len(c.Users) != 3 || c.Carto.ClientSecret != "" || c.Host != "127.0.0.1" {
 		t.Fatalf("demo config: users %d, secret %d bytes, carto %+v, host %q", len(c.Users), len(c.JWTSecret), c.Carto, c.Host)
+	}
+	// What validation built is carried, so the app builds none of it again.
+	if c.Built.Users == nil || c.Built.Policies == nil {
+		t.Fatalf("demo config: built users %v, policies %v", c.Built.Users, c.Built.Policies)
+	}
+	if u, err := c.Built.Users.Authenticate(context.Background(), "user.boston@acme.com", "boston"); err != nil || u.Group != "BOSTON" {
+		t.Fatalf("demo user from Built.Users: %+v, %v", u, err)
+	}
+	if _, err := c.Built.Policies.For("BOSTON"); err != nil {
+		t.Fatalf("demo policy from Built.Policies: %v", err)
 	}
 	d2, _ := Load([]string{"--demo", "--env-file", filepath.Join(t.TempDir(), "none")}, envOf(nil))
 	if string(d2.JWTSecret) == string(c.JWTSecret) {

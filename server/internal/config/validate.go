@@ -14,7 +14,7 @@ import (
 
 // checks are what validation checks, one idea each. Every check runs, so
 // that every problem is reported at once; those that build what they check
-// (policies, services) leave it in Config.Built.
+// (users, policies, services) leave it in Config.Built.
 var checks = []func(c *Config) []error{
 	checkServers,
 	checkSessions,
@@ -133,13 +133,13 @@ func checkTLS(c *Config) []error {
 }
 
 // checkUsers: some caller is configured, and the users: of the file are
-// sound. The app builds the user store (auth.NewUsers): building it here
-// would cost a bcrypt hash (its dummy) on every Load, which the tests and
-// the fuzzer of Load would pay thousands of times.
+// sound (Built.Users).
 func checkUsers(c *Config) []error {
 	errs := broken(rule{!c.Demo && c.ConfigFile == "", errors.New("no user store or identity provider: set TOKENBROKER_CONFIG to a YAML file with users: or identity_providers: (see the README), or run with --demo")})
-	if err := auth.ValidateUsers(c.Users); err != nil {
+	if users, err := auth.NewUsers(c.Users); err != nil {
 		errs = append(errs, prefixed("users", err)...)
+	} else {
+		c.Built.Users = users
 	}
 	return errs
 }
