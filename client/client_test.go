@@ -63,7 +63,7 @@ func setHeader(opts []grpc.CallOption, md metadata.MD) {
 
 func startBroker(t *testing.T, env map[string]string) *brokertest.Broker {
 	t.Helper()
-	return brokertest.Start(t, env, nil)
+	return brokertest.Start(t, brokertest.Env(env))
 }
 
 // newClient returns a client of b with opts and a counter in its chain.
