@@ -69,6 +69,8 @@ type App struct {
 	carto      *carto.Client
 	metrics    *metrics.Metrics
 	tracing    telemetry.Tracing
+	cartoNow   func() time.Time    // nil: time.Now
+	grpcOpts   []grpc.ServerOption // added to the gRPC server's own
 
 	// bg lives until Run has drained the servers: background work (the
 	// store's feed, reconciliation, key rotation, IdP key refresh).
@@ -88,6 +90,17 @@ type Option func(*App)
 
 // WithTracing traces requests and CARTO calls with t (see telemetry.Setup).
 func WithTracing(t telemetry.Tracing) Option { return func(a *App) { a.tracing = t } }
+
+// WithCartoClock makes the CARTO client read the time from now: its circuit
+// breaker's cooldown, CARTO's pauses and the OAuth token's expiry. Tests
+// move a clocktest.Clock to end a cooldown or a pause without waiting.
+func WithCartoClock(now func() time.Time) Option { return func(a *App) { a.cartoNow = now } }
+
+// WithGRPCServerOptions adds opts to the gRPC server's (a test's stats
+// handler, say, to see when the server has finished a call).
+func WithGRPCServerOptions(opts ...grpc.ServerOption) Option {
+	return func(a *App) { a.grpcOpts = append(a.grpcOpts, opts...) }
+}
 
 // New wires the broker and opens its listeners. Nothing is served until Run.
 func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Option) (_ *App, err error) {
@@ -161,6 +174,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		ClientID:        a.cfg.Carto.ClientID,
 		ClientSecret:    a.cfg.Carto.ClientSecret,
 		Logger:          log,
+		Now:             a.cartoNow,
 		CallTimeout:     a.cfg.Carto.CallTimeout,
 		BreakerCooldown: a.cfg.Carto.BreakerCooldown,
 		// One OAuth token for the whole deployment, kept across restarts.
@@ -259,7 +273,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	})
 	svc := api.NewService(b, log, auditLog, a.metrics)
 	chain := transport.NewChain(transport.ChainConfig{Authenticator: authn, Services: services, Logger: log, Public: api.PublicMethods, Metrics: a.metrics.GRPC, Draining: a.draining})
-	var grpcOpts []grpc.ServerOption
+	grpcOpts := a.grpcOpts
 	if a.tracing.Enabled {
 		grpcOpts = append(grpcOpts, grpc.StatsHandler(otelgrpc.NewServerHandler(
 			otelgrpc.WithTracerProvider(a.tracing.Provider), otelgrpc.WithPropagators(a.tracing.Propagator))))

@@ -14,7 +14,7 @@ import (
 // callers of 2 cold groups made 20 creation attempts inside those 6 s. Now
 // the broker leaves the endpoint alone until the Retry-After has passed.
 func TestFaultRateLimitedCartoIsLeftAlone(t *testing.T) {
-	b := startBroker(t, nil)
+	b := startBroker(t)
 	sessions := []string{b.login("user.boston@acme.com", "boston"), b.login("user.ny@acme.com", "ny")}
 	b.sim.SetFaults(cartosim.Faults{RateLimit: true, RetryAfter: 6 * time.Second, Scope: cartosim.ScopeTokens})
 

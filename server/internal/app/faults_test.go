@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
+	"github.com/tokenbroker/tokenbroker/server/brokertest"
 	"github.com/tokenbroker/tokenbroker/server/internal/cartosim"
 )
 
@@ -31,7 +32,7 @@ type faultEnv struct {
 
 func newFaultEnv(t *testing.T) *faultEnv {
 	t.Helper()
-	b := startBroker(t, map[string]string{"CARTO_CALL_TIMEOUT": "500ms", "CARTO_BREAKER_COOLDOWN": "1s"})
+	b := startBroker(t, brokertest.Env(map[string]string{"CARTO_CALL_TIMEOUT": "500ms", "CARTO_BREAKER_COOLDOWN": "1s"}))
 	f := &faultEnv{broker: b, boston: b.login("user.boston@acme.com", "boston"), ny: b.login("user.ny@acme.com", "ny")}
 	_, tok := b.post("/carto-token", f.boston, "")
 	f.cached = tok["token"].(string)
@@ -153,7 +154,7 @@ func TestFaultHangingConnection(t *testing.T) {
 // Shutdown under load: every request accepted before the shutdown began is
 // answered; later ones are refused cleanly (UNAVAILABLE), never cut off.
 func TestShutdownUnderLoad(t *testing.T) {
-	b := startBroker(t, nil)
+	b := startBroker(t)
 	session := b.login("user.boston@acme.com", "boston")
 	b.sim.SetFaults(cartosim.Faults{Latency: 20 * time.Millisecond})
 	type result struct {
