@@ -22,6 +22,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/tokenbroker/tokenbroker/server/brokertest"
+	"github.com/tokenbroker/tokenbroker/server/internal/app"
+	"github.com/tokenbroker/tokenbroker/server/internal/grpctest"
 )
 
 // rawH2 is an HTTP/2 client that speaks gRPC's framing by hand and ignores
@@ -239,7 +241,9 @@ func openWatches(t *testing.T, ctx context.Context, h healthpb.HealthClient, n i
 // RESOURCE_EXHAUSTED, and a slot is free again once a watch ends. The same
 // holds for reflection streams (GRPC_MAX_REFLECTION_STREAMS).
 func TestAttackHealthWatchesBeyondServerLimit(t *testing.T) {
-	b := startBroker(t, brokertest.Env(map[string]string{"GRPC_MAX_HEALTH_WATCHES": "6", "GRPC_MAX_REFLECTION_STREAMS": "2", "GRPC_MAX_CONCURRENT_STREAMS": "4"}))
+	var ends grpctest.Ends
+	b := startBroker(t, brokertest.Env(map[string]string{"GRPC_MAX_HEALTH_WATCHES": "6", "GRPC_MAX_REFLECTION_STREAMS": "2", "GRPC_MAX_CONCURRENT_STREAMS": "4"}),
+		brokertest.AppOptions(app.WithGRPCServerOptions(ends.ServerOption())))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var clients []healthpb.HealthClient
@@ -269,21 +273,20 @@ func TestAttackHealthWatchesBeyondServerLimit(t *testing.T) {
 	if r, err := clients[2].Check(ctx, &healthpb.HealthCheckRequest{}); err != nil || r.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 		t.Fatalf("Check while the watches are full: %v, %v", r, err)
 	}
-	// A watch ends; its slot is free once the server sees the end.
+	// A watch ends; its slot is free once the server has finished it (the
+	// 7th, refused, has ended already).
 	cancels[0]()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		w, err := clients[2].Watch(ctx, &healthpb.HealthCheckRequest{})
-		if err == nil {
-			_, err = w.Recv()
-		}
-		if err == nil {
-			break
-		}
-		if status.Code(err) != codes.ResourceExhausted || time.Now().After(deadline) {
-			t.Fatalf("a Watch after one ended: %v", err)
-		}
-		time.Sleep(5 * time.Millisecond)
+	wctx, cancelWait := context.WithTimeout(ctx, 5*time.Second)
+	defer cancelWait()
+	if err := ends.Wait(wctx, healthWatch, 2); err != nil {
+		t.Fatal(err)
+	}
+	w, err := clients[2].Watch(ctx, &healthpb.HealthCheckRequest{})
+	if err == nil {
+		_, err = w.Recv()
+	}
+	if err != nil {
+		t.Fatalf("a Watch after one ended: %v", err)
 	}
 
 	// Reflection streams (what grpcurl opens) have their own bound.

@@ -93,19 +93,25 @@ func TestCORS(t *testing.T) {
 // over REST and over gRPC, and Run returns cleanly.
 func TestGracefulShutdown(t *testing.T) {
 	b := startBroker(t)
-	session := b.login("user.boston@acme.com", "boston")
+	// Two groups, so that each request makes its own call to CARTO.
+	boston, ny := b.login("user.boston@acme.com", "boston"), b.login("user.ny@acme.com", "ny")
 	b.sim.SetFaults(cartosim.Faults{Latency: 300 * time.Millisecond})
 	rest := make(chan int, 1)
 	go func() {
-		code, _ := b.post("/carto-token", session, "")
+		code, _ := b.post("/carto-token", boston, "")
 		rest <- code
 	}()
 	grpcDone := make(chan error, 1)
 	go func() {
-		_, err := b.grpc.IssueCartoToken(withBearer(session), &tokenbrokerv1.IssueCartoTokenRequest{})
+		_, err := b.grpc.IssueCartoToken(withBearer(ny), &tokenbrokerv1.IssueCartoTokenRequest{})
 		grpcDone <- err
 	}()
-	time.Sleep(100 * time.Millisecond) // both requests are now waiting on CARTO
+	// Both requests are now waiting on CARTO (held by the latency).
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if _, err := b.sim.WaitFor(ctx, func(s cartosim.Stats) bool { return s.CreateRequests >= 2 }); err != nil {
+		t.Fatal(err)
+	}
 	if err := b.stop(); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
