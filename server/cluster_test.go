@@ -27,8 +27,8 @@ func startReplicas(t *testing.T, n int, env []string) []*process {
 	return out
 }
 
-// Log lines of a replica at debug level: it applied an event of the
-// shared store's feed.
+// Log lines of a replica at debug level (LOG_LEVEL=debug): it applied an
+// event of the shared store's feed.
 const (
 	revocationApplied = "session revocation applied from the shared store"
 	evictionApplied   = "token eviction applied from the shared store"
@@ -68,7 +68,7 @@ func TestThreeReplicasOnOneRedis(t *testing.T) {
 	emu.SetFaults(cartosim.Faults{Latency: 50 * time.Millisecond})
 	cfg := filepath.Join(t.TempDir(), "tokenbroker.yaml")
 	writeFile(t, cfg, usersYAML("maps"))
-	replicas := startReplicas(t, 3, brokerEnv(t, emu, cfg, "REDIS_URL="+rs.URL))
+	replicas := startReplicas(t, 3, brokerEnv(t, emu, cfg, "REDIS_URL="+rs.URL, "LOG_LEVEL=debug"))
 	session := replicas[0].login(t)
 
 	const callers = 1000
@@ -148,7 +148,7 @@ func TestRedisKilledMidLoad(t *testing.T) {
 	emu := brokertest.StartEmulator(t)
 	cfg := filepath.Join(t.TempDir(), "tokenbroker.yaml")
 	writeFile(t, cfg, usersYAML("maps"))
-	env := brokerEnv(t, emu, cfg, "REDIS_URL="+rs.URL)
+	env := brokerEnv(t, emu, cfg, "REDIS_URL="+rs.URL, "LOG_LEVEL=debug")
 	replicas := startReplicas(t, 2, env)
 	good, revoked := replicas[0].login(t), replicas[0].login(t)
 	for _, r := range replicas {

@@ -16,6 +16,11 @@ type Emulator struct {
 	srv *httptest.Server
 }
 
+// EmulatorStats are an emulator's counters (see cartosim.Sim.Stats), named
+// here for tests outside server/, which cannot import cartosim: a
+// condition for WaitFor, say.
+type EmulatorStats = cartosim.Stats
+
 // StartEmulator starts an emulator that stops when the test ends.
 func StartEmulator(t testing.TB) *Emulator {
 	t.Helper()

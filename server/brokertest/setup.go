@@ -121,8 +121,9 @@ func Prepare(t testing.TB, opts ...Option) Setup {
 
 // prepare resolves opts, writing files in dir. Both kinds of broker listen
 // on loopback, on ports the system picks (PORT=0 ...; a test may override
-// them), and log JSON at debug level. closeEmulator stops an emulator it
-// started.
+// them), and log JSON (a process at LOG_LEVEL's level, info by default: a
+// test that reads its debug lines sets it). closeEmulator stops an emulator
+// it started.
 func prepare(dir string, opts []Option) (_ Setup, _ settings, closeEmulator func(), err error) {
 	var s settings
 	for _, o := range opts {
@@ -131,7 +132,7 @@ func prepare(dir string, opts []Option) (_ Setup, _ settings, closeEmulator func
 	closeEmulator = func() {}
 	env := map[string]string{
 		"HOST": "127.0.0.1", "PORT": "0", "GRPC_PORT": "0",
-		"LOG_FORMAT": "json", "LOG_LEVEL": "debug",
+		"LOG_FORMAT": "json",
 	}
 	// No .env file of the working directory is read.
 	args := []string{"--env-file", filepath.Join(dir, "none.env")}
