@@ -106,12 +106,9 @@ func New(opts ...Option) (_ *Broker, err error) {
 	}
 	b := &Broker{HTTP: http.DefaultClient}
 	if cfg.TLS.Enabled() {
-		pem, err := os.ReadFile(cfg.TLS.ClientCAFile)
-		if err != nil {
-			return nil, fmt.Errorf("brokertest: the client CA: %w", err)
+		if b.Roots, err = loadCAs(cfg.TLS.ClientCAFile); err != nil {
+			return nil, err
 		}
-		b.Roots = x509.NewCertPool()
-		b.Roots.AppendCertsFromPEM(pem)
 		b.HTTP = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: b.Roots}}}
 	}
 	logs := s.logs
@@ -164,4 +161,17 @@ func New(opts ...Option) (_ *Broker, err error) {
 func (b *Broker) Stop() error {
 	b.stopOnce.Do(func() { b.stopErr = b.stop() })
 	return b.stopErr
+}
+
+// loadCAs reads the PEM certificates of file.
+func loadCAs(file string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("brokertest: the client CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("brokertest: no PEM certificate in %s", file)
+	}
+	return pool, nil
 }
