@@ -63,7 +63,7 @@ func setHeader(opts []grpc.CallOption, md metadata.MD) {
 
 func startBroker(t *testing.T, env map[string]string) *brokertest.Broker {
 	t.Helper()
-	return brokertest.Start(t, env, nil)
+	return brokertest.Start(t, brokertest.Env(env))
 }
 
 // newClient returns a client of b with opts and a counter in its chain.
@@ -238,19 +238,20 @@ func TestRetriesDuringCartoOutage(t *testing.T) {
 	f := b.Emulator.Faults()
 	f.Outage, f.Scope = "unavailable", "tokens" // token creation answers 503
 	b.Emulator.SetFaults(f)
-	healed := make(chan struct{})
+	// CARTO is back once it has refused two creations.
+	healed := make(chan error, 1)
 	go func() {
-		defer close(healed)
-		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-			if b.Emulator.Stats().Faulted >= 2 {
-				break
-			}
-		}
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		_, err := b.Emulator.WaitFor(ctx, func(s brokertest.EmulatorStats) bool { return s.Faulted >= 2 })
 		f.Outage = ""
 		b.Emulator.SetFaults(f)
+		healed <- err
 	}()
 	tok, err := c.CartoToken(t.Context())
-	<-healed
+	if herr := <-healed; herr != nil {
+		t.Fatal(herr)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -372,13 +373,14 @@ func TestSharedCallOutlivesAnImpatientCaller(t *testing.T) {
 	if _, err := c.Login(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	cnt.inject = func(ctx context.Context, method string, _ int, _ []grpc.CallOption) error {
-		if method == "IssueCartoToken" {
-			select {
-			case <-time.After(300 * time.Millisecond):
-			case <-ctx.Done():
-				return status.FromContextError(ctx.Err()).Err()
-			}
+	// The first call, the one the impatient caller starts, is answered
+	// late: it ends with that caller's deadline. Later ones go through.
+	started := make(chan struct{})
+	cnt.inject = func(ctx context.Context, method string, n int, _ []grpc.CallOption) error {
+		if method == "IssueCartoToken" && n == 1 {
+			close(started)
+			<-ctx.Done()
+			return status.FromContextError(ctx.Err()).Err()
 		}
 		return nil
 	}
@@ -386,7 +388,7 @@ func TestSharedCallOutlivesAnImpatientCaller(t *testing.T) {
 	defer cancel()
 	impatient := make(chan error, 1)
 	go func() { _, err := c.CartoToken(short); impatient <- err }()
-	time.Sleep(10 * time.Millisecond) // let it start the shared call
+	<-started // the impatient caller started the shared call
 	tok, err := c.CartoToken(t.Context())
 	if err != nil {
 		t.Fatalf("the patient caller failed: %v", err)

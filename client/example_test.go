@@ -17,14 +17,14 @@ import (
 var brokerAddr string
 
 func TestMain(m *testing.M) {
-	b, stop, err := brokertest.New(nil, nil)
+	b, err := brokertest.New()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "TestMain: starting the examples' broker:", err)
 		os.Exit(1)
 	}
 	brokerAddr = b.GRPCAddr
 	code := m.Run()
-	if err := stop(); err != nil {
+	if err := b.Stop(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		code = 1
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -10,6 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/tokenbroker/tokenbroker/server/brokertest"
 	"github.com/tokenbroker/tokenbroker/server/internal/cartosim"
 	"github.com/tokenbroker/tokenbroker/server/internal/redistest"
 )
@@ -25,18 +27,36 @@ func startReplicas(t *testing.T, n int, env []string) []*process {
 	return out
 }
 
-// waitRefused polls p with session until it is refused, and returns how long
-// that took.
+// Log lines of a replica at debug level (LOG_LEVEL=debug): it applied an
+// event of the shared store's feed.
+const (
+	revocationApplied = "session revocation applied from the shared store"
+	evictionApplied   = "token eviction applied from the shared store"
+)
+
+// awaitLog waits until p has logged msg (within 15 s), and returns how long
+// after since that was.
+func awaitLog(t *testing.T, p *process, msg string, since time.Time) time.Duration {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
+	defer cancel()
+	if err := p.Logs.Await(ctx, msg); err != nil {
+		t.Fatalf("replica %s: %v", p.GRPCAddr, err)
+	}
+	return time.Since(since)
+}
+
+// waitRefused waits until p has applied the revocation of session that
+// another replica made, checks that p refuses the session, and returns how
+// long after since that was. (Its log is written every 100 ms: the time is
+// that much late at most.)
 func waitRefused(t *testing.T, p *process, session string, since time.Time) time.Duration {
 	t.Helper()
-	for time.Since(since) < 5*time.Second {
-		if _, err := p.issue(session); status.Code(err) == codes.Unauthenticated {
-			return time.Since(since)
-		}
-		time.Sleep(2 * time.Millisecond)
+	d := awaitLog(t, p, `"msg":"`+revocationApplied+`"`, since)
+	if _, err := p.issue(session); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("replica %s has the revocation, yet answers the revoked session with %v", p.GRPCAddr, err)
 	}
-	t.Fatalf("replica %s still accepts the revoked session after 5s", p.grpcAddr)
-	return 0
+	return d
 }
 
 // Three broker processes on one Redis: 1,000 concurrent cold requests for one
@@ -44,11 +64,11 @@ func waitRefused(t *testing.T, p *process, session string, since time.Time) time
 // revocation on one replica is refused by the others within a second.
 func TestThreeReplicasOnOneRedis(t *testing.T) {
 	rs := redistest.Start(t)
-	emu := startEmulator(t)
-	emu.sim.SetFaults(cartosim.Faults{Latency: 50 * time.Millisecond})
+	emu := brokertest.StartEmulator(t)
+	emu.SetFaults(cartosim.Faults{Latency: 50 * time.Millisecond})
 	cfg := filepath.Join(t.TempDir(), "tokenbroker.yaml")
 	writeFile(t, cfg, usersYAML("maps"))
-	replicas := startReplicas(t, 3, brokerEnv(t, emu, cfg, "REDIS_URL="+rs.URL))
+	replicas := startReplicas(t, 3, brokerEnv(t, emu, cfg, "REDIS_URL="+rs.URL, "LOG_LEVEL=debug"))
 	session := replicas[0].login(t)
 
 	const callers = 1000
@@ -69,7 +89,7 @@ func TestThreeReplicasOnOneRedis(t *testing.T) {
 	}
 	wg.Wait()
 	all := time.Since(start)
-	stats := emu.sim.Stats()
+	stats := emu.Stats()
 	t.Logf("%d concurrent cold issues over 3 replicas: %d token creations, %d OAuth requests at the emulator; first answer after %v, all after %v",
 		callers, stats.TokensCreated, stats.OAuthRequests, time.Duration(firstDone.Load()).Round(time.Millisecond), all.Round(time.Millisecond))
 	for i := range tokens {
@@ -99,24 +119,21 @@ func TestThreeReplicasOnOneRedis(t *testing.T) {
 	}
 
 	// A CARTO token revoked on replica 0 is no longer served by the others.
-	emu.sim.SetFaults(cartosim.Faults{})
+	emu.SetFaults(cartosim.Faults{})
 	revokedAt = time.Now()
 	if err := replicas[0].revoke(session, revokeCarto(tokens[0])); err != nil {
 		t.Fatal(err)
 	}
 	for _, r := range replicas[1:] {
-		for {
-			got, err := r.issue(session)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got.GetToken() != tokens[0] {
-				break
-			}
-			if time.Since(revokedAt) > time.Second {
-				t.Fatalf("replica %s still serves the revoked CARTO token after 1s", r.grpcAddr)
-			}
-			time.Sleep(2 * time.Millisecond)
+		if d := awaitLog(t, r, `"msg":"`+evictionApplied+`"`, revokedAt); d > time.Second {
+			t.Fatalf("replica %s still serves the revoked CARTO token after 1s", r.GRPCAddr)
+		}
+		got, err := r.issue(session)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.GetToken() == tokens[0] {
+			t.Fatalf("replica %s evicted the revoked CARTO token, yet serves it", r.GRPCAddr)
 		}
 	}
 	t.Logf("CARTO token revoked on replica 0: replicas 1 and 2 serve a new one after %v", time.Since(revokedAt).Round(time.Millisecond))
@@ -128,10 +145,10 @@ func TestThreeReplicasOnOneRedis(t *testing.T) {
 // Redis is back, even empty: the replicas write back the revocations it lost.
 func TestRedisKilledMidLoad(t *testing.T) {
 	rs := redistest.Start(t)
-	emu := startEmulator(t)
+	emu := brokertest.StartEmulator(t)
 	cfg := filepath.Join(t.TempDir(), "tokenbroker.yaml")
 	writeFile(t, cfg, usersYAML("maps"))
-	env := brokerEnv(t, emu, cfg, "REDIS_URL="+rs.URL)
+	env := brokerEnv(t, emu, cfg, "REDIS_URL="+rs.URL, "LOG_LEVEL=debug")
 	replicas := startReplicas(t, 2, env)
 	good, revoked := replicas[0].login(t), replicas[0].login(t)
 	for _, r := range replicas {
@@ -144,12 +161,20 @@ func TestRedisKilledMidLoad(t *testing.T) {
 	}
 	waitRefused(t, replicas[1], revoked, time.Now())
 
+	// Callers load both replicas, without pause, from before Redis is
+	// killed until both serve again. loaded: every caller has had answers;
+	// failedClosed[i]: replica i answered UNAVAILABLE.
 	var ok, unavailable, other, revokedAccepted atomic.Int64
 	stop := make(chan struct{})
-	var wg sync.WaitGroup
+	var wg, loaded sync.WaitGroup
+	failedClosed := []chan struct{}{make(chan struct{}), make(chan struct{})}
+	closeOnce := []func(){sync.OnceFunc(func() { close(failedClosed[0]) }), sync.OnceFunc(func() { close(failedClosed[1]) })}
+	loaded.Add(8)
 	for i := range 8 {
 		wg.Go(func() {
 			r := replicas[i%2]
+			answered := sync.OnceFunc(loaded.Done)
+			defer answered()
 			for {
 				select {
 				case <-stop:
@@ -162,6 +187,7 @@ func TestRedisKilledMidLoad(t *testing.T) {
 					ok.Add(1)
 				case codes.Unavailable:
 					unavailable.Add(1)
+					closeOnce[i%2]()
 				default:
 					other.Add(1)
 					t.Errorf("during the outage: %v", err)
@@ -169,30 +195,34 @@ func TestRedisKilledMidLoad(t *testing.T) {
 				if _, err := r.issue(revoked); err == nil {
 					revokedAccepted.Add(1)
 				}
-				time.Sleep(5 * time.Millisecond)
+				answered()
 			}
 		})
 	}
-	time.Sleep(300 * time.Millisecond)
+	loaded.Wait()
 	rs.Kill()
 	killedAt := time.Now()
-	time.Sleep(3 * time.Second) // longer than the replicas trust their views alone
+	// The outage lasts until each replica fails closed: longer than it
+	// trusts its views alone.
+	outage, cancel := context.WithTimeout(t.Context(), 15*time.Second)
+	defer cancel()
+	for i, c := range failedClosed {
+		select {
+		case <-c:
+		case <-outage.Done():
+			t.Fatalf("replica %d: no request failed closed within 15 s of the outage", i)
+		}
+	}
 	okDuring := ok.Load()
 	rs.Restart(t) // back, and empty: it kept nothing on disk
 	restartedAt := time.Now()
-	var recovered time.Duration
 	for _, r := range replicas {
-		for {
-			if _, err := r.issue(good); err == nil {
-				break
-			}
-			if time.Since(restartedAt) > 15*time.Second {
-				t.Fatalf("replica %s did not recover within 15s of Redis' return", r.grpcAddr)
-			}
-			time.Sleep(20 * time.Millisecond)
+		awaitLog(t, r, "the shared store answers again", restartedAt)
+		if _, err := r.issue(good); err != nil {
+			t.Fatalf("replica %s is in sync with Redis again, yet: %v", r.GRPCAddr, err)
 		}
 	}
-	recovered = time.Since(restartedAt)
+	recovered := time.Since(restartedAt)
 	close(stop)
 	wg.Wait()
 
@@ -206,7 +236,7 @@ func TestRedisKilledMidLoad(t *testing.T) {
 	}
 	for _, r := range replicas {
 		if !r.alive() {
-			t.Fatalf("replica %s died", r.grpcAddr)
+			t.Fatalf("replica %s died", r.GRPCAddr)
 		}
 		if _, err := r.issue(revoked); status.Code(err) != codes.Unauthenticated {
 			t.Fatalf("after recovery, the revoked session: %v", err)

@@ -5,34 +5,27 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
-	"github.com/tokenbroker/tokenbroker/server/internal/cartosim"
-	"github.com/tokenbroker/tokenbroker/server/internal/logtest"
+	"github.com/tokenbroker/tokenbroker/server/brokertest"
 )
 
 // These tests run the broker as real processes (this test binary re-run as
-// main(), see TestMain), so they can be killed with SIGKILL and run as
-// several replicas.
+// main(), see TestMain) with brokertest's process harness, so they can be
+// killed with SIGKILL and run as several replicas.
 
-const (
-	procJWTSecret = "process-test-secret-process-test-secret"
-	procStoreKey  = "q1Yt9vWcZ3m0xJ7aR2bN5pL8sD4fG6hK0uE1iO3yT9w="
-	bostonHash    = "$2a$10$qN8jcbw5Vh/n23PA2JXl1OsgZNkQer1PUXFZZh75heal85AzWBkye" // "boston"
-)
+const bostonHash = "$2a$10$qN8jcbw5Vh/n23PA2JXl1OsgZNkQer1PUXFZZh75heal85AzWBkye" // "boston"
 
 // usersYAML is a config with the given Boston policy APIs.
 func usersYAML(bostonAPIs string) string {
@@ -45,62 +38,24 @@ groups:
 `
 }
 
-// emulator is a CARTO emulator in the test process, shared by the brokers.
-type emulator struct {
-	sim *cartosim.Sim
-	url string
-}
-
-func startEmulator(t *testing.T) *emulator {
+// brokerEnv is the environment of broker processes configured by the file
+// at configPath, calling emu; extra settings (KEY=VALUE) come last, so they
+// win.
+func brokerEnv(t *testing.T, emu *brokertest.Emulator, configPath string, extra ...string) []string {
 	t.Helper()
-	sim, err := cartosim.New(cartosim.Config{ClientID: "proc-client", ClientSecret: "proc-client-secret"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(sim)
-	t.Cleanup(srv.Close)
-	return &emulator{sim: sim, url: srv.URL}
+	s := brokertest.Prepare(t, brokertest.ConfigFile(configPath), brokertest.WithEmulator(emu))
+	return append(s.Environ(), extra...)
 }
 
-// env is the environment of broker processes sharing one configuration.
-func brokerEnv(t *testing.T, emu *emulator, configPath string, extra ...string) []string {
-	return append([]string{
-		"HOST=127.0.0.1",
-		"JWT_SECRET=" + procJWTSecret,
-		"CARTO_BASE_URL=" + emu.url,
-		"CARTO_AUTH_URL=" + emu.url + "/oauth/token",
-		"CARTO_CLIENT_ID=proc-client",
-		"CARTO_CLIENT_SECRET=proc-client-secret",
-		"TOKENBROKER_CONFIG=" + configPath,
-		"TOKENBROKER_STORE_KEY=" + procStoreKey,
-		"LOG_FORMAT=json",
-	}, extra...)
-}
-
-// process is one broker process.
+// process is one broker process, with a gRPC client of it.
 type process struct {
-	t        *testing.T
-	cmd      *exec.Cmd
-	logs     *logtest.Buffer
-	rest     string
-	grpcAddr string
-	conn     *grpc.ClientConn
-	client   tokenbrokerv1.TokenBrokerClient
-	exited   chan error
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	*brokertest.Process
+	t      *testing.T
+	client tokenbrokerv1.TokenBrokerClient
 }
 
 // freePorts returns n distinct free ports: each is held until all are found,
-// since two calls of freePort may return the same one.
+// since two listeners closed in turn may be given the same one.
 func freePorts(t *testing.T, n int) []int {
 	t.Helper()
 	ports := make([]int, n)
@@ -115,101 +70,49 @@ func freePorts(t *testing.T, n int) []int {
 	return ports
 }
 
-// startProcess starts a broker and waits until its health check says SERVING.
+// startProcess starts a broker on ports the system picks and waits until
+// it serves.
 func startProcess(t *testing.T, env []string) *process {
 	t.Helper()
-	ports := freePorts(t, 2)
-	return startProcessOn(t, ports[0], ports[1], env)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Dir = t.TempDir() // no .env file around
+	cmd.Env = append([]string{"TOKENBROKER_TEST_RUN_MAIN=1"}, env...)
+	bp := brokertest.StartProcess(t, cmd)
+	conn, err := grpc.NewClient(bp.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return &process{Process: bp, t: t, client: tokenbrokerv1.NewTokenBrokerClient(conn)}
 }
 
 // startProcessOn is startProcess on the given ports.
 func startProcessOn(t *testing.T, httpPort, grpcPort int, env []string) *process {
 	t.Helper()
-	p := &process{t: t, logs: &logtest.Buffer{}, exited: make(chan error, 1),
-		rest:     "http://127.0.0.1:" + strconv.Itoa(httpPort),
-		grpcAddr: "127.0.0.1:" + strconv.Itoa(grpcPort)}
-	p.cmd = exec.Command(os.Args[0], "-test.run=^$")
-	p.cmd.Dir = t.TempDir()
-	p.cmd.Env = append([]string{"TOKENBROKER_TEST_RUN_MAIN=1", "PORT=" + strconv.Itoa(httpPort), "GRPC_PORT=" + strconv.Itoa(grpcPort)}, env...)
-	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.exited <- p.cmd.Wait() }()
-	t.Cleanup(func() {
-		p.kill()
-		if t.Failed() {
-			t.Logf("broker %s log:\n%s", p.grpcAddr, p.logs.String())
-		}
-	})
-	conn, err := grpc.NewClient(p.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.conn, p.client = conn, tokenbrokerv1.NewTokenBrokerClient(conn)
-	t.Cleanup(func() { conn.Close() })
-	h := healthpb.NewHealthClient(conn)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		r, err := h.Check(ctx, &healthpb.HealthCheckRequest{})
-		cancel()
-		if err == nil && r.GetStatus() == healthpb.HealthCheckResponse_SERVING {
-			return p
-		}
-		select {
-		case err := <-p.exited:
-			t.Fatalf("broker exited during start: %v\n%s", err, p.logs.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("broker not SERVING after 30s:\n%s", p.logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return startProcess(t, append(slices.Clip(env), "PORT="+strconv.Itoa(httpPort), "GRPC_PORT="+strconv.Itoa(grpcPort)))
 }
 
 // kill sends SIGKILL, as a crash would, and waits for the process to end.
 func (p *process) kill() {
-	if p.cmd.ProcessState != nil {
-		return
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	select {
-	case <-p.exited:
-	case <-time.After(10 * time.Second):
-		p.t.Error("broker did not die")
+	if err := p.Kill(); err != nil {
+		p.t.Error(err)
 	}
 }
 
 // stop sends SIGTERM and waits for a clean exit.
 func (p *process) stop() {
 	p.t.Helper()
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-p.exited:
-		if err != nil {
-			p.t.Fatalf("broker exited with %v:\n%s", err, p.logs.String())
-		}
-	case <-time.After(20 * time.Second):
-		p.t.Fatal("broker did not stop on SIGTERM")
+	if err := p.Stop(); err != nil {
+		p.t.Fatalf("broker exited with %v:\n%s", err, p.Logs.String())
 	}
 }
 
-func (p *process) alive() bool {
-	select {
-	case err := <-p.exited:
-		p.exited <- err
-		return false
-	default:
-		return true
-	}
-}
+func (p *process) alive() bool { return !p.Exited() }
 
 // login returns a session token (REST).
 func (p *process) login(t *testing.T) string {
 	t.Helper()
-	resp, err := http.Post(p.rest+"/login", "application/json", strings.NewReader(`{"username":"user.boston@acme.com","password":"boston"}`))
+	resp, err := http.Post(p.RESTURL+"/login", "application/json", strings.NewReader(`{"username":"user.boston@acme.com","password":"boston"}`))
 	if err != nil {
 		t.Fatal(err)
 	}

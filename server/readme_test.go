@@ -76,7 +76,7 @@ func TestCookbook(t *testing.T) {
 	end := strings.Index(block[start+6:], "```")
 	lines := strings.Split(strings.TrimSpace(block[start+6:start+6+end]), "\n")
 
-	b := brokertest.Start(t, nil, nil)
+	b := brokertest.Start(t)
 	rest, _ := url.Parse(b.RESTURL)
 	dir := t.TempDir()
 	var script strings.Builder

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -8,6 +9,9 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/tokenbroker/tokenbroker/server/brokertest"
+	"github.com/tokenbroker/tokenbroker/server/internal/cartosim"
 )
 
 // Issue, kill -9, start again: the same token, no new creation and no new
@@ -24,7 +28,7 @@ func TestRestartKeepsTokensAndRevocations(t *testing.T) {
 	if err := first.revoke(loggedOut, logout()); err != nil {
 		t.Fatal(err)
 	}
-	before := emu.sim.Stats()
+	before := emu.Stats()
 	first.kill() // SIGKILL: no shutdown code runs
 
 	second := startProcess(t, env)
@@ -32,7 +36,7 @@ func TestRestartKeepsTokensAndRevocations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	after := emu.sim.Stats()
+	after := emu.Stats()
 	t.Logf("after kill -9 and restart: same token %v, %d new creations, %d new OAuth requests",
 		again.GetToken() == tok.GetToken(), after.TokensCreated-before.TokensCreated, after.OAuthRequests-before.OAuthRequests)
 	if again.GetToken() != tok.GetToken() || after.TokensCreated != before.TokensCreated || after.OAuthRequests != before.OAuthRequests {
@@ -58,15 +62,13 @@ func TestPolicyChangeDeletesTheOldToken(t *testing.T) {
 
 	writeFile(t, cfg, usersYAML("maps, sql"))
 	second := startProcess(t, env)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if info, ok := emu.sim.Token(old.GetToken()); ok && info.Deleted {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the old policy's token was not deleted at CARTO")
-		}
-		time.Sleep(20 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if _, err := emu.WaitFor(ctx, func(cartosim.Stats) bool {
+		info, ok := emu.Token(old.GetToken())
+		return ok && info.Deleted
+	}); err != nil {
+		t.Fatalf("the old policy's token was not deleted at CARTO: %v", err)
 	}
 	fresh, err := second.issue(session)
 	if err != nil {
@@ -80,9 +82,9 @@ func TestPolicyChangeDeletesTheOldToken(t *testing.T) {
 
 // boltSetup prepares brokers on one bbolt file: the emulator, the config
 // file (Boston on the Maps API) and their environment.
-func boltSetup(t *testing.T) (emu *emulator, configPath string, env []string) {
+func boltSetup(t *testing.T) (emu *brokertest.Emulator, configPath string, env []string) {
 	t.Helper()
-	emu = startEmulator(t)
+	emu = brokertest.StartEmulator(t)
 	dir := t.TempDir()
 	configPath = filepath.Join(dir, "tokenbroker.yaml")
 	writeFile(t, configPath, usersYAML("maps"))

@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenbroker/tokenbroker/server/brokertest"
 	"github.com/tokenbroker/tokenbroker/server/internal/redistest"
 	"github.com/tokenbroker/tokenbroker/server/internal/seal"
 	"github.com/tokenbroker/tokenbroker/server/internal/tokencache/boltstore"
@@ -71,9 +72,9 @@ func (s *scene) hold(t *testing.T, port int) {
 // exit 1 with one message naming the setting and the fix, give back its
 // ports, the bbolt lock and every process, and leave no secret in the message.
 func TestFaultStartupFailuresExitCleanly(t *testing.T) {
-	emu := startEmulator(t)
+	emu := brokertest.StartEmulator(t)
 	const redisPassword = "redis-pass-7f3a91"
-	wrongKey := "ZmFrZS1rZXktZmFrZS1rZXktZmFrZS1rZXktZmFrZS0=" // 32 bytes, not procStoreKey
+	wrongKey := "ZmFrZS1rZXktZmFrZS1rZXktZmFrZS1rZXktZmFrZS0=" // 32 bytes, not brokertest.StoreKey
 
 	for _, tc := range []struct {
 		name string
@@ -110,7 +111,7 @@ func TestFaultStartupFailuresExitCleanly(t *testing.T) {
 	}, {
 		name: "wrong TOKENBROKER_STORE_KEY (bbolt)",
 		arrange: func(t *testing.T, s *scene) []string {
-			key, err := seal.ParseKey(procStoreKey)
+			key, err := seal.ParseKey(brokertest.StoreKey)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -127,7 +128,7 @@ func TestFaultStartupFailuresExitCleanly(t *testing.T) {
 		arrange: func(t *testing.T, s *scene) []string {
 			rs := redistest.Start(t)
 			s.env = append(s.env, "REDIS_URL="+rs.URL)
-			startProcessOn(t, s.port(t), s.port(t), s.env).stop() // the store now holds procStoreKey's check
+			startProcessOn(t, s.port(t), s.port(t), s.env).stop() // the store now holds brokertest.StoreKey's check
 			return []string{"TOKENBROKER_STORE_KEY=" + wrongKey}
 		},
 		want: []string{"TOKENBROKER_STORE_KEY does not open the token store", "in Redis at 127.0.0.1:", "set the key it was made with"},
@@ -259,7 +260,7 @@ func TestFaultStartupFailuresExitCleanly(t *testing.T) {
 					t.Errorf("the message does not say %q:\n%s", w, msg)
 				}
 			}
-			for _, secret := range []string{redisPassword, procJWTSecret, procStoreKey, wrongKey, "proc-client-secret"} {
+			for _, secret := range []string{redisPassword, brokertest.JWTSecret, brokertest.StoreKey, wrongKey, brokertest.CartoClientSecret} {
 				if strings.Contains(msg, secret) {
 					t.Errorf("the message holds a secret (%s):\n%s", secret, msg)
 				}
@@ -358,7 +359,7 @@ func selfSigned(t *testing.T) (cert, key string) {
 // Finding 0: no start-up path may panic. Odd command lines, over a working
 // configuration, end with a usage error (2) or a configuration error (1).
 func TestFaultOddCommandLinesDoNotPanic(t *testing.T) {
-	emu := startEmulator(t)
+	emu := brokertest.StartEmulator(t)
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "tokenbroker.yaml")
 	writeFile(t, cfg, usersYAML("maps"))

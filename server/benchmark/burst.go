@@ -2,12 +2,8 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"fmt"
-	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,8 +11,8 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
+	"github.com/tokenbroker/tokenbroker/server/brokertest"
 	"github.com/tokenbroker/tokenbroker/server/internal/cartosim"
-	"github.com/tokenbroker/tokenbroker/server/internal/config"
 	"github.com/tokenbroker/tokenbroker/server/internal/redistest"
 )
 
@@ -40,41 +36,28 @@ func coldBurst(ctx context.Context, o options) (burstResult, error) {
 		return burstResult{}, fmt.Errorf("redis-server: %w", err)
 	}
 	defer rs.Kill()
-	sim, err := cartosim.New(cartosim.Config{ClientID: "bench", ClientSecret: "bench-secret"})
+	emu, err := brokertest.NewEmulator()
 	if err != nil {
 		return burstResult{}, err
 	}
-	sim.SetFaults(cartosim.Faults{Latency: o.latency})
-	simSrv := httptest.NewServer(sim)
-	defer simSrv.Close()
+	defer emu.Close()
+	emu.SetFaults(cartosim.Faults{Latency: o.latency})
 
-	demo := filepath.Join(dir, "tokenbroker.yaml")
-	if err := os.WriteFile(demo, config.DemoYAML(), 0o600); err != nil {
-		return burstResult{}, err
-	}
-	key := make([]byte, 32)
-	_, _ = rand.Read(key)
-	env := map[string]string{
-		"HOST": "127.0.0.1", "PORT": "0", "GRPC_PORT": "0",
-		"JWT_SECRET": "benchmark-secret-benchmark-secret-0", "TOKENBROKER_CONFIG": demo,
-		"CARTO_BASE_URL": simSrv.URL, "CARTO_AUTH_URL": simSrv.URL + "/oauth/token",
-		"CARTO_CLIENT_ID": "bench", "CARTO_CLIENT_SECRET": "bench-secret",
-		"REDIS_URL": rs.URL, "TOKENBROKER_STORE_KEY": base64.StdEncoding.EncodeToString(key),
-		"RECONCILE_INTERVAL": "0",
-	}
+	// Replicas configured as a deployment (the demo users), on one Redis.
 	var clients []tokenbrokerv1.TokenBrokerClient
 	for range o.replicas {
-		a, stop, err := startBroker(ctx, env, 0)
+		b, stop, err := startBroker(brokertest.DemoUsers(), brokertest.WithEmulator(emu),
+			brokertest.Env(map[string]string{"REDIS_URL": rs.URL, "RECONCILE_INTERVAL": "0"}))
 		if err != nil {
 			return burstResult{}, err
 		}
 		defer stop()
 		// A deployment gets its OAuth token at start (App.Run warms it);
 		// the burst is on a cold token cache, not a just-booted process.
-		if err := a.Warm(ctx); err != nil {
+		if err := b.App.Warm(ctx); err != nil {
 			return burstResult{}, fmt.Errorf("warm: %w", err)
 		}
-		conns, err := dial(a.GRPCAddr(), 1)
+		conns, err := dial(b.GRPCAddr, 1)
 		if err != nil {
 			return burstResult{}, err
 		}
@@ -86,7 +69,7 @@ func coldBurst(ctx context.Context, o options) (burstResult, error) {
 		return burstResult{}, fmt.Errorf("login: %w", err)
 	}
 	mdCtx := metadata.NewOutgoingContext(ctx, metadata.Pairs("authorization", "Bearer "+lr.GetToken()))
-	before := sim.Stats()
+	before := emu.Stats()
 
 	var (
 		wg    sync.WaitGroup
@@ -116,6 +99,6 @@ func coldBurst(ctx context.Context, o options) (burstResult, error) {
 	close(gate)
 	wg.Wait()
 	out.took = time.Since(start)
-	after := sim.Stats()
+	after := emu.Stats()
 	return burstResult{first: time.Duration(first.Load()), lat: out, creations: after.TokensCreated - before.TokensCreated, oauth: after.OAuthRequests}, nil
 }

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
+	"github.com/tokenbroker/tokenbroker/server/brokertest"
 )
 
 // logins measures logins per second at the demo users' bcrypt cost (10),
@@ -12,12 +13,12 @@ import (
 // rate is what a login flood gets.
 func logins(ctx context.Context, o options) (result, error) {
 	// No lockout: this measures bcrypt, not the login limits.
-	a, stop, err := startBroker(ctx, map[string]string{"LOGIN_MAX_USER_FAILURES": "0", "LOGIN_MAX_ADDR_FAILURES": "0"}, 0)
+	b, stop, err := startBroker(brokertest.Env(map[string]string{"LOGIN_MAX_USER_FAILURES": "0", "LOGIN_MAX_ADDR_FAILURES": "0"}))
 	if err != nil {
 		return result{}, err
 	}
 	defer stop()
-	conns, err := dial(a.GRPCAddr(), 1)
+	conns, err := dial(b.GRPCAddr, 1)
 	if err != nil {
 		return result{}, err
 	}

@@ -3,14 +3,11 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -21,9 +18,8 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
-	"github.com/tokenbroker/tokenbroker/server/internal/app"
+	"github.com/tokenbroker/tokenbroker/server/brokertest"
 	"github.com/tokenbroker/tokenbroker/server/internal/cartosim"
-	"github.com/tokenbroker/tokenbroker/server/internal/config"
 	"github.com/tokenbroker/tokenbroker/server/internal/telemetry"
 )
 
@@ -66,12 +62,13 @@ func throughput(ctx context.Context, o options) (throughputResults, error) {
 	}
 
 	// The broker, in demo mode, with the emulator slowed as CARTO would be.
-	b, stop, err := startBroker(ctx, nil, o.latency)
+	b, stop, err := startBroker()
 	if err != nil {
 		return out, err
 	}
 	defer stop()
-	conns, err := dial(b.GRPCAddr(), o.conns)
+	b.Emulator.SetFaults(cartosim.Faults{Latency: o.latency})
+	conns, err := dial(b.GRPCAddr, o.conns)
 	if err != nil {
 		return out, err
 	}
@@ -146,7 +143,7 @@ func throughput(ctx context.Context, o options) (throughputResults, error) {
 			return post(ctx, bareURL, "Bearer "+session)
 		})
 	}
-	restURL := "http://" + b.HTTPAddr() + "/carto-token"
+	restURL := b.RESTURL + "/carto-token"
 	restHit := func() result {
 		return drive(ctx, "broker REST POST /carto-token (cache hit)", o.concurrency, o.duration, func(ctx context.Context, _ int) error {
 			return post(ctx, restURL, "Bearer "+session)
@@ -208,64 +205,26 @@ func startBareHTTP() (string, func(), error) {
 	return "http://" + ln.Addr().String() + "/", func() { _ = srv.Close() }, nil
 }
 
-// startBroker starts a broker whose logs go to a file, as a deployment's
-// would: in demo mode with env added, or, when env names a
-// TOKENBROKER_CONFIG, configured by env alone.
-func startBroker(ctx context.Context, env map[string]string, latency time.Duration) (*app.App, func(), error) {
-	dir, err := os.MkdirTemp("", "tokenbroker-bench-")
+// startBroker starts a broker (brokertest's, demo mode unless opts say
+// otherwise) whose log goes to a file, as a deployment's would: JSON lines,
+// written in batches.
+func startBroker(opts ...brokertest.Option) (*brokertest.Broker, func(), error) {
+	logFile, err := os.CreateTemp("", "tokenbroker-bench-*.log")
 	if err != nil {
 		return nil, nil, err
 	}
-	vars := map[string]string{"PORT": "0", "GRPC_PORT": "0", "DEMO_CARTO_PORT": "0", "HOST": "127.0.0.1"}
-	args := []string{"--demo", "--env-file", filepath.Join(dir, "none")}
-	if env["TOKENBROKER_CONFIG"] != "" {
-		vars, args = map[string]string{}, args[1:]
-	}
-	for k, v := range env {
-		vars[k] = v
-	}
-	cfg, err := config.Load(args, func(k string) (string, bool) { v, ok := vars[k]; return v, ok })
-	if err != nil {
-		return nil, nil, err
-	}
-	logFile, err := os.Create(filepath.Join(dir, "broker.log"))
-	if err != nil {
-		return nil, nil, err
-	}
-	// As the binary does: JSON lines, written in batches.
 	logOut := telemetry.NewBufferedWriter(logFile, 100*time.Millisecond)
-	log := slog.New(telemetry.LogHandler{Handler: slog.NewJSONHandler(logOut, nil)})
-	bctx, cancel := context.WithCancel(ctx)
-	a, err := app.New(bctx, cfg, log)
+	closeLog := func() {
+		logOut.Close()
+		logFile.Close()
+		os.Remove(logFile.Name())
+	}
+	b, err := brokertest.New(append(opts, brokertest.Logs(logOut))...)
 	if err != nil {
-		cancel()
+		closeLog()
 		return nil, nil, err
 	}
-	if sim := a.Emulator(); sim != nil {
-		sim.SetFaults(cartosim.Faults{Latency: latency})
-	}
-	done := make(chan error, 1)
-	go func() { done <- a.Run(bctx) }()
-	stop := func() {
-		cancel()
-		<-done
-		logOut.Close()
-		logFile.Close()
-		os.RemoveAll(dir)
-	}
-	select {
-	case <-a.Serving():
-		return a, stop, nil
-	case err := <-done:
-		cancel()
-		logOut.Close()
-		logFile.Close()
-		os.RemoveAll(dir)
-		return nil, nil, fmt.Errorf("the broker stopped before serving: %w", err)
-	case <-time.After(20 * time.Second):
-		stop()
-		return nil, nil, errors.New("the broker is not serving after 20s")
-	}
+	return b, func() { _ = b.Stop(); closeLog() }, nil
 }
 
 func dial(addr string, n int) ([]*grpc.ClientConn, error) {

@@ -1,22 +1,31 @@
-// Package brokertest starts a real TokenBroker for tests of code that calls
-// it (the Go client, the CLI): demo mode (the CARTO emulator in process, the
-// reference users), on free loopback ports, stopped when the test ends.
+// Package brokertest starts real TokenBrokers for tests, the one harness of
+// the project's tests: in process (Start, New), for the Go client, the CLI,
+// the README and the broker's own end-to-end tests; or as a process (Prepare
+// and StartProcess), for tests that kill it or run replicas. A broker runs in
+// demo mode (the CARTO emulator in process, the demo users) unless Config
+// configures it as a deployment; it listens on free loopback ports and is
+// stopped when the test ends. Options set its environment, its
+// configuration, app.New's options and where its log goes.
 package brokertest
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
+	"net/http"
 	"os"
-	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/tokenbroker/tokenbroker/server/internal/app"
 	"github.com/tokenbroker/tokenbroker/server/internal/cartosim"
 	"github.com/tokenbroker/tokenbroker/server/internal/config"
+	"github.com/tokenbroker/tokenbroker/server/internal/logtest"
+	"github.com/tokenbroker/tokenbroker/server/internal/telemetry"
 )
 
 // The demo users.
@@ -30,66 +39,95 @@ const (
 	AdminPassword = "admin"
 )
 
-// Broker is a running broker.
+// startTimeout bounds how long a broker may take to serve.
+const startTimeout = 20 * time.Second
+
+// Broker is a broker running in process.
 type Broker struct {
 	GRPCAddr    string // host:port
-	RESTURL     string // http://host:port
+	RESTURL     string // http://host:port, or https:// with TLS
 	EmulatorURL string
 	Emulator    *cartosim.Sim
+	// HTTP is a client for RESTURL: with TLS, it trusts Roots.
+	HTTP *http.Client
+	// Roots is what a client trusts the broker's certificate with: with
+	// TLS, the client CA of its configuration (tests sign the server's and
+	// the clients' certificates with one CA); nil without TLS.
+	Roots *x509.CertPool
+	// Logs holds the broker's log, JSON lines at debug level; nil with the
+	// Logs option.
+	Logs *logtest.Buffer
+	// App is the broker itself, for what the addresses do not give.
+	App *app.App
+
+	stop     func() error
+	stopOnce sync.Once
+	stopErr  error
 }
 
-// Start starts a demo-mode broker for a test and stops it when the test
-// ends; env sets variables as the environment would (e.g. SESSION_TTL). Its
-// logs go to logs, or nowhere when nil.
-func Start(t testing.TB, env map[string]string, logs io.Writer) *Broker {
+// Start starts a broker for a test and stops it when the test ends.
+func Start(t testing.TB, opts ...Option) *Broker {
 	t.Helper()
-	b, stop, err := New(env, logs)
+	b, err := New(opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if err := stop(); err != nil {
+		if err := b.Stop(); err != nil {
 			t.Error(err)
 		}
 	})
 	return b
 }
 
-// New starts a demo-mode broker outside a test (in a TestMain, say); stop
+// New starts a broker outside a test (in a TestMain, or a benchmark); Stop
 // stops it.
-func New(env map[string]string, logs io.Writer) (b *Broker, stop func() error, err error) {
+func New(opts ...Option) (_ *Broker, err error) {
 	dir, err := os.MkdirTemp("", "brokertest-")
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
+	setup, s, closeEmulator, err := prepare(dir, opts)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	release := sync.OnceFunc(func() { closeEmulator(); os.RemoveAll(dir) })
 	defer func() {
 		if err != nil {
-			os.RemoveAll(dir)
+			release()
 		}
 	}()
-	vars := map[string]string{"PORT": "0", "GRPC_PORT": "0", "DEMO_CARTO_PORT": "0"}
-	for k, v := range env {
-		vars[k] = v
-	}
-	cfg, err := config.Load([]string{"--demo", "--env-file", filepath.Join(dir, "none")},
-		func(k string) (string, bool) { v, ok := vars[k]; return v, ok })
+	// The one place the harness reads the configuration: as the binary
+	// does, from its command line and environment.
+	cfg, err := config.Load(setup.Args, setup.lookup)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
+	b := &Broker{HTTP: http.DefaultClient}
+	if cfg.TLS.Enabled() {
+		if b.Roots, err = loadCAs(cfg.TLS.ClientCAFile); err != nil {
+			return nil, err
+		}
+		b.HTTP = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: b.Roots}}}
+	}
+	logs := s.logs
 	if logs == nil {
-		logs = io.Discard
+		b.Logs = &logtest.Buffer{}
+		logs = b.Logs
 	}
+	log := slog.New(telemetry.LogHandler{Handler: slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})})
 	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.New(ctx, cfg, slog.New(slog.NewTextHandler(logs, nil)))
+	a, err := app.New(ctx, cfg, log, s.appOpts...)
 	if err != nil {
 		cancel()
-		return nil, nil, err
+		return nil, err
 	}
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
-	stop = func() error {
+	b.stop = func() error {
 		cancel()
-		defer os.RemoveAll(dir)
+		defer release()
 		select {
 		case err := <-done:
 			return err
@@ -101,10 +139,39 @@ func New(env map[string]string, logs io.Writer) (b *Broker, stop func() error, e
 	case <-a.Serving():
 	case err := <-done:
 		cancel()
-		return nil, nil, fmt.Errorf("brokertest: the broker stopped before serving: %w", err)
-	case <-time.After(10 * time.Second):
-		_ = stop()
-		return nil, nil, errors.New("brokertest: the broker is not serving after 10s")
+		return nil, fmt.Errorf("brokertest: the broker stopped before serving: %w", err)
+	case <-time.After(startTimeout):
+		_ = b.Stop()
+		return nil, fmt.Errorf("brokertest: the broker is not serving after %s", startTimeout)
 	}
-	return &Broker{GRPCAddr: a.GRPCAddr(), RESTURL: "http://" + a.HTTPAddr(), EmulatorURL: a.EmulatorURL(), Emulator: a.Emulator()}, stop, nil
+	scheme := "http://"
+	if cfg.TLS.Enabled() {
+		scheme = "https://"
+	}
+	b.App, b.GRPCAddr, b.RESTURL = a, a.GRPCAddr(), scheme+a.HTTPAddr()
+	b.Emulator, b.EmulatorURL = a.Emulator(), a.EmulatorURL()
+	if setup.Emulator != nil {
+		b.Emulator, b.EmulatorURL = setup.Emulator.Sim, setup.Emulator.URL
+	}
+	return b, nil
+}
+
+// Stop stops the broker: it drains in-flight calls, then Run returns, whose
+// error Stop returns. Later calls return the same.
+func (b *Broker) Stop() error {
+	b.stopOnce.Do(func() { b.stopErr = b.stop() })
+	return b.stopErr
+}
+
+// loadCAs reads the PEM certificates of file.
+func loadCAs(file string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("brokertest: the client CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("brokertest: no PEM certificate in %s", file)
+	}
+	return pool, nil
 }

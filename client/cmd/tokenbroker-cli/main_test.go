@@ -40,7 +40,7 @@ func (c cli) ok(stdin string, args ...string) string {
 }
 
 func newCLI(t *testing.T) (cli, *brokertest.Broker) {
-	b := brokertest.Start(t, nil, nil)
+	b := brokertest.Start(t)
 	return cli{t: t, env: map[string]string{"TOKENBROKER_ADDR": b.GRPCAddr}}, b
 }
 

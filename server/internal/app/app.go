@@ -53,6 +53,8 @@ type App struct {
 	carto      *carto.Client
 	metrics    *metrics.Metrics
 	tracing    telemetry.Tracing
+	cartoNow   func() time.Time    // nil: time.Now
+	grpcOpts   []grpc.ServerOption // added to the gRPC server's own
 
 	// bg lives until Run has drained the servers: background work (the
 	// store's feed, reconciliation, the CARTO OAuth token's refresh, key
@@ -73,6 +75,17 @@ type Option func(*App)
 
 // WithTracing traces requests and CARTO calls with t (see telemetry.Setup).
 func WithTracing(t telemetry.Tracing) Option { return func(a *App) { a.tracing = t } }
+
+// WithCartoClock makes the CARTO client read the time from now: its circuit
+// breaker's cooldown, CARTO's pauses and the OAuth token's expiry. Tests
+// move a clocktest.Clock to end a cooldown or a pause without waiting.
+func WithCartoClock(now func() time.Time) Option { return func(a *App) { a.cartoNow = now } }
+
+// WithGRPCServerOptions adds opts to the gRPC server's (a test's stats
+// handler, say, to see when the server has finished a call).
+func WithGRPCServerOptions(opts ...grpc.ServerOption) Option {
+	return func(a *App) { a.grpcOpts = append(a.grpcOpts, opts...) }
+}
 
 // New wires the broker and opens its listeners. Nothing is served until Run.
 // cfg must come from config.Load, which builds the policy set and services.

@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/tokenbroker/tokenbroker/server/brokertest"
 )
 
 // Finding 7: in demo mode, a web page on another site asks the emulator's
@@ -13,7 +15,7 @@ import (
 // New York's). It is refused, with no CORS header to let the page read the
 // answer, and so is the preflight; the data APIs keep their CORS.
 func TestAttackWebPageReadsDemoTokens(t *testing.T) {
-	b := startDemoBroker(t)
+	b := startBroker(t, brokertest.Demo())
 	var tokens []string
 	for _, u := range [][2]string{{"user.boston@acme.com", "boston"}, {"user.ny@acme.com", "ny"}} {
 		_, tok := b.post("/carto-token", b.login(u[0], u[1]), "")

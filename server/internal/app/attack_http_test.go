@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
+	"github.com/tokenbroker/tokenbroker/server/brokertest"
 )
 
 // Attack: a request carrying two credentials, hoping one is checked and the
@@ -30,7 +31,7 @@ import (
 // `authorization` metadata values over gRPC. The broker refuses them all
 // rather than picking one.
 func TestAttackDuplicateAuthorization(t *testing.T) {
-	b := startBroker(t, nil)
+	b := startBroker(t)
 	boston, ny := b.login("user.boston@acme.com", "boston"), b.login("user.ny@acme.com", "ny")
 	for name, values := range map[string][]string{
 		"two headers":              {"Bearer " + boston, "Bearer " + ny},
@@ -67,7 +68,7 @@ func TestAttackDuplicateAuthorization(t *testing.T) {
 // so the smuggled value is ignored: alone it is no credential (401), beside
 // Authorization the request is the Authorization holder's, never the other.
 func TestAttackGrpcMetadataAuthorizationHeader(t *testing.T) {
-	b := startBroker(t, nil)
+	b := startBroker(t)
 	boston, ny := b.login("user.boston@acme.com", "boston"), b.login("user.ny@acme.com", "ny")
 	for name, hdr := range map[string]http.Header{
 		"alone":               {"Grpc-Metadata-Authorization": {"Bearer " + boston}},
@@ -105,7 +106,7 @@ func TestAttackForwardedHeadersDodgeAddressLockout(t *testing.T) {
 	const window = 24 * time.Hour
 	for try := 1; ; try++ {
 		start := time.Now()
-		err := dodgeAddressLockout(t, startBroker(t, map[string]string{"LOGIN_MAX_ADDR_FAILURES": strconv.Itoa(limit), "LOGIN_LOCKOUT_WINDOW": window.String()}), limit)
+		err := dodgeAddressLockout(t, startBroker(t, brokertest.Env(map[string]string{"LOGIN_MAX_ADDR_FAILURES": strconv.Itoa(limit), "LOGIN_LOCKOUT_WINDOW": window.String()})), limit)
 		if err == nil {
 			return
 		}
@@ -179,7 +180,7 @@ func (e endless) Read(p []byte) (int, error) {
 // gRPC message. Each is refused, 413 / RESOURCE_EXHAUSTED, without the broker
 // reading it all.
 func TestAttackOversizedBody(t *testing.T) {
-	b := startBroker(t, nil)
+	b := startBroker(t)
 	big := `{"username":"` + strings.Repeat("a", 70<<10) + `","password":"x"}`
 	stream := endless{stop: make(chan struct{})}
 	defer close(stream.stop)
@@ -215,7 +216,7 @@ func TestAttackOversizedBody(t *testing.T) {
 // Attack: request headers over the 64 KiB limit, as one huge bearer or as
 // many headers, over REST (431) and gRPC (refused); nothing reads them.
 func TestAttackOversizedHeaders(t *testing.T) {
-	b := startBroker(t, nil)
+	b := startBroker(t)
 	huge := strings.Repeat("a", 1<<20)
 	many := http.Header{}
 	for i := range 100 {
@@ -260,7 +261,7 @@ const slowlorisBound = 10 * time.Second
 // time, never finishing, to hold a connection (and its goroutine) for ever.
 // The broker closes the connection once ReadHeaderTimeout has passed.
 func TestAttackSlowloris(t *testing.T) {
-	b := startBroker(t, nil)
+	b := startBroker(t)
 	conn, err := net.Dial("tcp", b.app.HTTPAddr())
 	if err != nil {
 		t.Fatal(err)

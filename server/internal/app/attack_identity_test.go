@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
+	"github.com/tokenbroker/tokenbroker/server/brokertest"
 	"github.com/tokenbroker/tokenbroker/server/internal/idptest"
 )
 
@@ -29,7 +30,7 @@ identity_providers:
   - {name: ec-sso, issuer: "` + ec.URL() + `", audience: tokenbroker-api, algorithms: [ES256]}
 `
 	env := map[string]string{"TOKENBROKER_DB": filepath.Join(t.TempDir(), "tokenbroker.db")}
-	b := startBrokerWith(t, yaml, env)
+	b := startBroker(t, brokertest.Config(yaml), brokertest.Env(env))
 
 	type attack struct{ name, token string }
 	var attacks []attack
@@ -61,7 +62,7 @@ identity_providers:
 	if err := b.stop(); err != nil {
 		t.Fatal(err)
 	}
-	restarted := startBrokerWith(t, yaml, env)
+	restarted := startBroker(t, brokertest.Config(yaml), brokertest.Env(env))
 	refused(restarted, "after a restart")
 }
 
@@ -69,7 +70,7 @@ identity_providers:
 // and only a DNS SAN obtained the reporting service's identity and tokens.
 func TestAttackServiceIdentityFromCommonName(t *testing.T) {
 	pki := newPKI(t)
-	b := startBrokerWith(t, policies+`
+	b := startBroker(t, brokertest.Config(policies+`
 services:
   - name: reporting
     identity: spiffe://acme.com/reporting
@@ -77,7 +78,7 @@ services:
   - name: legacy
     identity: "cn:legacy-batch"
     groups: [BOSTON]
-`, map[string]string{"TLS_CERT_FILE": pki.serverCert, "TLS_KEY_FILE": pki.serverKey, "TLS_CLIENT_CA_FILE": pki.caFile})
+`), brokertest.Env(map[string]string{"TLS_CERT_FILE": pki.serverCert, "TLS_KEY_FILE": pki.serverKey, "TLS_CLIENT_CA_FILE": pki.caFile}))
 	client := func(cn string, dns ...string) tls.Certificate {
 		return pki.issue(t, &x509.Certificate{Subject: pkix.Name{CommonName: cn}, DNSNames: dns, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
 	}
@@ -107,12 +108,12 @@ services:
 // here, the wired broker records the revocation until exp + leeway.
 func TestAttackRevokedSessionWithinLeeway(t *testing.T) {
 	idp := idptest.New(t, "ES256")
-	b := startBrokerWith(t, policies+`
+	b := startBroker(t, brokertest.Config(policies+`
 users:
   - {username: user.boston@acme.com, password_hash: "`+bostonHash+`", group: BOSTON}
 identity_providers:
   - {name: sso, issuer: "`+idp.URL()+`", audience: tokenbroker-api, algorithms: [ES256]}
-`, nil)
+`))
 	const leeway = 30 * time.Second // SESSION_LEEWAY's default, and an IdP's
 
 	_, login := b.post("/v1/login", "", `{"username":"user.boston@acme.com","password":"boston"}`)

@@ -32,6 +32,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
+	"github.com/tokenbroker/tokenbroker/server/brokertest"
 	"github.com/tokenbroker/tokenbroker/server/internal/idptest"
 )
 
@@ -177,7 +178,7 @@ func (b *broker) accepts(t *testing.T, token string) {
 // with a secret that is not the broker's. Each must be refused with 401 /
 // UNAUTHENTICATED and cause no work.
 func TestAttackMalformedOrForeignBearer(t *testing.T) {
-	b := startBroker(t, nil)
+	b := startBroker(t)
 	for name, authorization := range map[string]string{
 		"missing":        "",
 		"garbled":        "Bearer garbage.not.jwt",
@@ -196,7 +197,7 @@ func TestAttackMalformedOrForeignBearer(t *testing.T) {
 // be refused: no token is ever accepted without a signature.
 func TestAttackAlgNone(t *testing.T) {
 	idp := idptest.New(t, "RS256")
-	b := startBrokerWith(t, withIdPs(idpAlg{idp, "RS256"}), nil)
+	b := startBroker(t, brokertest.Config(withIdPs(idpAlg{idp, "RS256"})))
 	session, idpTok := hs256Session(t, sessionClaims()), idp.Sign(t, idpClaims(idp))
 	forged := map[string]string{}
 	for _, alg := range []string{"none", "NONE", "None", "nOnE"} {
@@ -225,7 +226,7 @@ func TestAttackAlgNone(t *testing.T) {
 func TestAttackKeyConfusion(t *testing.T) {
 	t.Run("company IdP keys", func(t *testing.T) {
 		rsaIdP, ecIdP := idptest.New(t, "RS256"), idptest.New(t, "ES256")
-		b := startBrokerWith(t, withIdPs(idpAlg{rsaIdP, "RS256"}, idpAlg{ecIdP, "ES256"}), nil)
+		b := startBroker(t, brokertest.Config(withIdPs(idpAlg{rsaIdP, "RS256"}, idpAlg{ecIdP, "ES256"})))
 		forged := map[string]string{}
 		for name, idp := range map[string]*idptest.Issuer{"RSA": rsaIdP, "EC": ecIdP} {
 			pemKey := idp.PublicKeyPEM()
@@ -241,7 +242,7 @@ func TestAttackKeyConfusion(t *testing.T) {
 	})
 	for _, alg := range []string{"ES256", "EdDSA"} {
 		t.Run("session keys "+alg, func(t *testing.T) {
-			b := startBroker(t, map[string]string{"SESSION_SIGNING_ALG": alg})
+			b := startBroker(t, brokertest.Env(map[string]string{"SESSION_SIGNING_ALG": alg}))
 			resp := b.do(http.MethodGet, "/.well-known/jwks.json", "", "", nil)
 			doc, err := io.ReadAll(resp.Body)
 			resp.Body.Close()
@@ -301,7 +302,7 @@ func TestAttackJOSEHeaderInjection(t *testing.T) {
 	defer spy.Close()
 
 	idp := idptest.New(t, "RS256")
-	b := startBrokerWith(t, withIdPs(idpAlg{idp, "RS256"}), map[string]string{"SESSION_SIGNING_ALG": "ES256"})
+	b := startBroker(t, brokertest.Config(withIdPs(idpAlg{idp, "RS256"})), brokertest.Env(map[string]string{"SESSION_SIGNING_ALG": "ES256"}))
 
 	forged := map[string]string{}
 	for name, kid := range map[string]string{
@@ -333,7 +334,7 @@ func TestAttackJOSEHeaderInjection(t *testing.T) {
 // kept. Each must be refused.
 func TestAttackTamperedClaims(t *testing.T) {
 	idp := idptest.New(t, "RS256")
-	b := startBrokerWith(t, withIdPs(idpAlg{idp, "RS256"}), nil)
+	b := startBroker(t, brokertest.Config(withIdPs(idpAlg{idp, "RS256"})))
 	session, idpTok := b.login("user.boston@acme.com", "boston"), idp.Sign(t, idpClaims(idp))
 	tamper := func(tok, k string, v any) string {
 		payload := jwtPart(t, tok, 1)
@@ -358,7 +359,7 @@ func TestAttackTamperedClaims(t *testing.T) {
 // session and as an IdP token, all genuinely signed. Each must be refused.
 func TestAttackTokenOutsideItsLifetime(t *testing.T) {
 	idp := idptest.New(t, "RS256")
-	b := startBrokerWith(t, withIdPs(idpAlg{idp, "RS256"}), nil)
+	b := startBroker(t, brokertest.Config(withIdPs(idpAlg{idp, "RS256"})))
 	now := time.Now()
 	forged := map[string]string{}
 	for name, claim := range map[string]struct {
@@ -384,7 +385,7 @@ func TestAttackTokenOutsideItsLifetime(t *testing.T) {
 // Each must be refused.
 func TestAttackWrongIssuerOrAudience(t *testing.T) {
 	idp, other := idptest.New(t, "RS256"), idptest.New(t, "RS256")
-	b := startBrokerWith(t, withIdPs(idpAlg{idp, "RS256"}), nil)
+	b := startBroker(t, brokertest.Config(withIdPs(idpAlg{idp, "RS256"})))
 	b.refusesAll(t, map[string]string{
 		"session, iss of another service":     hs256Session(t, with(sessionClaims(), "iss", "another-service")),
 		"session, iss of the IdP":             hs256Session(t, with(sessionClaims(), "iss", idp.URL())),
@@ -405,7 +406,7 @@ func TestAttackWrongIssuerOrAudience(t *testing.T) {
 // Attack: the CARTO API token the broker hands out (a JWT too) presented to
 // the broker as a session, to mint or revoke with it. It must be refused.
 func TestAttackCartoTokenAsSession(t *testing.T) {
-	b := startBroker(t, nil)
+	b := startBroker(t)
 	code, body := b.post("/carto-token", b.login("user.boston@acme.com", "boston"), "")
 	if code != http.StatusOK {
 		t.Fatalf("carto-token: %d %v", code, body)

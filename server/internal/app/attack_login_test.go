@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
+	"github.com/tokenbroker/tokenbroker/server/brokertest"
 )
 
 // dialFrom connects to the broker's gRPC port from the loopback address
@@ -90,7 +91,7 @@ func (b *broker) loginFlood(local string, n int, firstAnswer, firstShed chan<- s
 func TestAttackLoginFloodStallsOtherLogins(t *testing.T) {
 	// What is asserted is admission, not speed: under the race detector on a
 	// loaded machine one bcrypt check can outlast the 2 s default wait.
-	b := startBroker(t, map[string]string{"LOGIN_QUEUE_TIMEOUT": "1m"})
+	b := startBroker(t, brokertest.Env(map[string]string{"LOGIN_QUEUE_TIMEOUT": "1m"}))
 	legit := b.dialFrom("127.0.0.2")
 	firstAnswer, firstShed := make(chan struct{}), make(chan struct{})
 	done := make(chan floodResult, 1)
@@ -123,7 +124,7 @@ func TestAttackLoginFloodLatency(t *testing.T) {
 	if testing.Short() || raceDetector {
 		rounds = 3 // the figures are for a run without -race
 	}
-	b := startBroker(t, nil)
+	b := startBroker(t)
 	legit := b.dialFrom("127.0.0.2")
 	legitShed := 0 // legitimate logins that waited past LOGIN_QUEUE_TIMEOUT
 	login := func() time.Duration {
@@ -162,7 +163,7 @@ func TestAttackLoginFloodLatency(t *testing.T) {
 // Finding 9: a huge username is refused before any work, over gRPC and REST,
 // and its audit line stays small.
 func TestAttackOversizedUsername(t *testing.T) {
-	b := startBroker(t, nil)
+	b := startBroker(t)
 	huge := strings.Repeat("A", 65_000) // under the 64 KiB message bound
 	_, err := b.grpc.Login(context.Background(), &tokenbrokerv1.LoginRequest{Username: huge, Password: "x"})
 	if st := status.Convert(err); st.Code() != codes.InvalidArgument || st.Message() != "username is longer than 256 bytes" {

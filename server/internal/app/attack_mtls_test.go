@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
+	"github.com/tokenbroker/tokenbroker/server/brokertest"
 )
 
 // reportingService registers spiffe://acme.com/reporting for Boston.
@@ -29,8 +30,8 @@ services:
 // against p's CA, with the reporting service registered.
 func startMTLSBroker(t *testing.T, p *pki) *broker {
 	t.Helper()
-	return startBrokerWith(t, testConfig+reportingService,
-		map[string]string{"TLS_CERT_FILE": p.serverCert, "TLS_KEY_FILE": p.serverKey, "TLS_CLIENT_CA_FILE": p.caFile})
+	return startBroker(t, brokertest.Config(testConfig+reportingService),
+		brokertest.Env(map[string]string{"TLS_CERT_FILE": p.serverCert, "TLS_KEY_FILE": p.serverKey, "TLS_CLIENT_CA_FILE": p.caFile}))
 }
 
 // Attack: an `X-Forwarded-Client-Cert` header (Envoy's) or its gRPC metadata

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tokenbroker/tokenbroker/server/brokertest"
 )
 
 // Finding 3: one BOSTON user looping IssueCartoToken then
@@ -33,7 +35,7 @@ func TestAttackRevokeLoopExhaustsTheDeploymentBudget(t *testing.T) {
 			// during the loop, its counts start again, so run it again.
 			for try := 1; ; try++ {
 				start := time.Now()
-				err := revokeLoop(t, startBroker(t, tt.env), tt.limit, tt.created)
+				err := revokeLoop(t, startBroker(t, brokertest.Env(tt.env)), tt.limit, tt.created)
 				if err == nil {
 					return
 				}
@@ -46,7 +48,7 @@ func TestAttackRevokeLoopExhaustsTheDeploymentBudget(t *testing.T) {
 	}
 
 	t.Run("CARTO_TOKEN_REVOKERS=admins", func(t *testing.T) {
-		b := startBroker(t, map[string]string{"CARTO_TOKEN_REVOKERS": "admins"})
+		b := startBroker(t, brokertest.Env(map[string]string{"CARTO_TOKEN_REVOKERS": "admins"}))
 		boston := b.login("user.boston@acme.com", "boston")
 		_, tok := b.post("/carto-token", boston, "")
 		if code, body := b.post("/v1/revoke", boston, `{"carto_token":"`+tok["token"].(string)+`"}`); code != http.StatusForbidden || !strings.Contains(body["message"].(string), "only admins") {

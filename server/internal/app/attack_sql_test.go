@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tokenbroker/tokenbroker/server/brokertest"
 	"github.com/tokenbroker/tokenbroker/server/internal/idptest"
 )
 
@@ -47,14 +48,14 @@ func TestAttackSQLLiteralBreakout(t *testing.T) {
 	for _, tc := range []struct{ dialect, prefix string }{{"bigquery", "'"}, {"postgres", "E'"}} {
 		t.Run(tc.dialect, func(t *testing.T) {
 			idp := idptest.New(t, "RS256")
-			b := startBrokerWith(t, fmt.Sprintf(`
+			b := startBroker(t, brokertest.Config(fmt.Sprintf(`
 groups:
   "*":
     grants: [{connection: carto_dw, dialect: %s, source: "%s{{group}}"}]
     allowed_apis: [sql]
 identity_providers:
   - {name: corp, issuer: %q, audience: %s, algorithms: [RS256]}
-`, tc.dialect, storesByGroup, idp.URL(), idpAudience), nil)
+`, tc.dialect, storesByGroup, idp.URL(), idpAudience)))
 			issue := func(t *testing.T, group string) (int, map[string]any) {
 				t.Helper()
 				return b.post("/carto-token", idp.Sign(t, with(idpClaims(idp), "groups", []string{group})), "")

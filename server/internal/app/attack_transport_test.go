@@ -20,6 +20,10 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
+
+	"github.com/tokenbroker/tokenbroker/server/brokertest"
+	"github.com/tokenbroker/tokenbroker/server/internal/app"
+	"github.com/tokenbroker/tokenbroker/server/internal/grpctest"
 )
 
 // rawH2 is an HTTP/2 client that speaks gRPC's framing by hand and ignores
@@ -173,7 +177,7 @@ const healthWatch = "/grpc.health.v1.Health/Watch"
 // announce it); with the default limit of 100, the extra streams are
 // refused with REFUSED_STREAM.
 func TestAttackHealthWatchStreamsBeyondConnectionLimit(t *testing.T) {
-	b := startBroker(t, nil)
+	b := startBroker(t)
 	h := dialRawH2(t, b.app.GRPCAddr(), 150)
 	for range 150 {
 		h.call(healthWatch)
@@ -189,7 +193,7 @@ func TestAttackHealthWatchStreamsBeyondConnectionLimit(t *testing.T) {
 // stream beyond it waits for a free one, and is never opened at the server
 // while the limit is reached.
 func TestAttackStreamsBeyondConnectionLimitWait(t *testing.T) {
-	b := startBroker(t, map[string]string{"GRPC_MAX_CONCURRENT_STREAMS": "5"})
+	b := startBroker(t, brokertest.Env(map[string]string{"GRPC_MAX_CONCURRENT_STREAMS": "5"}))
 	conn, err := grpc.NewClient(b.app.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -237,7 +241,9 @@ func openWatches(t *testing.T, ctx context.Context, h healthpb.HealthClient, n i
 // RESOURCE_EXHAUSTED, and a slot is free again once a watch ends. The same
 // holds for reflection streams (GRPC_MAX_REFLECTION_STREAMS).
 func TestAttackHealthWatchesBeyondServerLimit(t *testing.T) {
-	b := startBroker(t, map[string]string{"GRPC_MAX_HEALTH_WATCHES": "6", "GRPC_MAX_REFLECTION_STREAMS": "2", "GRPC_MAX_CONCURRENT_STREAMS": "4"})
+	var ends grpctest.Ends
+	b := startBroker(t, brokertest.Env(map[string]string{"GRPC_MAX_HEALTH_WATCHES": "6", "GRPC_MAX_REFLECTION_STREAMS": "2", "GRPC_MAX_CONCURRENT_STREAMS": "4"}),
+		brokertest.AppOptions(app.WithGRPCServerOptions(ends.ServerOption())))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var clients []healthpb.HealthClient
@@ -267,21 +273,20 @@ func TestAttackHealthWatchesBeyondServerLimit(t *testing.T) {
 	if r, err := clients[2].Check(ctx, &healthpb.HealthCheckRequest{}); err != nil || r.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 		t.Fatalf("Check while the watches are full: %v, %v", r, err)
 	}
-	// A watch ends; its slot is free once the server sees the end.
+	// A watch ends; its slot is free once the server has finished it (the
+	// 7th, refused, has ended already).
 	cancels[0]()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		w, err := clients[2].Watch(ctx, &healthpb.HealthCheckRequest{})
-		if err == nil {
-			_, err = w.Recv()
-		}
-		if err == nil {
-			break
-		}
-		if status.Code(err) != codes.ResourceExhausted || time.Now().After(deadline) {
-			t.Fatalf("a Watch after one ended: %v", err)
-		}
-		time.Sleep(5 * time.Millisecond)
+	wctx, cancelWait := context.WithTimeout(ctx, 5*time.Second)
+	defer cancelWait()
+	if err := ends.Wait(wctx, healthWatch, 2); err != nil {
+		t.Fatal(err)
+	}
+	w, err := clients[2].Watch(ctx, &healthpb.HealthCheckRequest{})
+	if err == nil {
+		_, err = w.Recv()
+	}
+	if err != nil {
+		t.Fatalf("a Watch after one ended: %v", err)
 	}
 
 	// Reflection streams (what grpcurl opens) have their own bound.
@@ -311,7 +316,7 @@ func TestAttackHealthWatchesBeyondServerLimit(t *testing.T) {
 // and the broker's memory grows by a bounded amount.
 func TestAttackHealthWatchFloodMemoryIsBounded(t *testing.T) {
 	const conns, perConn, maxWatches = 5, 1000, 100
-	b := startBroker(t, map[string]string{"GRPC_MAX_HEALTH_WATCHES": strconv.Itoa(maxWatches)})
+	b := startBroker(t, brokertest.Env(map[string]string{"GRPC_MAX_HEALTH_WATCHES": strconv.Itoa(maxWatches)}))
 	before := liveMemory()
 	goroutinesBefore := runtime.NumGoroutine()
 	start := time.Now()

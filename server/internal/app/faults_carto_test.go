@@ -7,14 +7,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenbroker/tokenbroker/server/brokertest"
+	"github.com/tokenbroker/tokenbroker/server/internal/app"
 	"github.com/tokenbroker/tokenbroker/server/internal/cartosim"
+	"github.com/tokenbroker/tokenbroker/server/internal/clocktest"
 )
 
 // Finding 10: CARTO answered token creation 429 with Retry-After: 6, and 20
 // callers of 2 cold groups made 20 creation attempts inside those 6 s. Now
 // the broker leaves the endpoint alone until the Retry-After has passed.
+// The CARTO client's clock is the test's: it moves when the test says.
 func TestFaultRateLimitedCartoIsLeftAlone(t *testing.T) {
-	b := startBroker(t, nil)
+	clock := clocktest.At(time.Now())
+	b := startBroker(t, brokertest.AppOptions(app.WithCartoClock(clock.Now)))
 	sessions := []string{b.login("user.boston@acme.com", "boston"), b.login("user.ny@acme.com", "ny")}
 	b.sim.SetFaults(cartosim.Faults{RateLimit: true, RetryAfter: 6 * time.Second, Scope: cartosim.ScopeTokens})
 
@@ -41,7 +46,7 @@ func TestFaultRateLimitedCartoIsLeftAlone(t *testing.T) {
 		}
 	}
 
-	start := time.Now()
+	start := clock.Now()
 	answers := make([]answer, 20)
 	var wg sync.WaitGroup
 	for i := range answers {
@@ -63,18 +68,18 @@ func TestFaultRateLimitedCartoIsLeftAlone(t *testing.T) {
 	if n := b.sim.Stats().CreateRequests; n != attempts {
 		t.Fatalf("%d creation attempts during the pause after CARTO recovered", n-attempts)
 	}
-	// Then the first caller probes and everyone is served again. (No event
-	// marks the end of the pause: poll, with a deadline.)
+	// Then, as the clock passes the pause, the first caller probes and
+	// everyone is served again.
 	var recovered time.Duration
 	for {
+		clock.Advance(time.Second)
 		if a := issue(sessions[0]); a.code == http.StatusOK {
-			recovered = time.Since(start)
+			recovered = clock.Now().Sub(start)
 			break
 		}
-		if time.Since(start) > 15*time.Second {
+		if clock.Now().Sub(start) > 15*time.Second {
 			t.Fatal("not served 15 s after a 6 s Retry-After")
 		}
-		time.Sleep(100 * time.Millisecond)
 	}
 	if a := issue(sessions[1]); a.code != http.StatusOK {
 		t.Fatalf("the other group after the pause: %+v", a)

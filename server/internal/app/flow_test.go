@@ -12,13 +12,14 @@ import (
 	"google.golang.org/grpc/status"
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
+	"github.com/tokenbroker/tokenbroker/server/brokertest"
 	"github.com/tokenbroker/tokenbroker/server/internal/cartosim"
 )
 
 // The reference frontend's flow over REST: log in, get the CARTO token, read
 // the group's stores with it, and nothing else.
 func TestRESTFlow(t *testing.T) {
-	b := startBroker(t, nil)
+	b := startBroker(t)
 	session := b.login("user.boston@acme.com", "boston")
 
 	status, tok := b.post("/carto-token", session, "")
@@ -96,7 +97,7 @@ func TestRESTFlow(t *testing.T) {
 	}
 	for name, secret := range map[string]string{
 		"session token": session, "CARTO token": carto, "new CARTO token": again["token"].(string),
-		"JWT secret": jwtSecret, "CARTO client secret": "e2e-client-secret", "password": "wrong-pw-xyz",
+		"JWT secret": jwtSecret, "CARTO client secret": brokertest.CartoClientSecret, "password": "wrong-pw-xyz",
 	} {
 		if strings.Contains(logs, secret) {
 			t.Errorf("the log contains the %s", name)
@@ -106,7 +107,7 @@ func TestRESTFlow(t *testing.T) {
 
 // The same flow over gRPC.
 func TestGRPCFlow(t *testing.T) {
-	b := startBroker(t, nil)
+	b := startBroker(t)
 	login, err := b.grpc.Login(context.Background(), &tokenbrokerv1.LoginRequest{Username: "user.boston@acme.com", Password: "boston"})
 	if err != nil {
 		t.Fatal(err)
@@ -153,7 +154,7 @@ func TestGRPCFlow(t *testing.T) {
 // 50 concurrent callers of one group cause one OAuth request and one token
 // creation; another group then adds exactly one creation.
 func TestConcurrentIssueMintsOnce(t *testing.T) {
-	b := startBroker(t, nil)
+	b := startBroker(t)
 	b.sim.SetFaults(cartosim.Faults{Latency: 50 * time.Millisecond})
 	sessions := []string{b.login("user.boston@acme.com", "boston"), b.login("user2.boston@acme.com", "boston")}
 	var wg sync.WaitGroup
@@ -198,7 +199,7 @@ func TestConcurrentIssueMintsOnce(t *testing.T) {
 }
 
 func TestSessionRevocation(t *testing.T) {
-	b := startBroker(t, nil)
+	b := startBroker(t)
 	s1 := b.login("user.boston@acme.com", "boston")
 	s2 := b.login("user.boston@acme.com", "boston")
 	if status, body := b.post("/v1/revoke", s1, `{"session":true}`); status != http.StatusOK {
@@ -223,7 +224,7 @@ func TestSessionRevocation(t *testing.T) {
 
 // A Boston user cannot revoke, or learn anything about, New York's token.
 func TestCrossGroupRevokeChangesNothing(t *testing.T) {
-	b := startBroker(t, nil)
+	b := startBroker(t)
 	boston := b.login("user.boston@acme.com", "boston")
 	ny := b.login("user.ny@acme.com", "ny")
 	_, nyTok := b.post("/carto-token", ny, "")

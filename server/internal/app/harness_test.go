@@ -6,12 +6,8 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,19 +15,20 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
+	"github.com/tokenbroker/tokenbroker/server/brokertest"
 	"github.com/tokenbroker/tokenbroker/server/internal/app"
 	"github.com/tokenbroker/tokenbroker/server/internal/cartosim"
-	"github.com/tokenbroker/tokenbroker/server/internal/config"
 	"github.com/tokenbroker/tokenbroker/server/internal/logtest"
-	"github.com/tokenbroker/tokenbroker/server/internal/telemetry"
 )
 
+// jwtSecret is the configured broker's JWT_SECRET: tests sign their own
+// session tokens with it.
+const jwtSecret = brokertest.JWTSecret
+
 const (
-	jwtSecret = "e2e-test-secret-e2e-test-secret-0123"
 	// bcrypt hashes (cost 10) of "boston", "ny" and "obrien".
 	bostonHash = "$2a$10$qN8jcbw5Vh/n23PA2JXl1OsgZNkQer1PUXFZZh75heal85AzWBkye"
 	nyHash     = "$2a$10$KSc9nNFavwVbb83BMH9Ri.yvxVEvIl2ysDu0KsVYvbQmU4JU6NZAm"
@@ -60,8 +57,8 @@ groups:
     allowed_apis: [maps]
 `
 
-// broker is a running TokenBroker wired by app.New from a real configuration,
-// against a real CARTO emulator over loopback HTTP.
+// broker is a running TokenBroker (brokertest's), with the calls these
+// tests make to it.
 type broker struct {
 	t      *testing.T
 	app    *app.App
@@ -77,128 +74,28 @@ type broker struct {
 	roots *x509.CertPool
 }
 
-// startBroker starts the broker; env entries override the defaults.
-func startBroker(t *testing.T, env map[string]string) *broker {
+// startBroker starts a broker wired by app.New from a real configuration,
+// against a CARTO emulator over loopback HTTP: testConfig, unless opts say
+// otherwise (brokertest.Config, or brokertest.Demo for demo mode).
+func startBroker(t *testing.T, opts ...brokertest.Option) *broker {
 	t.Helper()
-	return startBrokerWith(t, testConfig, env)
-}
-
-// startBrokerOpts starts the broker with app options (tracing).
-func startBrokerOpts(t *testing.T, env map[string]string, opts ...app.Option) *broker {
-	t.Helper()
-	return startBrokerWith(t, testConfig, env, opts...)
-}
-
-// startBrokerWith starts the broker with its own TOKENBROKER_CONFIG.
-func startBrokerWith(t *testing.T, configYAML string, env map[string]string, opts ...app.Option) *broker {
-	t.Helper()
-	sim, err := cartosim.New(cartosim.Config{ClientID: "e2e-client", ClientSecret: "e2e-client-secret"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	simSrv := httptest.NewServer(sim)
-	t.Cleanup(simSrv.Close)
-
-	dir := t.TempDir()
-	cfgFile := filepath.Join(dir, "tokenbroker.yaml")
-	if err := os.WriteFile(cfgFile, []byte(configYAML), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	vars := map[string]string{
-		"HOST":                "127.0.0.1",
-		"PORT":                "0",
-		"GRPC_PORT":           "0",
-		"JWT_SECRET":          jwtSecret,
-		"CARTO_BASE_URL":      simSrv.URL,
-		"CARTO_AUTH_URL":      simSrv.URL + "/oauth/token",
-		"CARTO_CLIENT_ID":     "e2e-client",
-		"CARTO_CLIENT_SECRET": "e2e-client-secret",
-		"TOKENBROKER_CONFIG":  cfgFile,
-		// The default store: a bbolt file, sealed with this key.
-		"TOKENBROKER_DB":        filepath.Join(dir, "tokenbroker.db"),
-		"TOKENBROKER_STORE_KEY": "q1Yt9vWcZ3m0xJ7aR2bN5pL8sD4fG6hK0uE1iO3yT9w=",
-	}
-	for k, v := range env {
-		vars[k] = v
-	}
-	cfg, err := config.Load([]string{"--env-file", filepath.Join(dir, "none.env")}, func(k string) (string, bool) { v, ok := vars[k]; return v, ok })
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &broker{t: t, sim: sim, simURL: simSrv.URL, logs: &logtest.Buffer{}}
-	b.start(cfg, opts...)
-	return b
-}
-
-func (b *broker) start(cfg config.Config, opts ...app.Option) {
-	t := b.t
-	log := slog.New(telemetry.LogHandler{Handler: slog.NewJSONHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelDebug})})
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.New(ctx, cfg, log, opts...)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	b.app = a
-	b.rest, b.http = "http://"+a.HTTPAddr(), http.DefaultClient
+	bt := brokertest.Start(t, append([]brokertest.Option{brokertest.Config(testConfig)}, opts...)...)
 	creds := insecure.NewCredentials()
-	if cfg.TLS.Enabled() {
-		// The tests sign the server's and the services' certificates with
-		// one CA, the one the broker verifies clients with.
-		pem, err := os.ReadFile(cfg.TLS.ClientCAFile)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b.roots = x509.NewCertPool()
-		b.roots.AppendCertsFromPEM(pem)
-		tc := &tls.Config{RootCAs: b.roots}
-		b.rest = "https://" + a.HTTPAddr()
-		b.http = &http.Client{Transport: &http.Transport{TLSClientConfig: tc}}
-		creds = credentials.NewTLS(tc)
+	if bt.Roots != nil {
+		creds = credentials.NewTLS(&tls.Config{RootCAs: bt.Roots})
 	}
-	if b.sim == nil {
-		b.sim, b.simURL = a.Emulator(), a.EmulatorURL()
-	}
-	conn, err := grpc.NewClient(a.GRPCAddr(), grpc.WithTransportCredentials(creds))
+	conn, err := grpc.NewClient(bt.GRPCAddr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.conn, b.grpc = conn, tokenbrokerv1.NewTokenBrokerClient(conn)
-	// Ready when health says so (it starts NOT_SERVING).
-	h := healthpb.NewHealthClient(conn)
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		r, err := h.Check(context.Background(), &healthpb.HealthCheckRequest{})
-		if err == nil && r.GetStatus() == healthpb.HealthCheckResponse_SERVING {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("broker not SERVING after 10s: %v %v", r, err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	stopped := false
+	b := &broker{t: t, app: bt.App, sim: bt.Emulator, simURL: bt.EmulatorURL, rest: bt.RESTURL,
+		grpc: tokenbrokerv1.NewTokenBrokerClient(conn), conn: conn, logs: bt.Logs, http: bt.HTTP, roots: bt.Roots}
 	b.stop = func() error {
-		if stopped {
-			return nil
-		}
-		stopped = true
 		defer conn.Close() // after the drain, so in-flight calls can finish
-		cancel()
-		select {
-		case err := <-done:
-			return err
-		case <-time.After(app.ShutdownTimeout + 5*time.Second):
-			t.Fatal("broker did not stop")
-			return nil
-		}
+		return bt.Stop()
 	}
-	t.Cleanup(func() {
-		if err := b.stop(); err != nil {
-			t.Errorf("Run returned %v", err)
-		}
-	})
+	t.Cleanup(func() { _ = b.stop() }) // brokertest reports Run's error
+	return b
 }
 
 // login signs in over REST and returns the session token.
@@ -296,18 +193,4 @@ func cities(t *testing.T, body map[string]any) map[string]int {
 // ended: counts made before and after are in different windows.
 func windowTurned(start time.Time, window time.Duration) bool {
 	return !start.Truncate(window).Equal(time.Now().Truncate(window))
-}
-
-// startDemoBroker starts the broker in demo mode (its own emulator, the
-// demo users), as `tokenbroker --demo` does, on free loopback ports.
-func startDemoBroker(t *testing.T) *broker {
-	t.Helper()
-	cfg, err := config.Load([]string{"--demo", "--host", "127.0.0.1", "--port", "0", "--grpc-port", "0", "--emulator-port", "0", "--env-file", t.TempDir() + "/none"},
-		func(string) (string, bool) { return "", false })
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &broker{t: t, logs: &logtest.Buffer{}}
-	b.start(cfg)
-	return b
 }

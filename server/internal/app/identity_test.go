@@ -31,6 +31,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
+	"github.com/tokenbroker/tokenbroker/server/brokertest"
 	"github.com/tokenbroker/tokenbroker/server/internal/idptest"
 )
 
@@ -46,7 +47,7 @@ const policies = `groups:
 // up without a restart.
 func TestCompanyIdentityProvider(t *testing.T) {
 	idp := idptest.New(t, "RS256")
-	b := startBrokerWith(t, policies+`
+	b := startBroker(t, brokertest.Config(policies+`
 identity_providers:
   - name: acme-sso
     issuer: "`+idp.URL()+`"
@@ -54,7 +55,7 @@ identity_providers:
     algorithms: [RS256]
     group_claim: realm_access.roles
     group_match: "^carto-(.+)$"
-`, nil)
+`))
 	claims := func() jwt.MapClaims {
 		return jwt.MapClaims{
 			"iss": idp.URL(), "aud": "tokenbroker-api", "sub": "alice", "exp": time.Now().Add(time.Hour).Unix(),
@@ -99,7 +100,7 @@ identity_providers:
 // Sessions signed with rotating Ed25519 keys, whose public keys are
 // published, so another service verifies a session without the broker.
 func TestAsymmetricSessionsAndJWKS(t *testing.T) {
-	b := startBroker(t, map[string]string{"SESSION_SIGNING_ALG": "EdDSA"})
+	b := startBroker(t, brokertest.Env(map[string]string{"SESSION_SIGNING_ALG": "EdDSA"}))
 	session := b.login("user.boston@acme.com", "boston")
 	resp := b.do(http.MethodGet, "/.well-known/jwks.json", "", "", nil)
 	raw, _ := io.ReadAll(resp.Body)
@@ -136,14 +137,14 @@ func TestAsymmetricSessionsAndJWKS(t *testing.T) {
 // groups its configuration lists, and nothing else.
 func TestServicesOverMutualTLS(t *testing.T) {
 	pki := newPKI(t)
-	b := startBrokerWith(t, policies+`
+	b := startBroker(t, brokertest.Config(policies+`
 users:
   - {username: user.boston@acme.com, password_hash: "`+bostonHash+`", group: BOSTON}
 services:
   - name: reporting
     identity: spiffe://acme.com/reporting
     groups: [BOSTON]
-`, map[string]string{"TLS_CERT_FILE": pki.serverCert, "TLS_KEY_FILE": pki.serverKey, "TLS_CLIENT_CA_FILE": pki.caFile})
+`), brokertest.Env(map[string]string{"TLS_CERT_FILE": pki.serverCert, "TLS_KEY_FILE": pki.serverKey, "TLS_CLIENT_CA_FILE": pki.caFile}))
 
 	svc := b.grpcWithCert(pki.client(t, "spiffe://acme.com/reporting"))
 	stranger := b.grpcWithCert(pki.client(t, "spiffe://acme.com/unknown"))
@@ -190,12 +191,12 @@ services:
 // Admins may list the tokens held (masked) and revoke a whole group's;
 // nobody else may.
 func TestAdminRole(t *testing.T) {
-	b := startBrokerWith(t, policies+`
+	b := startBroker(t, brokertest.Config(policies+`
 users:
   - {username: admin@acme.com, password_hash: "`+bostonHash+`", group: BOSTON, admin: true}
   - {username: user.boston@acme.com, password_hash: "`+bostonHash+`", group: BOSTON}
   - {username: user.ny@acme.com, password_hash: "`+nyHash+`", group: NEW YORK}
-`, nil)
+`))
 	admin, user, ny := b.login("admin@acme.com", "boston"), b.login("user.boston@acme.com", "boston"), b.login("user.ny@acme.com", "ny")
 	_, bos := b.post("/carto-token", user, "")
 	_, nyt := b.post("/carto-token", ny, "")
@@ -243,7 +244,7 @@ func TestLoginLockoutAndTiming(t *testing.T) {
 	// Failures are counted in fixed windows, here of a day from UTC
 	// midnight: a run that straddles one starts again in the new window.
 	const window = 24 * time.Hour
-	b := startBroker(t, map[string]string{"LOGIN_MAX_ADDR_FAILURES": "0", "LOGIN_LOCKOUT_WINDOW": window.String()})
+	b := startBroker(t, brokertest.Env(map[string]string{"LOGIN_MAX_ADDR_FAILURES": "0", "LOGIN_LOCKOUT_WINDOW": window.String()}))
 	wrong := `{"username":"user.boston@acme.com","password":"wrong"}`
 	for try := 1; ; try++ {
 		start := time.Now()
@@ -296,7 +297,7 @@ func TestLoginLockoutAndTiming(t *testing.T) {
 // The audit log has one event per issuance (hit or mint) and revocation,
 // with fingerprints, never tokens.
 func TestAuditEvents(t *testing.T) {
-	b := startBroker(t, nil)
+	b := startBroker(t)
 	session := b.login("user.boston@acme.com", "boston")
 	_, first := b.post("/carto-token", session, "")
 	b.post("/carto-token", session, "")

@@ -13,6 +13,7 @@ import (
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
+	"github.com/tokenbroker/tokenbroker/server/brokertest"
 	"github.com/tokenbroker/tokenbroker/server/internal/cartosim"
 )
 
@@ -23,7 +24,7 @@ func withRawAuthorization(v string) context.Context {
 // What `grpcurl -plaintext host:port list` does, with no credentials; and the
 // health service, unary and streaming.
 func TestReflectionAndHealthArePublic(t *testing.T) {
-	b := startBroker(t, nil)
+	b := startBroker(t)
 	stream, err := reflectionpb.NewServerReflectionClient(b.conn).ServerReflectionInfo(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -61,7 +62,7 @@ func TestReflectionAndHealthArePublic(t *testing.T) {
 }
 
 func TestCORS(t *testing.T) {
-	b := startBroker(t, map[string]string{"CORS_ALLOWED_ORIGINS": "https://app.acme.com"})
+	b := startBroker(t, brokertest.Env(map[string]string{"CORS_ALLOWED_ORIGINS": "https://app.acme.com"}))
 	pre := func(origin string) *http.Response {
 		return b.do(http.MethodOptions, "/carto-token", "", "", http.Header{
 			"Origin":                         {origin},
@@ -91,20 +92,26 @@ func TestCORS(t *testing.T) {
 // A request in flight when the broker is told to stop still gets its answer,
 // over REST and over gRPC, and Run returns cleanly.
 func TestGracefulShutdown(t *testing.T) {
-	b := startBroker(t, nil)
-	session := b.login("user.boston@acme.com", "boston")
+	b := startBroker(t)
+	// Two groups, so that each request makes its own call to CARTO.
+	boston, ny := b.login("user.boston@acme.com", "boston"), b.login("user.ny@acme.com", "ny")
 	b.sim.SetFaults(cartosim.Faults{Latency: 300 * time.Millisecond})
 	rest := make(chan int, 1)
 	go func() {
-		code, _ := b.post("/carto-token", session, "")
+		code, _ := b.post("/carto-token", boston, "")
 		rest <- code
 	}()
 	grpcDone := make(chan error, 1)
 	go func() {
-		_, err := b.grpc.IssueCartoToken(withBearer(session), &tokenbrokerv1.IssueCartoTokenRequest{})
+		_, err := b.grpc.IssueCartoToken(withBearer(ny), &tokenbrokerv1.IssueCartoTokenRequest{})
 		grpcDone <- err
 	}()
-	time.Sleep(100 * time.Millisecond) // both requests are now waiting on CARTO
+	// Both requests are now waiting on CARTO (held by the latency).
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if _, err := b.sim.WaitFor(ctx, func(s cartosim.Stats) bool { return s.CreateRequests >= 2 }); err != nil {
+		t.Fatal(err)
+	}
 	if err := b.stop(); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
@@ -122,7 +129,7 @@ func TestGracefulShutdown(t *testing.T) {
 
 // Demo mode: emulator in process, the reference users, no account.
 func TestDemoMode(t *testing.T) {
-	b := startDemoBroker(t)
+	b := startBroker(t, brokertest.Demo())
 	if b.sim == nil || !strings.HasPrefix(b.simURL, "http://127.0.0.1:") {
 		t.Fatalf("demo emulator at %q", b.simURL)
 	}

@@ -10,7 +10,7 @@ import (
 )
 
 func TestBadRequests(t *testing.T) {
-	b := startBroker(t, nil)
+	b := startBroker(t)
 	session := b.login("user.boston@acme.com", "boston")
 	tests := []struct {
 		name, method, path, bearer, body string
@@ -52,7 +52,7 @@ func TestBadRequests(t *testing.T) {
 
 // Random bodies on every route never crash the broker nor get a 5xx.
 func TestNoPanicOnAnyInput(t *testing.T) {
-	b := startBroker(t, nil)
+	b := startBroker(t)
 	session := b.login("user.boston@acme.com", "boston")
 	r := rand.New(rand.NewPCG(1, 2))
 	pieces := []string{`{`, `}`, `[`, `]`, `"`, `:`, `,`, `null`, `true`, `-1e999`, `"\u0000"`, `"session"`, `"carto_token"`, `"username"`, `"password"`, `"group"`, "\xff", `{"session":{}}`, `{"group":["x"]}`}

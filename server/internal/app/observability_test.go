@@ -13,7 +13,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
@@ -22,6 +21,7 @@ import (
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
+	"github.com/tokenbroker/tokenbroker/server/brokertest"
 	"github.com/tokenbroker/tokenbroker/server/internal/app"
 	"github.com/tokenbroker/tokenbroker/server/internal/cartosim"
 	"github.com/tokenbroker/tokenbroker/server/internal/telemetry"
@@ -56,7 +56,7 @@ func (b *broker) get200(path string) string {
 // After real traffic, /metrics shows every series with plausible values,
 // and no label holds a username, a group or a token.
 func TestMetrics(t *testing.T) {
-	b := startBroker(t, nil)
+	b := startBroker(t)
 	session := b.login("user.boston@acme.com", "boston")
 	_, tok := b.post("/carto-token", session, "")
 	for range 3 {
@@ -95,7 +95,7 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("%s = %v", series, v)
 		}
 	}
-	for _, leak := range []string{"user.boston", "BOSTON", "NEW YORK", session, tok["token"].(string), "e2e-client-secret"} {
+	for _, leak := range []string{"user.boston", "BOSTON", "NEW YORK", session, tok["token"].(string), brokertest.CartoClientSecret} {
 		if strings.Contains(m, leak) {
 			t.Errorf("/metrics contains %q", leak)
 		}
@@ -108,7 +108,7 @@ func TestMetrics(t *testing.T) {
 // Request ids: a caller's is kept and returned, one is made otherwise, and
 // every log line of the request carries it.
 func TestRequestIDs(t *testing.T) {
-	b := startBroker(t, nil)
+	b := startBroker(t)
 	resp := b.do(http.MethodPost, "/login", "", `{"username":"user.boston@acme.com","password":"boston"}`, http.Header{"X-Request-Id": {"req-abc.123"}})
 	session := decode(t, resp)["token"].(string)
 	if resp.Header.Get("X-Request-Id") != "req-abc.123" {
@@ -135,7 +135,7 @@ func TestRequestIDs(t *testing.T) {
 }
 
 func TestProbesAndOpenAPI(t *testing.T) {
-	b := startBroker(t, map[string]string{"CARTO_BREAKER_COOLDOWN": "30s"})
+	b := startBroker(t, brokertest.Env(map[string]string{"CARTO_BREAKER_COOLDOWN": "30s"}))
 	if s := b.get200("/healthz"); !strings.Contains(s, "alive") {
 		t.Fatalf("healthz: %s", s)
 	}
@@ -179,7 +179,7 @@ func TestTracingToOTLP(t *testing.T) {
 	if err != nil || !tracing.Enabled {
 		t.Fatalf("tracing: %v %v", tracing.Enabled, err)
 	}
-	b := startBrokerOpts(t, nil, app.WithTracing(tracing))
+	b := startBroker(t, brokertest.AppOptions(app.WithTracing(tracing)))
 	session := b.login("user.boston@acme.com", "boston")
 	if _, err := b.grpc.IssueCartoToken(withBearer(session), &tokenbrokerv1.IssueCartoTokenRequest{}); err != nil {
 		t.Fatal(err)
@@ -265,16 +265,11 @@ func (c *collector) Export(_ context.Context, req *collectortrace.ExportTraceSer
 	return &collectortrace.ExportTraceServiceResponse{}, nil
 }
 
+// spans returns the spans received. The broker's stop flushes its spans:
+// Run returns after the exporter's last Export call was answered, so they
+// are all here once it has.
 func (c *collector) spans() []*tracepb.Span {
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		c.mu.Lock()
-		n := len(c.got)
-		out := append([]*tracepb.Span(nil), c.got...)
-		c.mu.Unlock()
-		if n > 0 || time.Now().After(deadline) {
-			return out
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]*tracepb.Span(nil), c.got...)
 }

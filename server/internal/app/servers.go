@@ -75,7 +75,7 @@ func (a *App) newServers(ctx context.Context, svc *api.Service, id identity) (se
 	cfg, log := a.cfg, a.log
 	chain := transport.NewChain(transport.ChainConfig{Authenticator: id.authn, Services: id.services, Logger: log, ErrorStatus: svc.Status, Metrics: a.metrics.GRPC, Draining: a.draining})
 	s := servers{httpLn: a.httpLn}
-	var grpcOpts []grpc.ServerOption
+	grpcOpts := a.grpcOpts
 	if a.tracing.Enabled {
 		grpcOpts = append(grpcOpts, grpc.StatsHandler(otelgrpc.NewServerHandler(
 			otelgrpc.WithTracerProvider(a.tracing.Provider), otelgrpc.WithPropagators(a.tracing.Propagator))))

@@ -28,6 +28,7 @@ func (a *App) newCartoClient() (*carto.Client, error) {
 		ClientID:        a.cfg.Carto.ClientID,
 		ClientSecret:    a.cfg.Carto.ClientSecret,
 		Logger:          a.log,
+		Now:             a.cartoNow,
 		CallTimeout:     a.cfg.Carto.CallTimeout,
 		BreakerCooldown: a.cfg.Carto.BreakerCooldown,
 		// One OAuth token for the whole deployment, kept across restarts.

@@ -12,15 +12,8 @@ import (
 	"time"
 
 	"github.com/tokenbroker/tokenbroker/server/internal/cartosim"
+	"github.com/tokenbroker/tokenbroker/server/internal/clocktest"
 )
-
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *clock) Advance(d time.Duration) { c.mu.Lock(); defer c.mu.Unlock(); c.now = c.now.Add(d) }
 
 const secret = "s3cr3t-client-secret-value"
 
@@ -29,12 +22,12 @@ type env struct {
 	sim    *cartosim.Sim
 	srv    *httptest.Server
 	client *Client
-	clk    *clock
+	clk    *clocktest.Clock
 }
 
 func newEnv(t *testing.T, opts cartosim.Config) *env {
 	t.Helper()
-	clk := &clock{now: time.Now()}
+	clk := clocktest.At(time.Now())
 	opts.ClientID, opts.ClientSecret = "client-1", secret
 	if opts.Now == nil {
 		opts.Now = clk.Now
@@ -128,7 +121,11 @@ func TestOAuthFetchSurvivesCallerCancel(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { _, err := e.client.ListTokens(short); done <- err }()
-	time.Sleep(5 * time.Millisecond)
+	// The impatient caller's fetch has reached the emulator (held there by
+	// the latency): the next caller joins it.
+	if _, err := e.sim.WaitFor(t.Context(), func(s cartosim.Stats) bool { return s.OAuthRequests >= 1 }); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := e.client.ListTokens(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +170,7 @@ func TestOAuthRefreshAhead(t *testing.T) {
 // CARTO refuses an OAuth token the client believes valid (here: the two
 // clocks disagree). The client drops it and retries once with a new one.
 func TestUnauthorizedRetriesOnceWithNewToken(t *testing.T) {
-	simClock := &clock{now: time.Now()}
+	simClock := clocktest.At(time.Now())
 	e := newEnv(t, cartosim.Config{OAuthTTL: time.Hour, Now: simClock.Now})
 	ctx := context.Background()
 	if _, err := e.client.ListTokens(ctx); err != nil {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tokenbroker/tokenbroker/server/internal/cartosim"
+	"github.com/tokenbroker/tokenbroker/server/internal/clocktest"
 )
 
 // flaky answers the first n requests of the Tokens API with status (or, with
@@ -116,7 +117,7 @@ func TestLongRetryAfterIsReturned(t *testing.T) {
 // While CARTO is down the breaker opens: calls fail at once without reaching
 // it; after the cooldown one probe goes through, and a success closes it.
 func TestCircuitBreaker(t *testing.T) {
-	clk := &clock{now: time.Now()}
+	clk := clocktest.At(time.Now())
 	sim, _ := cartosim.New(cartosim.Config{ClientID: "client-1", ClientSecret: secret})
 	srv := httptest.NewServer(sim)
 	defer srv.Close()

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tokenbroker/tokenbroker/server/internal/cartosim"
+	"github.com/tokenbroker/tokenbroker/server/internal/clocktest"
 	"github.com/tokenbroker/tokenbroker/server/internal/tokencache"
 )
 
@@ -88,7 +89,7 @@ func TestReplicasShareOneOAuthToken(t *testing.T) {
 // CARTO refuses the shared token: the replica that notices drops it for
 // everyone, so the others do not keep using it.
 func TestRefusedSharedTokenIsDropped(t *testing.T) {
-	simClock := &clock{now: time.Now()}
+	simClock := clocktest.At(time.Now())
 	e := newEnv(t, cartosim.Config{OAuthTTL: time.Hour, Now: simClock.Now})
 	store := tokencache.NewMemory(e.clk.Now)
 	cs := replicas(t, e, store, 2)

@@ -2,6 +2,7 @@ package cartosim
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/json"
@@ -68,6 +69,9 @@ type Sim struct {
 	tokens  map[string]*apiToken
 	seq     uint64
 	stats   Stats
+	// changed is closed when the counters may have changed; nil until
+	// WaitFor waits on it.
+	changed chan struct{}
 }
 
 // Stats counts what the Sim has seen since it was created or last reset.
@@ -184,6 +188,9 @@ func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	scope := scopeOf(path)
+	// The API's own counters (creations, deletions, ...) are final once it
+	// has answered.
+	defer s.notify()
 	s.mu.Lock()
 	s.stats.Requests++
 	if scope == ScopeOAuth && r.Method == http.MethodPost {
@@ -192,6 +199,7 @@ func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if path == "/v3/tokens" && r.Method == http.MethodPost {
 		s.stats.CreateRequests++
 	}
+	s.changedLocked()
 	s.mu.Unlock()
 	if !s.applyFaults(w, r, scope) {
 		return
@@ -252,12 +260,55 @@ func (s *Sim) ResetStats() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.stats = Stats{}
+	s.changedLocked()
 }
 
 func (s *Sim) count(f func(*Stats)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	f(&s.stats)
+	s.changedLocked()
+}
+
+// WaitFor waits until cond holds for the counters, checking it at once and
+// again whenever they may have changed (a request was counted, faulted or
+// answered), and returns the counters it held for; it returns ctx's error
+// if ctx ends first. cond runs outside the Sim's lock, so it may call the
+// Sim (Token, say). Tests wait on it for what the Sim has seen, instead of
+// polling Stats.
+func (s *Sim) WaitFor(ctx context.Context, cond func(Stats) bool) (Stats, error) {
+	for {
+		s.mu.Lock()
+		if s.changed == nil {
+			s.changed = make(chan struct{})
+		}
+		changed := s.changed
+		s.mu.Unlock()
+		st := s.Stats()
+		if cond(st) {
+			return st, nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return st, fmt.Errorf("cartosim: waiting on the counters (now %+v): %w", st, context.Cause(ctx))
+		}
+	}
+}
+
+// notify wakes WaitFor's callers.
+func (s *Sim) notify() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.changedLocked()
+}
+
+// changedLocked wakes WaitFor's callers; s.mu is held.
+func (s *Sim) changedLocked() {
+	if s.changed != nil {
+		close(s.changed)
+		s.changed = nil
+	}
 }
 
 // serveAdmin serves /_sim/*: never faulted, not counted, and only to a

@@ -205,7 +205,7 @@ func revocations(t *testing.T, b *brokertest.Broker, target string) int {
 // group's stores, be refused the other city's query, revoke the token, get
 // a new one, log out.
 func TestDemoPage(t *testing.T) {
-	b := brokertest.Start(t, nil, nil)
+	b := brokertest.Start(t)
 	ctx, pageErrs := browser(t)
 	dir := screenshotDir(t)
 
@@ -303,7 +303,7 @@ func TestDemoPage(t *testing.T) {
 
 // A wrong password is refused on the page, and the form stays.
 func TestDemoPageWrongPassword(t *testing.T) {
-	b := brokertest.Start(t, nil, nil)
+	b := brokertest.Start(t)
 	ctx, pageErrs := browser(t)
 	err := chromedp.Do(ctx,
 		chromedp.Navigate(b.RESTURL+"/"),
@@ -324,7 +324,7 @@ func TestDemoPageWrongPassword(t *testing.T) {
 // At phone width the page has no sideways scrolling, and every control is
 // labelled.
 func TestDemoPagePhoneWidthAndLabels(t *testing.T) {
-	b := brokertest.Start(t, nil, nil)
+	b := brokertest.Start(t)
 	ctx, pageErrs := browser(t)
 	err := chromedp.Do(ctx,
 		chromedp.EmulateViewport(375, 740, chromedp.EmulateMobile, chromedp.EmulateScale(2)),

@@ -2,30 +2,33 @@ package telemetry
 
 import (
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/tokenbroker/tokenbroker/server/internal/logtest"
 )
 
+// The flushing is timer-driven: in a synctest bubble, the test moves time
+// past the interval and waits until the flusher is idle again.
 func TestBufferedWriter(t *testing.T) {
-	var out logtest.Buffer
-	w := NewBufferedWriter(&out, 10*time.Millisecond)
-	_, _ = w.Write([]byte("line 1\n"))
-	if out.String() != "" {
-		t.Fatal("written through at once")
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for out.String() != "line 1\n" {
-		if time.Now().After(deadline) {
-			t.Fatal("not flushed by the ticker")
+	synctest.Test(t, func(t *testing.T) {
+		var out logtest.Buffer
+		w := NewBufferedWriter(&out, 10*time.Millisecond)
+		_, _ = w.Write([]byte("line 1\n"))
+		if out.String() != "" {
+			t.Fatal("written through at once")
 		}
-		time.Sleep(time.Millisecond)
-	}
-	_, _ = w.Write([]byte("line 2\n"))
-	if err := w.Close(); err != nil || out.String() != "line 1\nline 2\n" {
-		t.Fatalf("after Close: %q %v", out.String(), err)
-	}
-	_ = w.Close() // twice is harmless
+		time.Sleep(10 * time.Millisecond) // fake time: the ticker fires
+		synctest.Wait()
+		if out.String() != "line 1\n" {
+			t.Fatalf("not flushed by the ticker: %q", out.String())
+		}
+		_, _ = w.Write([]byte("line 2\n"))
+		if err := w.Close(); err != nil || out.String() != "line 1\nline 2\n" {
+			t.Fatalf("after Close: %q %v", out.String(), err)
+		}
+		_ = w.Close() // twice is harmless
+	})
 }
 
 func TestCleanRequestID(t *testing.T) {

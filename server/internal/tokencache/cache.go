@@ -161,12 +161,14 @@ func (c *Cache) apply(ev Event) {
 		c.mu.Lock()
 		c.forgetLocked(ev.TokenID)
 		c.mu.Unlock()
+		c.cfg.Logger.Debug("token eviction applied from the shared store")
 	case EventSessionRevoked:
 		c.mu.Lock()
 		if ev.Until.After(c.sessions[ev.SessionID]) {
 			c.sessions[ev.SessionID] = ev.Until
 		}
 		c.mu.Unlock()
+		c.cfg.Logger.Debug("session revocation applied from the shared store")
 	case EventResync:
 		c.needResync.Store(true)
 		c.resync()

@@ -12,13 +12,15 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
+
+	"github.com/tokenbroker/tokenbroker/server/internal/grpctest"
 )
 
 // serveWithin starts a gRPC server within lim and returns a health client.
-func serveWithin(t *testing.T, lim Limits) healthpb.HealthClient {
+func serveWithin(t *testing.T, lim Limits, opts ...grpc.ServerOption) healthpb.HealthClient {
 	t.Helper()
 	chain := testChain(slog.New(slog.DiscardHandler))
-	gs, hs := NewGRPCServer(GRPCConfig{Service: fakeService{}, Chain: chain, Limits: lim})
+	gs, hs := NewGRPCServer(GRPCConfig{Service: fakeService{}, Chain: chain, Limits: lim, Options: opts})
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -59,7 +61,8 @@ func TestAttackHealthWatchHeldPastConnectionAge(t *testing.T) {
 // Finding 5: the Watch bound is server-wide and frees a slot when a watch
 // ends; other streams and unary calls are not counted.
 func TestAttackHealthWatchBound(t *testing.T) {
-	h := serveWithin(t, Limits{MaxHealthWatches: 2})
+	var ends grpctest.Ends
+	h := serveWithin(t, Limits{MaxHealthWatches: 2}, ends.ServerOption())
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	watch := func(ctx context.Context) error {
@@ -81,14 +84,15 @@ func TestAttackHealthWatchBound(t *testing.T) {
 	if _, err := h.Check(ctx, &healthpb.HealthCheckRequest{}); err != nil {
 		t.Fatalf("Check at the bound: %v", err)
 	}
+	// The first watch ends; once the server has finished it (the third,
+	// refused, has ended already), its slot is free.
 	endFirst()
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		err := watch(ctx)
-		if err == nil {
-			break
-		}
-		if status.Code(err) != codes.ResourceExhausted || time.Now().After(deadline) {
-			t.Fatalf("a watch after one ended: %v", err)
-		}
+	wctx, cancelWait := context.WithTimeout(ctx, 5*time.Second)
+	defer cancelWait()
+	if err := ends.Wait(wctx, healthpb.Health_Watch_FullMethodName, 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := watch(ctx); err != nil {
+		t.Fatalf("a watch after one ended: %v", err)
 	}
 }
