@@ -18,6 +18,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/server/internal/broker"
 	"github.com/tokenbroker/tokenbroker/server/internal/carto"
 	"github.com/tokenbroker/tokenbroker/server/internal/policy"
+	"github.com/tokenbroker/tokenbroker/server/internal/store"
 	"github.com/tokenbroker/tokenbroker/server/internal/tokencache"
 )
 
@@ -45,7 +46,7 @@ var mapping = []struct {
 	{policy.ErrUnsafeValue, codes.PermissionDenied, "your group's name cannot be used in a CARTO grant"},
 	{tokencache.ErrNotFound, codes.NotFound, "no token of your group matches"},
 	{tokencache.ErrQuotaExceeded, codes.ResourceExhausted, ""},
-	{tokencache.ErrUnavailable, codes.Unavailable, "the broker's token store is unavailable; retry shortly"},
+	{store.ErrUnavailable, codes.Unavailable, "the broker's token store is unavailable; retry shortly"},
 	{carto.ErrRateLimited, codes.Unavailable, "CARTO is rate limiting the broker; retry later"},
 	{carto.ErrUnavailable, codes.Unavailable, "CARTO cannot be reached right now; retry later"},
 	{carto.ErrCredentials, codes.Internal, "the broker's CARTO credentials were refused; contact the broker's operator"},

@@ -17,6 +17,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/server/internal/broker"
 	"github.com/tokenbroker/tokenbroker/server/internal/carto"
 	"github.com/tokenbroker/tokenbroker/server/internal/policy"
+	"github.com/tokenbroker/tokenbroker/server/internal/store"
 	"github.com/tokenbroker/tokenbroker/server/internal/tokencache"
 )
 
@@ -40,7 +41,7 @@ func TestStatus(t *testing.T) {
 		{"not found", tokencache.ErrNotFound, codes.NotFound, "no token of your group matches", false},
 		{"login flood", &auth.BusyError{Reason: "your address has 2 logins in progress already", RetryAfter: time.Second}, codes.ResourceExhausted, "too many logins at once (your address has 2 logins in progress already); try again in 1s", false},
 		{"quota", fmt.Errorf("%w: the broker's limit of 2 live CARTO tokens is reached", tokencache.ErrQuotaExceeded), codes.ResourceExhausted, "the broker's limit of 2 live CARTO tokens is reached", false},
-		{"store down", fmt.Errorf("read token cache: %w: dial tcp 10.0.0.1:6379: connection refused", tokencache.ErrUnavailable), codes.Unavailable, "the broker's token store is unavailable; retry shortly", true},
+		{"store down", fmt.Errorf("read token cache: %w: dial tcp 10.0.0.1:6379: connection refused", store.ErrUnavailable), codes.Unavailable, "the broker's token store is unavailable; retry shortly", true},
 		{"CARTO down", upstream(carto.ErrUnavailable), codes.Unavailable, "CARTO cannot be reached right now; retry later", true},
 		{"CARTO credentials", upstream(carto.ErrCredentials), codes.Internal, "the broker's CARTO credentials were refused; contact the broker's operator", true},
 		{"CARTO rejects", upstream(carto.ErrRejected), codes.Internal, "CARTO refused the token request for your group's policy; contact the broker's operator", true},

@@ -38,6 +38,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/server/internal/config"
 	"github.com/tokenbroker/tokenbroker/server/internal/metrics"
 	"github.com/tokenbroker/tokenbroker/server/internal/policy"
+	"github.com/tokenbroker/tokenbroker/server/internal/store"
 	"github.com/tokenbroker/tokenbroker/server/internal/telemetry"
 	"github.com/tokenbroker/tokenbroker/server/internal/tokencache"
 	"github.com/tokenbroker/tokenbroker/server/internal/transport"
@@ -61,7 +62,7 @@ type App struct {
 	draining   context.Context
 	startDrain context.CancelFunc
 
-	store      tokencache.Store
+	store      store.Store
 	cache      *tokencache.Cache
 	reconciler *broker.Reconciler
 	rotating   *auth.RotatingKeys // asymmetric session keys; nil with HS256
@@ -164,9 +165,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		CallTimeout:     a.cfg.Carto.CallTimeout,
 		BreakerCooldown: a.cfg.Carto.BreakerCooldown,
 		// One OAuth token for the whole deployment, kept across restarts.
-		Shared: tokencache.SharedSecret{Store: a.store, Name: "carto-oauth"},
+		Shared: store.SharedSecret{Store: a.store, Name: "carto-oauth"},
 		// CARTO's Retry-After holds every replica back, per endpoint.
-		Pauses: tokencache.SharedPauses{Store: a.store, Name: "carto-pause"},
+		Pauses: store.SharedPauses{Store: a.store, Name: "carto-pause"},
 	})
 	if err != nil {
 		return nil, err
@@ -309,7 +310,7 @@ func (a *App) sessionKeys(ctx context.Context) (auth.KeySource, error) {
 	}
 	rk, err := auth.NewRotatingKeys(ctx, auth.RotatingKeysConfig{
 		Algorithm: a.cfg.SessionAlg,
-		Store:     tokencache.SharedSecret{Store: a.store, Name: "session-keys"},
+		Store:     store.SharedSecret{Store: a.store, Name: "session-keys"},
 		Rotation:  a.cfg.SessionKeyRotation,
 		// A replaced key verifies every session it signed until it expires.
 		Retain: a.cfg.SessionTTL + a.cfg.SessionLeeway + time.Minute,

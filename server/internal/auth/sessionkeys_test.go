@@ -19,10 +19,11 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/tokenbroker/tokenbroker/server/internal/logtest"
-	"github.com/tokenbroker/tokenbroker/server/internal/tokencache"
+	"github.com/tokenbroker/tokenbroker/server/internal/store"
+	"github.com/tokenbroker/tokenbroker/server/internal/store/memstore"
 )
 
-var _ KeyStore = tokencache.SharedSecret{}
+var _ KeyStore = store.SharedSecret{}
 
 var rkAlgorithms = []string{"EdDSA", "ES256"}
 
@@ -59,8 +60,8 @@ func (s *rkCountingStore) Load(ctx context.Context) (string, time.Time, time.Tim
 	return s.KeyStore.Load(ctx)
 }
 
-func newRKStore(clock *rkClock) tokencache.SharedSecret {
-	return tokencache.SharedSecret{Store: tokencache.NewMemory(clock.Now), Name: "session-keys"}
+func newRKStore(clock *rkClock) store.SharedSecret {
+	return store.SharedSecret{Store: memstore.New(memstore.Config{Now: clock.Now}), Name: "session-keys"}
 }
 
 func newRK(t *testing.T, alg string, store KeyStore, clock *rkClock, log *slog.Logger) *RotatingKeys {

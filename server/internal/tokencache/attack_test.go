@@ -6,9 +6,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tokenbroker/tokenbroker/server/internal/store"
+	"github.com/tokenbroker/tokenbroker/server/internal/store/memstore"
 )
 
-var newYork = Key{Group: "NEW YORK", PolicyHash: boston.PolicyHash}
+var newYork = store.Key{Group: "NEW YORK", PolicyHash: boston.PolicyHash}
 
 // churn issues BOSTON's token and revokes it, as one member can in a loop,
 // until a guard refuses; it returns the refusal and the tokens minted.
@@ -50,7 +53,7 @@ func TestAttackRevokeLoopSpendsEveryGroupsBudget(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			clk := newClock()
 			up := &fakeUpstream{}
-			c := New(Config{Store: NewMemory(clk.Now), Upstream: up, Now: clk.Now,
+			c := New(Config{Store: memstore.New(memstore.Config{Now: clk.Now}), Upstream: up, Now: clk.Now,
 				MaxMints: 20, MaxGroupMints: 5, MaxGroupRevocations: tt.revocations})
 			qe, minted := churn(t, c, up, 100)
 			if !strings.Contains(qe.Error(), tt.limit) || qe.RetryAfter <= 0 || qe.RetryAfter > time.Hour {
@@ -98,7 +101,7 @@ func TestAttackRevokeLoopSpendsEveryGroupsBudget(t *testing.T) {
 func TestAttackUserMintsStarveRefreshes(t *testing.T) {
 	clk := newClock()
 	up := &fakeUpstream{}
-	c := New(Config{Store: NewMemory(clk.Now), Upstream: up, Now: clk.Now,
+	c := New(Config{Store: memstore.New(memstore.Config{Now: clk.Now}), Upstream: up, Now: clk.Now,
 		MaxMints: 10, MaxLiveTokens: 20, RefreshReservePercent: 20, MaxGroupMints: 1})
 	ctx := context.Background()
 	first, _, err := c.Get(ctx, boston, time.Hour)
@@ -107,7 +110,7 @@ func TestAttackUserMintsStarveRefreshes(t *testing.T) {
 	}
 	// Other groups spend every creation users may make: 8 of 10.
 	for i := 1; ; i++ {
-		_, _, err := c.Get(ctx, Key{Group: string(rune('A' + i)), PolicyHash: boston.PolicyHash}, time.Hour)
+		_, _, err := c.Get(ctx, store.Key{Group: string(rune('A' + i)), PolicyHash: boston.PolicyHash}, time.Hour)
 		if errors.Is(err, ErrQuotaExceeded) {
 			if !strings.Contains(err.Error(), "2 of them kept for background refreshes") {
 				t.Fatalf("refusal %q does not say that a share is kept for refreshes", err)

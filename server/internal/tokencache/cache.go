@@ -1,3 +1,10 @@
+// Package tokencache keeps the CARTO API access tokens the broker has minted,
+// one current token per (group, policy hash), and this replica's view of the
+// revoked sessions. A Cache serves tokens from an in-process front cache,
+// coalesces concurrent misses into one mint (across replicas, through the
+// store's locks), refreshes tokens ahead of expiry in the background, and
+// holds minting to the quota guards. What it holds is kept in a store.Store,
+// whose feed keeps the views of every replica in step.
 package tokencache
 
 import (
@@ -11,15 +18,22 @@ import (
 	"time"
 
 	"golang.org/x/sync/singleflight"
+
+	"github.com/tokenbroker/tokenbroker/server/internal/store"
 )
 
-// ErrQuotaExceeded wraps a description of the guard that refused a mint.
-var ErrQuotaExceeded = errors.New("token quota exceeded")
+var (
+	// ErrQuotaExceeded wraps a description of the guard that refused a mint.
+	ErrQuotaExceeded = errors.New("token quota exceeded")
+	// ErrNotFound reports a token the broker does not hold for the asking
+	// group.
+	ErrNotFound = errors.New("token not found")
+)
 
 // Upstream mints and deletes tokens (CARTO, through an adapter).
 type Upstream interface {
 	// Mint creates a token for key that expires at expiresAt.
-	Mint(ctx context.Context, key Key, expiresAt time.Time) (token string, err error)
+	Mint(ctx context.Context, key store.Key, expiresAt time.Time) (token string, err error)
 	// Delete deletes a token upstream. A token upstream no longer knows is
 	// deleted already: Delete returns nil for it.
 	Delete(ctx context.Context, token string) error
@@ -27,7 +41,7 @@ type Upstream interface {
 
 // Config configures a Cache.
 type Config struct {
-	Store    Store
+	Store    store.Store
 	Upstream Upstream
 	Now      func() time.Time
 	Logger   *slog.Logger
@@ -84,14 +98,14 @@ type Cache struct {
 	watched bool               // the store is shared: local views follow its event feed
 
 	mu       sync.RWMutex
-	front    map[Key]Entry
-	frontIDs map[string]Key       // token id -> key, for evictions by id
-	sessions map[string]time.Time // revoked session -> until
-	backoff  map[Key]time.Time    // no background refresh of key before this
+	front    map[store.Key]store.Entry
+	frontIDs map[string]store.Key    // token id -> key, for evictions by id
+	sessions map[string]time.Time    // revoked session -> until
+	backoff  map[store.Key]time.Time // no background refresh of key before this
 
-	syncedAt   atomic.Int64 // unix ns of the last EventSynced, for shared stores
+	syncedAt   atomic.Int64 // unix ns of the last store.EventSynced, for shared stores
 	needResync atomic.Bool
-	lostAt     time.Time // when the feed was lost (EventUnavailable), until it is back; apply's alone
+	lostAt     time.Time // when the feed was lost (store.EventUnavailable), until it is back; apply's alone
 }
 
 // refreshBackoff spaces background refresh attempts of a key after a failure.
@@ -116,14 +130,14 @@ func New(cfg Config) *Cache {
 	def(&cfg.MaxStaleness, 2*time.Second)
 	def(&cfg.LockTTL, 10*time.Second)
 	def(&cfg.WaitPoll, 10*time.Millisecond)
-	_, watched := cfg.Store.(Watcher)
+	_, watched := cfg.Store.(store.Watcher)
 	return &Cache{
 		cfg:      cfg,
 		watched:  watched,
-		front:    make(map[Key]Entry),
-		frontIDs: make(map[string]Key),
+		front:    make(map[store.Key]store.Entry),
+		frontIDs: make(map[string]store.Key),
 		sessions: make(map[string]time.Time),
-		backoff:  make(map[Key]time.Time),
+		backoff:  make(map[store.Key]time.Time),
 	}
 }
 
@@ -142,7 +156,7 @@ func (c *Cache) Load(ctx context.Context) error {
 // Run follows a shared store's event feed until ctx ends; with a store of
 // one process it just waits for ctx.
 func (c *Cache) Run(ctx context.Context) error {
-	w, ok := c.cfg.Store.(Watcher)
+	w, ok := c.cfg.Store.(store.Watcher)
 	if !ok {
 		<-ctx.Done()
 		return nil
@@ -155,22 +169,22 @@ func (c *Cache) Run(ctx context.Context) error {
 }
 
 // apply brings the local views up to date with one event of the feed.
-func (c *Cache) apply(ev Event) {
+func (c *Cache) apply(ev store.Event) {
 	switch ev.Kind {
-	case EventEvicted:
+	case store.EventEvicted:
 		c.mu.Lock()
 		c.forgetLocked(ev.TokenID)
 		c.mu.Unlock()
-	case EventSessionRevoked:
+	case store.EventSessionRevoked:
 		c.mu.Lock()
 		if ev.Until.After(c.sessions[ev.SessionID]) {
 			c.sessions[ev.SessionID] = ev.Until
 		}
 		c.mu.Unlock()
-	case EventResync:
+	case store.EventResync:
 		c.needResync.Store(true)
 		c.resync()
-	case EventSynced:
+	case store.EventSynced:
 		// Until a resync has succeeded, news of the feed proves nothing:
 		// what was missed before it is still missing.
 		if c.needResync.Load() && !c.resync() {
@@ -181,7 +195,7 @@ func (c *Cache) apply(ev Event) {
 			c.cfg.Logger.Info("the shared store answers again", "after", c.cfg.Now().Sub(c.lostAt).Round(time.Millisecond))
 			c.lostAt = time.Time{}
 		}
-	case EventUnavailable:
+	case store.EventUnavailable:
 		// Said once per outage: what requests fail closed for, meanwhile.
 		c.lostAt = ev.At
 		c.cfg.Logger.Warn("waiting for the shared store; requests fail closed until it answers", "error", ev.Err)
@@ -220,8 +234,8 @@ func (c *Cache) resync() bool {
 			c.sessions[id] = until
 		}
 	}
-	c.front = make(map[Key]Entry)
-	c.frontIDs = make(map[string]Key)
+	c.front = make(map[store.Key]store.Entry)
+	c.frontIDs = make(map[string]store.Key)
 	c.mu.Unlock()
 	for id, until := range lost {
 		if err := c.cfg.Store.RevokeSession(ctx, id, until); err != nil {
@@ -244,7 +258,7 @@ func (c *Cache) fresh() error {
 	}
 	synced := time.Unix(0, c.syncedAt.Load())
 	if age := c.cfg.Now().Sub(synced); c.syncedAt.Load() == 0 || age > c.cfg.MaxStaleness {
-		return fmt.Errorf("%w: no news from the shared store for %s", ErrUnavailable, age.Round(time.Millisecond))
+		return fmt.Errorf("%w: no news from the shared store for %s", store.ErrUnavailable, age.Round(time.Millisecond))
 	}
 	return nil
 }
@@ -292,25 +306,25 @@ func SafetyMargin(lifetime time.Duration) time.Duration {
 	return min(5*time.Minute, lifetime/10)
 }
 
-func (c *Cache) servable(e Entry, now time.Time) bool {
+func (c *Cache) servable(e store.Entry, now time.Time) bool {
 	return now.Before(e.ExpiresAt.Add(-SafetyMargin(e.ExpiresAt.Sub(e.CreatedAt))))
 }
 
-func (c *Cache) remember(e Entry) {
+func (c *Cache) remember(e store.Entry) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if old, ok := c.front[e.Key]; ok {
-		delete(c.frontIDs, TokenID(old.Token))
+		delete(c.frontIDs, store.TokenID(old.Token))
 	}
 	c.front[e.Key] = e
-	c.frontIDs[TokenID(e.Token)] = e.Key
+	c.frontIDs[store.TokenID(e.Token)] = e.Key
 }
 
 // forgetLocked drops token id from the front cache. Called with mu held.
 func (c *Cache) forgetLocked(id string) {
 	if key, ok := c.frontIDs[id]; ok {
 		delete(c.frontIDs, id)
-		if e := c.front[key]; TokenID(e.Token) == id {
+		if e := c.front[key]; store.TokenID(e.Token) == id {
 			delete(c.front, key)
 		}
 	}
@@ -319,9 +333,9 @@ func (c *Cache) forgetLocked(id string) {
 // Get returns the token for key, minting one with the given lifetime if there
 // is no servable token. The second result tells whether it was minted for
 // this call (a miss).
-func (c *Cache) Get(ctx context.Context, key Key, lifetime time.Duration) (Entry, bool, error) {
+func (c *Cache) Get(ctx context.Context, key store.Key, lifetime time.Duration) (store.Entry, bool, error) {
 	if err := c.fresh(); err != nil {
-		return Entry{}, false, err
+		return store.Entry{}, false, err
 	}
 	now := c.cfg.Now()
 	c.mu.RLock()
@@ -330,7 +344,7 @@ func (c *Cache) Get(ctx context.Context, key Key, lifetime time.Duration) (Entry
 	if !ok || !c.servable(e, now) {
 		var err error
 		if e, ok, err = c.read(ctx, key, now); err != nil {
-			return Entry{}, false, err
+			return store.Entry{}, false, err
 		}
 	}
 	if ok && c.servable(e, now) {
@@ -346,18 +360,18 @@ func (c *Cache) Get(ctx context.Context, key Key, lifetime time.Duration) (Entry
 	select {
 	case r := <-c.mint(ctx, key, lifetime, stale):
 		if r.Err != nil {
-			return Entry{}, false, r.Err
+			return store.Entry{}, false, r.Err
 		}
-		return r.Val.(Entry), true, nil
+		return r.Val.(store.Entry), true, nil
 	case <-ctx.Done():
-		return Entry{}, false, ctx.Err()
+		return store.Entry{}, false, ctx.Err()
 	}
 }
 
 // read looks key up in the store after a front-cache miss. Concurrent
 // readers of one key share one store call: a burst of callers of a cold
 // group costs the store one read per replica, not one per caller.
-func (c *Cache) read(ctx context.Context, key Key, now time.Time) (Entry, bool, error) {
+func (c *Cache) read(ctx context.Context, key store.Key, now time.Time) (store.Entry, bool, error) {
 	detached := context.WithoutCancel(ctx)
 	ch := c.reads.DoChan(key.String(), func() (any, error) {
 		rctx, cancel := context.WithTimeout(detached, c.cfg.MintTimeout)
@@ -377,15 +391,15 @@ func (c *Cache) read(ctx context.Context, key Key, now time.Time) (Entry, bool, 
 	select {
 	case r := <-ch:
 		if r.Err != nil || r.Val == nil {
-			return Entry{}, false, r.Err
+			return store.Entry{}, false, r.Err
 		}
-		return r.Val.(Entry), true, nil
+		return r.Val.(store.Entry), true, nil
 	case <-ctx.Done():
-		return Entry{}, false, ctx.Err()
+		return store.Entry{}, false, ctx.Err()
 	}
 }
 
-func (c *Cache) refreshDue(key Key, now time.Time) bool {
+func (c *Cache) refreshDue(key store.Key, now time.Time) bool {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	return !now.Before(c.backoff[key])
@@ -396,7 +410,7 @@ func (c *Cache) refreshDue(key Key, now time.Time) bool {
 // may give up without failing the others waiting on it. replacing is the
 // token the caller saw current; a servable token other than it, minted
 // meanwhile here or by another replica, is returned instead of minting.
-func (c *Cache) mint(ctx context.Context, key Key, lifetime time.Duration, replacing string) <-chan singleflight.Result {
+func (c *Cache) mint(ctx context.Context, key store.Key, lifetime time.Duration, replacing string) <-chan singleflight.Result {
 	detached := context.WithoutCancel(ctx)
 	return c.flight.DoChan(key.String(), func() (any, error) {
 		mctx, cancel := context.WithTimeout(detached, c.cfg.MintTimeout)
@@ -419,7 +433,7 @@ func (c *Cache) mint(ctx context.Context, key Key, lifetime time.Duration, repla
 		c.mu.Unlock()
 		if err != nil {
 			c.cfg.Logger.Warn("token mint failed", "group", key.Group, "policy", shortHash(key.PolicyHash), "error", err)
-			return Entry{}, err
+			return store.Entry{}, err
 		}
 		c.remember(e)
 		return e, nil
@@ -431,8 +445,8 @@ func (c *Cache) mint(ctx context.Context, key Key, lifetime time.Duration, repla
 // if the holder dies, its lock expires and a waiter takes over.
 // The second result tells whether this replica minted the token (rather
 // than finding another's).
-func (c *Cache) mintAcrossReplicas(ctx context.Context, key Key, lifetime time.Duration, replacing string) (Entry, bool, error) {
-	lockName := "mint:" + TokenID(key.String())[:32]
+func (c *Cache) mintAcrossReplicas(ctx context.Context, key store.Key, lifetime time.Duration, replacing string) (store.Entry, bool, error) {
+	lockName := "mint:" + store.TokenID(key.String())[:32]
 	for {
 		if e, ok, err := c.newerThan(ctx, key, replacing); err != nil || ok {
 			return e, false, err
@@ -445,12 +459,12 @@ func (c *Cache) mintAcrossReplicas(ctx context.Context, key Key, lifetime time.D
 				c.cfg.Logger.Warn("mint lock release failed; it expires by itself", "error", rerr)
 			}
 			return e, minted, err
-		case !errors.Is(err, ErrLocked):
-			return Entry{}, false, err
+		case !errors.Is(err, store.ErrLocked):
+			return store.Entry{}, false, err
 		}
 		select {
 		case <-ctx.Done():
-			return Entry{}, false, ctx.Err()
+			return store.Entry{}, false, ctx.Err()
 		case <-time.After(c.cfg.WaitPoll):
 		}
 	}
@@ -458,15 +472,15 @@ func (c *Cache) mintAcrossReplicas(ctx context.Context, key Key, lifetime time.D
 
 // newerThan returns the key's stored token if it is servable and is not the
 // one being replaced.
-func (c *Cache) newerThan(ctx context.Context, key Key, replacing string) (Entry, bool, error) {
+func (c *Cache) newerThan(ctx context.Context, key store.Key, replacing string) (store.Entry, bool, error) {
 	e, ok, err := c.cfg.Store.Current(ctx, key)
 	if err != nil {
-		return Entry{}, false, fmt.Errorf("read token cache: %w", err)
+		return store.Entry{}, false, fmt.Errorf("read token cache: %w", err)
 	}
 	return e, ok && e.Token != replacing && c.servable(e, c.cfg.Now()), nil
 }
 
-func (c *Cache) mintLocked(ctx context.Context, lock Lock, key Key, lifetime time.Duration, replacing string) (Entry, bool, error) {
+func (c *Cache) mintLocked(ctx context.Context, lock store.Lock, key store.Key, lifetime time.Duration, replacing string) (store.Entry, bool, error) {
 	// The previous holder may have stored a token just before releasing.
 	if e, ok, err := c.newerThan(ctx, key, replacing); err != nil || ok {
 		return e, false, err
@@ -477,7 +491,7 @@ func (c *Cache) mintLocked(ctx context.Context, lock Lock, key Key, lifetime tim
 	defer stopRenew()
 	res, err := c.reserve(ctx, key, replacing != "")
 	if err != nil {
-		return Entry{}, false, err
+		return store.Entry{}, false, err
 	}
 
 	created := c.cfg.Now()
@@ -487,11 +501,11 @@ func (c *Cache) mintLocked(ctx context.Context, lock Lock, key Key, lifetime tim
 		// Counted as not created: CARTO refused, or did not answer (a
 		// creation that happened unseen is an orphan reconciliation deletes).
 		c.release(ctx, res, true)
-		return Entry{}, false, err
+		return store.Entry{}, false, err
 	}
 	// Refresh at half-life ±10%, so keys minted together spread their refreshes.
 	jitter := 0.45 + 0.1*rand.Float64()
-	e := Entry{
+	e := store.Entry{
 		Key:       key,
 		Token:     tok,
 		CreatedAt: created,
@@ -509,14 +523,14 @@ func (c *Cache) mintLocked(ctx context.Context, lock Lock, key Key, lifetime tim
 		if derr := c.cfg.Upstream.Delete(dctx, tok); derr != nil {
 			c.cfg.Logger.Error("minted token could not be stored nor deleted upstream", "group", key.Group, "error", derr)
 		}
-		return Entry{}, true, fmt.Errorf("store minted token: %w", err)
+		return store.Entry{}, true, fmt.Errorf("store minted token: %w", err)
 	}
 	return e, true, nil
 }
 
 // renew extends lock every third of its lifetime until the returned stop is
 // called.
-func (c *Cache) renew(ctx context.Context, lock Lock) (stop func()) {
+func (c *Cache) renew(ctx context.Context, lock store.Lock) (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -555,30 +569,30 @@ type Revoker struct {
 // makes the group's next call mint. When the upstream delete fails the
 // token stays (it is still valid upstream), the revocation is not counted,
 // and the error is returned, so the caller can retry.
-func (c *Cache) Revoke(ctx context.Context, token string, by Revoker) (Entry, error) {
+func (c *Cache) Revoke(ctx context.Context, token string, by Revoker) (store.Entry, error) {
 	e, ok, err := c.cfg.Store.ByToken(ctx, token)
 	if err != nil {
-		return Entry{}, fmt.Errorf("read token cache: %w", err)
+		return store.Entry{}, fmt.Errorf("read token cache: %w", err)
 	}
 	if !ok || !by.May(e.Key.Group) {
-		return Entry{}, ErrNotFound
+		return store.Entry{}, ErrNotFound
 	}
 	undo := func() {}
 	if !by.Unlimited {
 		if undo, err = c.reserveRevocation(ctx, e.Key.Group); err != nil {
-			return Entry{}, err
+			return store.Entry{}, err
 		}
 	}
 	if err := c.Evict(ctx, e); err != nil {
 		undo()
-		return Entry{}, err
+		return store.Entry{}, err
 	}
 	return e, nil
 }
 
 // Held is a token the broker holds and whether it is its key's current one.
 type Held struct {
-	Entry
+	store.Entry
 	Current bool
 }
 
@@ -588,7 +602,7 @@ func (c *Cache) Held(ctx context.Context) ([]Held, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list held tokens: %w", err)
 	}
-	current := map[Key]string{}
+	current := map[store.Key]string{}
 	out := make([]Held, len(entries))
 	for i, e := range entries {
 		cur, seen := current[e.Key]
@@ -609,7 +623,7 @@ func (c *Cache) Held(ctx context.Context) ([]Held, error) {
 
 // Evict deletes an entry's token upstream, then forgets it here, in the
 // store and (through the store's feed) on every replica.
-func (c *Cache) Evict(ctx context.Context, e Entry) error {
+func (c *Cache) Evict(ctx context.Context, e store.Entry) error {
 	if err := c.cfg.Upstream.Delete(ctx, e.Token); err != nil {
 		return err
 	}
@@ -617,7 +631,7 @@ func (c *Cache) Evict(ctx context.Context, e Entry) error {
 		return fmt.Errorf("forget deleted token: %w", err)
 	}
 	c.mu.Lock()
-	c.forgetLocked(TokenID(e.Token))
+	c.forgetLocked(store.TokenID(e.Token))
 	c.mu.Unlock()
 	return nil
 }

@@ -9,6 +9,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tokenbroker/tokenbroker/server/internal/store"
+	"github.com/tokenbroker/tokenbroker/server/internal/store/memstore"
 )
 
 // clock is a settable clock for tests.
@@ -36,7 +39,7 @@ type fakeUpstream struct {
 
 var errUpstream = errors.New("upstream down")
 
-func (f *fakeUpstream) Mint(ctx context.Context, key Key, _ time.Time) (string, error) {
+func (f *fakeUpstream) Mint(ctx context.Context, key store.Key, _ time.Time) (string, error) {
 	if f.gate != nil {
 		select {
 		case <-f.gate:
@@ -62,18 +65,18 @@ func (f *fakeUpstream) Delete(_ context.Context, token string) error {
 }
 
 // failingStore fails every Put.
-type failingStore struct{ *Memory }
+type failingStore struct{ *memstore.Store }
 
-func (failingStore) Put(context.Context, Entry) error { return errors.New("disk full") }
+func (failingStore) Put(context.Context, store.Entry) error { return errors.New("disk full") }
 
-var boston = Key{Group: "BOSTON", PolicyHash: "0123456789abcdef0123456789abcdef"}
+var boston = store.Key{Group: "BOSTON", PolicyHash: "0123456789abcdef0123456789abcdef"}
 
-func newTestCache(t *testing.T, up *fakeUpstream, clk *clock, store Store) *Cache {
+func newTestCache(t *testing.T, up *fakeUpstream, clk *clock, st store.Store) *Cache {
 	t.Helper()
-	if store == nil {
-		store = NewMemory(clk.Now)
+	if st == nil {
+		st = memstore.New(memstore.Config{Now: clk.Now})
 	}
-	c := New(Config{Store: store, Upstream: up, Now: clk.Now})
+	c := New(Config{Store: st, Upstream: up, Now: clk.Now})
 	if err := c.Load(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -156,8 +159,8 @@ func TestErrorsAreNotCached(t *testing.T) {
 func TestRefreshAheadAndSafetyMargin(t *testing.T) {
 	clk := newClock()
 	up := &fakeUpstream{}
-	store := NewMemory(clk.Now)
-	c := newTestCache(t, up, clk, store)
+	st := memstore.New(memstore.Config{Now: clk.Now})
+	c := newTestCache(t, up, clk, st)
 	ctx := context.Background()
 	first, _, err := c.Get(ctx, boston, 24*time.Hour)
 	if err != nil {
@@ -174,13 +177,13 @@ func TestRefreshAheadAndSafetyMargin(t *testing.T) {
 	if err != nil || minted || e.Token != first.Token {
 		t.Fatalf("during refresh got %q minted=%v err=%v; want the current token", e.Token, minted, err)
 	}
-	waitFor(t, func() bool { cur, _, _ := store.Current(ctx, boston); return cur.Token != first.Token })
+	waitFor(t, func() bool { cur, _, _ := st.Current(ctx, boston); return cur.Token != first.Token })
 	second, _, _ := c.Get(ctx, boston, 24*time.Hour)
 	if second.Token == first.Token || up.mints.Load() != 2 {
 		t.Fatalf("after refresh: %q, %d mints", second.Token, up.mints.Load())
 	}
 	// The replaced token is still known, so it can still be revoked.
-	if _, ok, _ := store.ByToken(ctx, first.Token); !ok {
+	if _, ok, _ := st.ByToken(ctx, first.Token); !ok {
 		t.Fatal("the replaced token was forgotten before it expired")
 	}
 
@@ -217,11 +220,11 @@ func TestRefreshFailureKeepsServing(t *testing.T) {
 func TestRevoke(t *testing.T) {
 	up := &fakeUpstream{}
 	clk := newClock()
-	store := NewMemory(clk.Now)
-	c := newTestCache(t, up, clk, store)
+	st := memstore.New(memstore.Config{Now: clk.Now})
+	c := newTestCache(t, up, clk, st)
 	ctx := context.Background()
 	b, _, _ := c.Get(ctx, boston, time.Hour)
-	ny, _, _ := c.Get(ctx, Key{Group: "NEW YORK", PolicyHash: boston.PolicyHash}, time.Hour)
+	ny, _, _ := c.Get(ctx, store.Key{Group: "NEW YORK", PolicyHash: boston.PolicyHash}, time.Hour)
 
 	for name, tc := range map[string]struct{ group, token string }{
 		"another group's token": {"BOSTON", ny.Token},
@@ -258,34 +261,12 @@ func TestRevoke(t *testing.T) {
 func TestUnstorableTokenIsDeleted(t *testing.T) {
 	up := &fakeUpstream{}
 	clk := newClock()
-	c := newTestCache(t, up, clk, failingStore{NewMemory(clk.Now)})
+	c := newTestCache(t, up, clk, failingStore{memstore.New(memstore.Config{Now: clk.Now})})
 	if _, _, err := c.Get(context.Background(), boston, time.Hour); err == nil {
 		t.Fatal("no error when the store fails")
 	}
 	if up.mints.Load() != 1 || up.deletes.Load() != 1 {
 		t.Fatalf("%d minted, %d deleted: the unstored token must be deleted upstream", up.mints.Load(), up.deletes.Load())
-	}
-}
-
-func TestMemorySessions(t *testing.T) {
-	clk := newClock()
-	m := NewMemory(clk.Now)
-	ctx := context.Background()
-	if err := m.RevokeSession(ctx, "s1", clk.Now().Add(time.Hour)); err != nil {
-		t.Fatal(err)
-	}
-	if r, _ := m.RevokedSessions(ctx); len(r) != 1 || r["s1"].IsZero() {
-		t.Fatalf("revoked sessions = %v, want s1", r)
-	}
-	clk.Advance(2 * time.Hour)
-	for i := range pruneEvery {
-		_ = m.RevokeSession(ctx, fmt.Sprint("x", i), clk.Now().Add(time.Hour))
-	}
-	m.mu.RLock()
-	_, kept := m.sessions["s1"]
-	m.mu.RUnlock()
-	if kept {
-		t.Fatal("an expired revocation was never pruned")
 	}
 }
 
@@ -305,9 +286,9 @@ func waitFor(t *testing.T, cond func() bool) {
 // waits for the result.
 func TestReplicasShareOneMint(t *testing.T) {
 	clk := newClock()
-	store := NewMemory(clk.Now)
+	st := memstore.New(memstore.Config{Now: clk.Now})
 	up := &fakeUpstream{gate: make(chan struct{})}
-	a, b := newTestCache(t, up, clk, store), newTestCache(t, up, clk, store)
+	a, b := newTestCache(t, up, clk, st), newTestCache(t, up, clk, st)
 	for _, c := range []*Cache{a, b} {
 		c.cfg.WaitPoll = time.Millisecond
 	}
@@ -342,10 +323,10 @@ func TestReplicasShareOneMint(t *testing.T) {
 // A mint slower than the lock's lifetime keeps its lock (it is renewed), so
 // the other replica does not mint a second token.
 func TestSlowMintKeepsItsLock(t *testing.T) {
-	store := NewMemory(nil)
+	st := memstore.New(memstore.Config{})
 	up := &fakeUpstream{gate: make(chan struct{})}
 	mk := func() *Cache {
-		c := New(Config{Store: store, Upstream: up, LockTTL: 60 * time.Millisecond, WaitPoll: 5 * time.Millisecond})
+		c := New(Config{Store: st, Upstream: up, LockTTL: 60 * time.Millisecond, WaitPoll: 5 * time.Millisecond})
 		return c
 	}
 	a, b := mk(), mk()
@@ -370,12 +351,12 @@ func TestSlowMintKeepsItsLock(t *testing.T) {
 // A holder that died with the lock blocks the others only until the lock
 // expires; then one of them mints.
 func TestDeadHolderLockExpires(t *testing.T) {
-	store := NewMemory(nil)
+	st := memstore.New(memstore.Config{})
 	up := &fakeUpstream{}
-	if _, err := store.TryLock(context.Background(), "mint:"+TokenID(boston.String())[:32], 100*time.Millisecond); err != nil {
+	if _, err := st.TryLock(context.Background(), "mint:"+store.TokenID(boston.String())[:32], 100*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
-	c := New(Config{Store: store, Upstream: up, WaitPoll: 5 * time.Millisecond})
+	c := New(Config{Store: st, Upstream: up, WaitPoll: 5 * time.Millisecond})
 	e, minted, err := c.Get(context.Background(), boston, time.Hour)
 	if err != nil || !minted || e.Token == "" || up.mints.Load() != 1 {
 		t.Fatalf("after the dead holder's lock expired: %+v %v %v, %d mints", e, minted, err, up.mints.Load())
@@ -384,10 +365,10 @@ func TestDeadHolderLockExpires(t *testing.T) {
 
 func TestQuotaGuards(t *testing.T) {
 	clk := newClock()
-	key := func(g string) Key { return Key{Group: g, PolicyHash: boston.PolicyHash} }
+	key := func(g string) store.Key { return store.Key{Group: g, PolicyHash: boston.PolicyHash} }
 	t.Run("live tokens", func(t *testing.T) {
 		up := &fakeUpstream{}
-		c := New(Config{Store: NewMemory(clk.Now), Upstream: up, Now: clk.Now, MaxLiveTokens: 2})
+		c := New(Config{Store: memstore.New(memstore.Config{Now: clk.Now}), Upstream: up, Now: clk.Now, MaxLiveTokens: 2})
 		for _, g := range []string{"A", "B"} {
 			if _, _, err := c.Get(context.Background(), key(g), time.Hour); err != nil {
 				t.Fatal(err)
@@ -406,7 +387,7 @@ func TestQuotaGuards(t *testing.T) {
 	})
 	t.Run("creations per window", func(t *testing.T) {
 		up := &fakeUpstream{}
-		c := New(Config{Store: NewMemory(clk.Now), Upstream: up, Now: clk.Now, MaxMints: 2, MintWindow: time.Hour})
+		c := New(Config{Store: memstore.New(memstore.Config{Now: clk.Now}), Upstream: up, Now: clk.Now, MaxMints: 2, MintWindow: time.Hour})
 		for _, g := range []string{"A", "B"} {
 			if _, _, err := c.Get(context.Background(), key(g), time.Hour); err != nil {
 				t.Fatal(err)
@@ -426,42 +407,42 @@ func TestQuotaGuards(t *testing.T) {
 // watchedMemory is a Memory that claims to be shared: the test feeds its
 // events by hand.
 type watchedMemory struct {
-	*Memory
+	*memstore.Store
 	failReads atomic.Bool
 }
 
-func (w *watchedMemory) Watch(ctx context.Context, _ func(Event)) error {
+func (w *watchedMemory) Watch(ctx context.Context, _ func(store.Event)) error {
 	<-ctx.Done()
 	return ctx.Err()
 }
 
 func (w *watchedMemory) RevokedSessions(ctx context.Context) (map[string]time.Time, error) {
 	if w.failReads.Load() {
-		return nil, fmt.Errorf("%w: connection refused", ErrUnavailable)
+		return nil, fmt.Errorf("%w: connection refused", store.ErrUnavailable)
 	}
-	return w.Memory.RevokedSessions(ctx)
+	return w.Store.RevokedSessions(ctx)
 }
 
 func TestSharedStoreFailsClosed(t *testing.T) {
 	clk := newClock()
-	store := &watchedMemory{Memory: NewMemory(clk.Now)}
+	st := &watchedMemory{Store: memstore.New(memstore.Config{Now: clk.Now})}
 	up := &fakeUpstream{}
-	c := New(Config{Store: store, Upstream: up, Now: clk.Now, MaxStaleness: 2 * time.Second})
+	c := New(Config{Store: st, Upstream: up, Now: clk.Now, MaxStaleness: 2 * time.Second})
 	ctx := context.Background()
 	stale := func(what string) {
 		t.Helper()
-		if _, err := c.SessionRevoked(ctx, "s1"); !errors.Is(err, ErrUnavailable) {
+		if _, err := c.SessionRevoked(ctx, "s1"); !errors.Is(err, store.ErrUnavailable) {
 			t.Fatalf("%s: SessionRevoked = %v, want ErrUnavailable", what, err)
 		}
-		if _, _, err := c.Get(ctx, boston, time.Hour); !errors.Is(err, ErrUnavailable) {
+		if _, _, err := c.Get(ctx, boston, time.Hour); !errors.Is(err, store.ErrUnavailable) {
 			t.Fatalf("%s: Get = %v, want ErrUnavailable", what, err)
 		}
 	}
 	stale("before any news")
 
-	_ = store.Memory.RevokeSession(ctx, "s1", clk.Now().Add(time.Hour)) // made by another replica
-	c.apply(Event{Kind: EventResync})
-	c.apply(Event{Kind: EventSynced, At: clk.Now()})
+	_ = st.Store.RevokeSession(ctx, "s1", clk.Now().Add(time.Hour)) // made by another replica
+	c.apply(store.Event{Kind: store.EventResync})
+	c.apply(store.Event{Kind: store.EventSynced, At: clk.Now()})
 	if r, err := c.SessionRevoked(ctx, "s1"); err != nil || !r {
 		t.Fatalf("after resync: %v, %v; want revoked", r, err)
 	}
@@ -471,12 +452,12 @@ func TestSharedStoreFailsClosed(t *testing.T) {
 	}
 
 	// Another replica revokes and evicts: the events reach this one.
-	c.apply(Event{Kind: EventSessionRevoked, SessionID: "s2", Until: clk.Now().Add(time.Hour)})
+	c.apply(store.Event{Kind: store.EventSessionRevoked, SessionID: "s2", Until: clk.Now().Add(time.Hour)})
 	if r, _ := c.SessionRevoked(ctx, "s2"); !r {
 		t.Fatal("a revocation event was not applied")
 	}
-	_ = store.Memory.Remove(ctx, e.Token)
-	c.apply(Event{Kind: EventEvicted, TokenID: TokenID(e.Token)})
+	_ = st.Store.Remove(ctx, e.Token)
+	c.apply(store.Event{Kind: store.EventEvicted, TokenID: store.TokenID(e.Token)})
 	if e2, minted, _ := c.Get(ctx, boston, time.Hour); !minted || e2.Token == e.Token {
 		t.Fatal("an evicted token is still served from the front cache")
 	}
@@ -486,12 +467,12 @@ func TestSharedStoreFailsClosed(t *testing.T) {
 
 	// A reconnect whose resync fails leaves the views untrusted, even when
 	// news arrives; the next success restores them.
-	store.failReads.Store(true)
-	c.apply(Event{Kind: EventResync})
-	c.apply(Event{Kind: EventSynced, At: clk.Now()})
+	st.failReads.Store(true)
+	c.apply(store.Event{Kind: store.EventResync})
+	c.apply(store.Event{Kind: store.EventSynced, At: clk.Now()})
 	stale("after a failed resync")
-	store.failReads.Store(false)
-	c.apply(Event{Kind: EventSynced, At: clk.Now()})
+	st.failReads.Store(false)
+	c.apply(store.Event{Kind: store.EventSynced, At: clk.Now()})
 	if _, err := c.SessionRevoked(ctx, "s1"); err != nil {
 		t.Fatalf("after a successful resync: %v", err)
 	}
@@ -502,21 +483,21 @@ func TestSharedStoreFailsClosed(t *testing.T) {
 // writes it back.
 func TestResyncKeepsAndRestoresRevocations(t *testing.T) {
 	clk := newClock()
-	store := &watchedMemory{Memory: NewMemory(clk.Now)}
-	c := New(Config{Store: store, Upstream: &fakeUpstream{}, Now: clk.Now})
+	st := &watchedMemory{Store: memstore.New(memstore.Config{Now: clk.Now})}
+	c := New(Config{Store: st, Upstream: &fakeUpstream{}, Now: clk.Now})
 	ctx := context.Background()
-	c.apply(Event{Kind: EventResync})
-	c.apply(Event{Kind: EventSynced, At: clk.Now()})
+	c.apply(store.Event{Kind: store.EventResync})
+	c.apply(store.Event{Kind: store.EventSynced, At: clk.Now()})
 	if err := c.RevokeSession(ctx, "s1", clk.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	store.Memory = NewMemory(clk.Now) // the store comes back empty
-	c.apply(Event{Kind: EventResync})
-	c.apply(Event{Kind: EventSynced, At: clk.Now()})
+	st.Store = memstore.New(memstore.Config{Now: clk.Now}) // the store comes back empty
+	c.apply(store.Event{Kind: store.EventResync})
+	c.apply(store.Event{Kind: store.EventSynced, At: clk.Now()})
 	if r, err := c.SessionRevoked(ctx, "s1"); err != nil || !r {
 		t.Fatalf("after the store lost its data: revoked=%v, %v", r, err)
 	}
-	if got, _ := store.RevokedSessions(ctx); got["s1"].IsZero() {
+	if got, _ := st.RevokedSessions(ctx); got["s1"].IsZero() {
 		t.Fatal("the lost revocation was not written back to the store")
 	}
 }
@@ -526,12 +507,12 @@ func only(group string) Revoker { return Revoker{May: func(g string) bool { retu
 
 // slowReads counts Current calls and holds them until gate closes.
 type slowReads struct {
-	Store
+	store.Store
 	reads atomic.Int64
 	gate  chan struct{}
 }
 
-func (s *slowReads) Current(ctx context.Context, key Key) (Entry, bool, error) {
+func (s *slowReads) Current(ctx context.Context, key store.Key) (store.Entry, bool, error) {
 	s.reads.Add(1)
 	<-s.gate
 	return s.Store.Current(ctx, key)
@@ -542,13 +523,13 @@ func (s *slowReads) Current(ctx context.Context, key Key) (Entry, bool, error) {
 // caller.
 func TestConcurrentFrontMissesReadOnce(t *testing.T) {
 	clk := newClock()
-	store := NewMemory(clk.Now)
+	st := memstore.New(memstore.Config{Now: clk.Now})
 	up := &fakeUpstream{}
-	minted, _, err := newTestCache(t, up, clk, store).Get(context.Background(), boston, time.Hour)
+	minted, _, err := newTestCache(t, up, clk, st).Get(context.Background(), boston, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	slow := &slowReads{Store: store, gate: make(chan struct{})}
+	slow := &slowReads{Store: st, gate: make(chan struct{})}
 	other := newTestCache(t, up, clk, slow)
 	const callers = 50
 	var wg sync.WaitGroup

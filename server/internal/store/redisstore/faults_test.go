@@ -12,8 +12,9 @@ import (
 
 	"github.com/tokenbroker/tokenbroker/server/internal/logtest"
 	"github.com/tokenbroker/tokenbroker/server/internal/redistest"
+	"github.com/tokenbroker/tokenbroker/server/internal/store"
+	"github.com/tokenbroker/tokenbroker/server/internal/store/redisstore"
 	"github.com/tokenbroker/tokenbroker/server/internal/tokencache"
-	"github.com/tokenbroker/tokenbroker/server/internal/tokencache/redisstore"
 )
 
 // Finding 12: after a Redis Cluster master failover, running replicas stayed
@@ -81,7 +82,7 @@ type failoverReplica struct {
 
 func newFailoverReplica(t *testing.T, name, url string) *failoverReplica {
 	t.Helper()
-	s, err := redisstore.Open(ctx, redisstore.Options{Client: newClient(t, url), Prefix: failoverPrefix, Key: key})
+	s, err := redisstore.Open(ctx, redisstore.Config{Client: newClient(t, url), Prefix: failoverPrefix, Key: key})
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -197,7 +198,7 @@ func testFailover(t *testing.T, kind, url string, recoverWithin time.Duration, k
 			t.Fatal(err)
 		}
 		defer c.Close()
-		s, err := redisstore.Open(ctx, redisstore.Options{Client: c, Prefix: failoverPrefix, Key: key})
+		s, err := redisstore.Open(ctx, redisstore.Config{Client: c, Prefix: failoverPrefix, Key: key})
 		if err != nil {
 			return false
 		}
@@ -236,7 +237,7 @@ func testFailover(t *testing.T, kind, url string, recoverWithin time.Duration, k
 		for _, a := range r.answers {
 			switch {
 			case a.err != nil:
-				if !errors.Is(a.err, tokencache.ErrUnavailable) {
+				if !errors.Is(a.err, store.ErrUnavailable) {
 					t.Errorf("replica %s answered %v, want ErrUnavailable", r.name, a.err)
 				}
 				failedClosed = failedClosed || a.start.After(killed)

@@ -7,7 +7,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/tokenbroker/tokenbroker/server/internal/tokencache/redisstore"
+	"github.com/tokenbroker/tokenbroker/server/internal/store/redisstore"
 )
 
 func TestNewClient(t *testing.T) {

@@ -1,11 +1,12 @@
-// Package tokencache keeps the CARTO API access tokens the broker has minted,
-// one current token per (group, policy hash), and the list of revoked
-// sessions. A Cache serves tokens from an in-process front cache, coalesces
-// concurrent misses into one mint (across replicas, through the store's
-// locks), and refreshes tokens ahead of expiry in the background. A Store
-// persists what it holds: Memory here, bbolt and Redis in the sub-packages,
-// all held to one conformance suite (storetest).
-package tokencache
+// Package store is the state the broker's subsystems keep: the CARTO tokens
+// the token cache minted, revoked sessions, the login guard's and the quota
+// guards' counters, shared secrets (the session signing keys, the CARTO OAuth
+// token, CARTO's pauses), the locks that keep replicas from doing one thing
+// twice, and the replica feed (Watcher) that tells every replica of another's
+// evictions and revocations. Store is the contract; memstore (process
+// memory), boltstore (one bbolt file) and redisstore (Redis, shared by
+// replicas) implement it, all held to one conformance suite (storetest).
+package store
 
 import (
 	"context"
@@ -17,8 +18,6 @@ import (
 )
 
 var (
-	// ErrNotFound reports a token the store does not hold for the asking group.
-	ErrNotFound = errors.New("token not found")
 	// ErrUnavailable wraps every failure to reach a store (Redis down, say).
 	ErrUnavailable = errors.New("token store unavailable")
 	// ErrLocked is returned by TryLock when another owner holds the lock.

@@ -1,87 +1,97 @@
-package tokencache
+// Package memstore is the store.Store in process memory: for tests and demo
+// mode. Everything is lost when the process exits, and nothing is shared with
+// other processes.
+package memstore
 
 import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/tokenbroker/tokenbroker/server/internal/store"
 )
 
-// Memory is a Store in process memory: for tests and demo mode. Everything is
-// lost when the process exits, and nothing is shared with other processes.
-type Memory struct {
+// Config configures a Store.
+type Config struct {
+	Now func() time.Time // time.Now when nil; every expiry decision uses it
+}
+
+// Store is a store.Store in process memory.
+type Store struct {
 	now func() time.Time
 
 	mu       sync.RWMutex
-	current  map[Key]string       // key -> token id
-	entries  map[string]Entry     // token id -> entry
-	sessions map[string]time.Time // revoked session id -> until
-	secrets  map[string]Secret
+	current  map[store.Key]string   // key -> token id
+	entries  map[string]store.Entry // token id -> entry
+	sessions map[string]time.Time   // revoked session id -> until
+	secrets  map[string]store.Secret
 	counters map[counterKey]int64
 	writes   int
 
-	locks *LocalLocks
+	locks *store.LocalLocks
 }
 
 // pruneEvery is how many writes pass between sweeps of expired records.
 const pruneEvery = 256
 
-var _ Store = (*Memory)(nil)
+var _ store.Store = (*Store)(nil)
 
-// NewMemory returns an empty Memory store. now is time.Now when nil.
-func NewMemory(now func() time.Time) *Memory {
+// New returns an empty Store.
+func New(cfg Config) *Store {
+	now := cfg.Now
 	if now == nil {
 		now = time.Now
 	}
-	return &Memory{
+	return &Store{
 		now:      now,
-		current:  make(map[Key]string),
-		entries:  make(map[string]Entry),
+		current:  make(map[store.Key]string),
+		entries:  make(map[string]store.Entry),
 		sessions: make(map[string]time.Time),
-		secrets:  make(map[string]Secret),
-		locks:    NewLocalLocks(now),
+		secrets:  make(map[string]store.Secret),
+		locks:    store.NewLocalLocks(now),
 		counters: make(map[counterKey]int64),
 	}
 }
 
-func (m *Memory) Current(_ context.Context, key Key) (Entry, bool, error) {
+func (m *Store) Current(_ context.Context, key store.Key) (store.Entry, bool, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	e, ok := m.entries[m.current[key]]
 	if !ok || !m.now().Before(e.ExpiresAt) {
-		return Entry{}, false, nil
+		return store.Entry{}, false, nil
 	}
 	return e, true, nil
 }
 
-func (m *Memory) Put(_ context.Context, e Entry) error {
+func (m *Store) Put(_ context.Context, e store.Entry) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	id := TokenID(e.Token)
+	id := store.TokenID(e.Token)
 	m.entries[id] = e
 	m.current[e.Key] = id
 	m.wrote()
 	return nil
 }
 
-func (m *Memory) ByToken(_ context.Context, token string) (Entry, bool, error) {
+func (m *Store) ByToken(_ context.Context, token string) (store.Entry, bool, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	e, ok := m.entries[TokenID(token)]
+	e, ok := m.entries[store.TokenID(token)]
 	if !ok || !m.now().Before(e.ExpiresAt) {
-		return Entry{}, false, nil
+		return store.Entry{}, false, nil
 	}
 	return e, true, nil
 }
 
-func (m *Memory) Remove(_ context.Context, token string) error {
+func (m *Store) Remove(_ context.Context, token string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.remove(TokenID(token))
+	m.remove(store.TokenID(token))
 	return nil
 }
 
 // remove forgets an entry. Called with mu held.
-func (m *Memory) remove(id string) {
+func (m *Store) remove(id string) {
 	if e, ok := m.entries[id]; ok {
 		delete(m.entries, id)
 		if m.current[e.Key] == id {
@@ -90,11 +100,11 @@ func (m *Memory) remove(id string) {
 	}
 }
 
-func (m *Memory) Entries(context.Context) ([]Entry, error) {
+func (m *Store) Entries(context.Context) ([]store.Entry, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	now := m.now()
-	out := make([]Entry, 0, len(m.entries))
+	out := make([]store.Entry, 0, len(m.entries))
 	for _, e := range m.entries {
 		if now.Before(e.ExpiresAt) {
 			out = append(out, e)
@@ -103,7 +113,7 @@ func (m *Memory) Entries(context.Context) ([]Entry, error) {
 	return out, nil
 }
 
-func (m *Memory) RevokeSession(_ context.Context, id string, until time.Time) error {
+func (m *Store) RevokeSession(_ context.Context, id string, until time.Time) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if until.After(m.sessions[id]) {
@@ -113,7 +123,7 @@ func (m *Memory) RevokeSession(_ context.Context, id string, until time.Time) er
 	return nil
 }
 
-func (m *Memory) RevokedSessions(context.Context) (map[string]time.Time, error) {
+func (m *Store) RevokedSessions(context.Context) (map[string]time.Time, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	now := m.now()
@@ -126,24 +136,24 @@ func (m *Memory) RevokedSessions(context.Context) (map[string]time.Time, error) 
 	return out, nil
 }
 
-func (m *Memory) Secret(_ context.Context, name string) (Secret, bool, error) {
+func (m *Store) Secret(_ context.Context, name string) (store.Secret, bool, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	s, ok := m.secrets[name]
 	if !ok || !m.now().Before(s.ExpiresAt) {
-		return Secret{}, false, nil
+		return store.Secret{}, false, nil
 	}
 	return s, true, nil
 }
 
-func (m *Memory) PutSecret(_ context.Context, name string, s Secret) error {
+func (m *Store) PutSecret(_ context.Context, name string, s store.Secret) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.secrets[name] = s
 	return nil
 }
 
-func (m *Memory) TryLock(_ context.Context, name string, ttl time.Duration) (Lock, error) {
+func (m *Store) TryLock(_ context.Context, name string, ttl time.Duration) (store.Lock, error) {
 	return m.locks.TryLock(name, ttl)
 }
 
@@ -152,7 +162,7 @@ type counterKey struct {
 	start int64 // window start, unix ns
 }
 
-func (m *Memory) Count(_ context.Context, name string, at time.Time, window time.Duration, delta int64) (int64, error) {
+func (m *Store) Count(_ context.Context, name string, at time.Time, window time.Duration, delta int64) (int64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	k := counterKey{name, at.Truncate(window).UnixNano()}
@@ -166,11 +176,11 @@ func (m *Memory) Count(_ context.Context, name string, at time.Time, window time
 	return n, nil
 }
 
-func (m *Memory) Close() error { return nil }
+func (m *Store) Close() error { return nil }
 
 // wrote counts a write and, every pruneEvery writes, forgets what expired.
 // Called with mu held.
-func (m *Memory) wrote() {
+func (m *Store) wrote() {
 	m.writes++
 	if m.writes%pruneEvery != 0 {
 		return

@@ -1,6 +1,6 @@
-// Package redisstore is the tokencache.Store that several broker replicas
+// Package redisstore is the store.Store that several broker replicas
 // share through one Redis (a single server, Sentinel or Cluster). Tokens and
-// secrets are sealed with the store key (tokencache.Codec) before they reach
+// secrets are sealed with the store key (store.Codec) before they reach
 // Redis; locks and creation counters live in Redis so that replicas do not
 // mint twice; a Redis stream carries evictions and session revocations to
 // every replica (Watch).
@@ -8,7 +8,7 @@
 // Data model. Every key starts with the hash tag "{<prefix>}", so that all of
 // a store's keys sit in one Cluster slot, where MULTI and multi-key scripts
 // work. Expiries are absolute (PEXPIREAT, unix ms), so Redis forgets what
-// expired by itself; reads check expiry again with Options.Now.
+// expired by itself; reads check expiry again with Config.Now.
 //
 //	{p}:keycheck          string  Codec.KeyCheck: opening with another key fails
 //	{p}:tok:<token id>    string  Codec.SealEntry, PEXPIREAT the entry's ExpiresAt
@@ -25,7 +25,7 @@
 //	                              trimmed to the last hour (MINID ~)
 //
 // Token values, secrets and passwords never appear in key names or errors:
-// tokens are indexed by tokencache.TokenID. Redis 6.2 or later is required
+// tokens are indexed by store.TokenID. Redis 6.2 or later is required
 // (XADD MINID).
 package redisstore
 
@@ -45,11 +45,11 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tokenbroker/tokenbroker/server/internal/seal"
-	"github.com/tokenbroker/tokenbroker/server/internal/tokencache"
+	"github.com/tokenbroker/tokenbroker/server/internal/store"
 )
 
-// Options configures a Store.
-type Options struct {
+// Config configures a Store.
+type Config struct {
 	// Client is the connection to Redis (see NewClient). It belongs to the
 	// caller: Store.Close does not close it.
 	Client redis.UniversalClient
@@ -71,46 +71,46 @@ const eventsKeep = time.Hour
 const entriesBatch = 500
 
 // errClosed is returned by every method called after Close.
-var errClosed = fmt.Errorf("%w: the redis store is closed", tokencache.ErrUnavailable)
+var errClosed = fmt.Errorf("%w: the redis store is closed", store.ErrUnavailable)
 
-// Store is a tokencache.Store and tokencache.Watcher kept in Redis. It is
+// Store is a store.Store and store.Watcher kept in Redis. It is
 // safe for concurrent use, and any number of Stores (in any number of
 // processes) may share one prefix.
 type Store struct {
 	c      redis.UniversalClient
 	prefix string // "{<Prefix>}:"
-	codec  tokencache.Codec
+	codec  store.Codec
 	now    func() time.Time
 	closed atomic.Bool
 }
 
 var (
-	_ tokencache.Store   = (*Store)(nil)
-	_ tokencache.Watcher = (*Store)(nil)
+	_ store.Store   = (*Store)(nil)
+	_ store.Watcher = (*Store)(nil)
 )
 
-// Open checks that Redis answers (an error wrapping tokencache.ErrUnavailable
-// if not) and that the data under the prefix was sealed with opts.Key
-// (tokencache.ErrWrongKey if not), recording the key check on first use.
-func Open(ctx context.Context, opts Options) (*Store, error) {
-	if opts.Client == nil {
+// Open checks that Redis answers (an error wrapping store.ErrUnavailable
+// if not) and that the data under the prefix was sealed with cfg.Key
+// (store.ErrWrongKey if not), recording the key check on first use.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	if cfg.Client == nil {
 		return nil, errors.New("redis store: no client")
 	}
-	if opts.Prefix == "" {
-		opts.Prefix = "tb"
+	if cfg.Prefix == "" {
+		cfg.Prefix = "tb"
 	}
-	if strings.ContainsAny(opts.Prefix, "{}") {
-		return nil, fmt.Errorf("redis store: prefix %q may not contain '{' or '}'", opts.Prefix)
+	if strings.ContainsAny(cfg.Prefix, "{}") {
+		return nil, fmt.Errorf("redis store: prefix %q may not contain '{' or '}'", cfg.Prefix)
 	}
-	box, err := seal.New(opts.Key)
+	box, err := seal.New(cfg.Key)
 	if err != nil {
 		return nil, fmt.Errorf("redis store: %w", err)
 	}
 	s := &Store{
-		c:      opts.Client,
-		prefix: "{" + opts.Prefix + "}:",
-		codec:  tokencache.NewCodec(box),
-		now:    opts.Now,
+		c:      cfg.Client,
+		prefix: "{" + cfg.Prefix + "}:",
+		codec:  store.NewCodec(box),
+		now:    cfg.Now,
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -149,7 +149,7 @@ func (s *Store) checkKey(ctx context.Context) error {
 }
 
 // Close marks the store closed; later calls fail with an error wrapping
-// tokencache.ErrUnavailable. The client is the caller's to close.
+// store.ErrUnavailable. The client is the caller's to close.
 func (s *Store) Close() error {
 	s.closed.Store(true)
 	return nil
@@ -167,7 +167,7 @@ func (s *Store) fail(err error) error {
 	if err == nil {
 		return nil
 	}
-	return fmt.Errorf("%w: redis: %w", tokencache.ErrUnavailable, err)
+	return fmt.Errorf("%w: redis: %w", store.ErrUnavailable, err)
 }
 
 func (s *Store) key(parts ...string) string { return s.prefix + strings.Join(parts, ":") }
@@ -175,7 +175,7 @@ func (s *Store) key(parts ...string) string { return s.prefix + strings.Join(par
 // curKey names the current pointer of k. Group and policy hash are
 // length-prefixed, not separated, so that no group can pass for another key;
 // hashing keeps group names out of key names.
-func (s *Store) curKey(k tokencache.Key) string {
+func (s *Store) curKey(k store.Key) string {
 	h := sha256.New()
 	_ = binary.Write(h, binary.BigEndian, uint64(len(k.Group)))
 	h.Write([]byte(k.Group))
@@ -198,17 +198,17 @@ func expireAt(t time.Time) time.Time {
 func (s *Store) minEventID() string { return ms(s.now().Add(-eventsKeep)) }
 
 // entry opens the entry stored under token id, if any.
-func (s *Store) entry(ctx context.Context, id string) (tokencache.Entry, bool, error) {
+func (s *Store) entry(ctx context.Context, id string) (store.Entry, bool, error) {
 	sealed, err := s.c.Get(ctx, s.key("tok", id)).Bytes()
 	switch {
 	case errors.Is(err, redis.Nil):
-		return tokencache.Entry{}, false, nil
+		return store.Entry{}, false, nil
 	case err != nil:
-		return tokencache.Entry{}, false, s.fail(err)
+		return store.Entry{}, false, s.fail(err)
 	}
 	e, err := s.codec.OpenEntry(id, sealed)
 	if err != nil {
-		return tokencache.Entry{}, false, fmt.Errorf("redis store %s: %w", s.prefix, err)
+		return store.Entry{}, false, fmt.Errorf("redis store %s: %w", s.prefix, err)
 	}
 	return e, true, nil
 }
@@ -216,37 +216,37 @@ func (s *Store) entry(ctx context.Context, id string) (tokencache.Entry, bool, e
 func (s *Store) live(t time.Time) bool { return s.now().Before(t) }
 
 // Current returns the unexpired entry served for key, if any.
-func (s *Store) Current(ctx context.Context, key tokencache.Key) (tokencache.Entry, bool, error) {
+func (s *Store) Current(ctx context.Context, key store.Key) (store.Entry, bool, error) {
 	if err := s.usable(); err != nil {
-		return tokencache.Entry{}, false, err
+		return store.Entry{}, false, err
 	}
 	id, err := s.c.Get(ctx, s.curKey(key)).Result()
 	switch {
 	case errors.Is(err, redis.Nil):
-		return tokencache.Entry{}, false, nil
+		return store.Entry{}, false, nil
 	case err != nil:
-		return tokencache.Entry{}, false, s.fail(err)
+		return store.Entry{}, false, s.fail(err)
 	}
 	// A pointer to a record that is gone (removed, expired) means none.
 	e, ok, err := s.entry(ctx, id)
 	if err != nil || !ok || !s.live(e.ExpiresAt) {
-		return tokencache.Entry{}, false, err
+		return store.Entry{}, false, err
 	}
 	// Pointers are not sealed: one altered in Redis must not serve a token
 	// minted for another group or policy.
 	if e.Key != key {
-		return tokencache.Entry{}, false, fmt.Errorf("redis store %s: the current token of a key is recorded for another key: the data was altered", s.prefix)
+		return store.Entry{}, false, fmt.Errorf("redis store %s: the current token of a key is recorded for another key: the data was altered", s.prefix)
 	}
 	return e, true, nil
 }
 
 // Put records e and makes it current for its key, in one MULTI; the entry it
 // replaces stays until it expires.
-func (s *Store) Put(ctx context.Context, e tokencache.Entry) error {
+func (s *Store) Put(ctx context.Context, e store.Entry) error {
 	if err := s.usable(); err != nil {
 		return err
 	}
-	id := tokencache.TokenID(e.Token)
+	id := store.TokenID(e.Token)
 	tok, cur, toks := s.key("tok", id), s.curKey(e.Key), s.key("toks")
 	exp := expireAt(e.ExpiresAt)
 	_, err := s.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
@@ -262,13 +262,13 @@ func (s *Store) Put(ctx context.Context, e tokencache.Entry) error {
 }
 
 // ByToken returns the unexpired entry holding token, current or replaced.
-func (s *Store) ByToken(ctx context.Context, token string) (tokencache.Entry, bool, error) {
+func (s *Store) ByToken(ctx context.Context, token string) (store.Entry, bool, error) {
 	if err := s.usable(); err != nil {
-		return tokencache.Entry{}, false, err
+		return store.Entry{}, false, err
 	}
-	e, ok, err := s.entry(ctx, tokencache.TokenID(token))
+	e, ok, err := s.entry(ctx, store.TokenID(token))
 	if err != nil || !ok || !s.live(e.ExpiresAt) {
-		return tokencache.Entry{}, false, err
+		return store.Entry{}, false, err
 	}
 	return e, true, nil
 }
@@ -295,13 +295,13 @@ func (s *Store) Remove(ctx context.Context, token string) error {
 	if err := s.usable(); err != nil {
 		return err
 	}
-	id := tokencache.TokenID(token)
+	id := store.TokenID(token)
 	keys := []string{s.key("tok", id), s.key("toks"), s.key("events")}
 	// The record names its key (hence its current pointer). An unreadable
 	// record is dropped anyway; a pointer left to it leads nowhere.
 	if e, ok, err := s.entry(ctx, id); ok {
 		keys = append(keys, s.curKey(e.Key))
-	} else if errors.Is(err, tokencache.ErrUnavailable) {
+	} else if errors.Is(err, store.ErrUnavailable) {
 		return err
 	}
 	return s.fail(removeScript.Run(ctx, s.c, keys, id, s.minEventID()).Err())
@@ -309,7 +309,7 @@ func (s *Store) Remove(ctx context.Context, token string) error {
 
 // Entries returns every unexpired entry, current or replaced, and drops the
 // expired ones from the index.
-func (s *Store) Entries(ctx context.Context) ([]tokencache.Entry, error) {
+func (s *Store) Entries(ctx context.Context) ([]store.Entry, error) {
 	if err := s.usable(); err != nil {
 		return nil, err
 	}
@@ -322,7 +322,7 @@ func (s *Store) Entries(ctx context.Context) ([]tokencache.Entry, error) {
 	if err != nil {
 		return nil, s.fail(err)
 	}
-	out := make([]tokencache.Entry, 0, len(ids))
+	out := make([]store.Entry, 0, len(ids))
 	for len(ids) > 0 {
 		batch := ids[:min(len(ids), entriesBatch)]
 		ids = ids[len(batch):]
@@ -401,29 +401,29 @@ func (s *Store) RevokedSessions(ctx context.Context) (map[string]time.Time, erro
 }
 
 // Secret returns the unexpired secret stored under name.
-func (s *Store) Secret(ctx context.Context, name string) (tokencache.Secret, bool, error) {
+func (s *Store) Secret(ctx context.Context, name string) (store.Secret, bool, error) {
 	if err := s.usable(); err != nil {
-		return tokencache.Secret{}, false, err
+		return store.Secret{}, false, err
 	}
 	sealed, err := s.c.Get(ctx, s.key("secret", name)).Bytes()
 	switch {
 	case errors.Is(err, redis.Nil):
-		return tokencache.Secret{}, false, nil
+		return store.Secret{}, false, nil
 	case err != nil:
-		return tokencache.Secret{}, false, s.fail(err)
+		return store.Secret{}, false, s.fail(err)
 	}
 	sec, err := s.codec.OpenSecret(name, sealed)
 	if err != nil {
-		return tokencache.Secret{}, false, fmt.Errorf("redis store %s: %w", s.prefix, err)
+		return store.Secret{}, false, fmt.Errorf("redis store %s: %w", s.prefix, err)
 	}
 	if !s.live(sec.ExpiresAt) {
-		return tokencache.Secret{}, false, nil
+		return store.Secret{}, false, nil
 	}
 	return sec, true, nil
 }
 
 // PutSecret stores a secret under name until its ExpiresAt.
-func (s *Store) PutSecret(ctx context.Context, name string, sec tokencache.Secret) error {
+func (s *Store) PutSecret(ctx context.Context, name string, sec store.Secret) error {
 	if err := s.usable(); err != nil {
 		return err
 	}
@@ -437,9 +437,9 @@ func (s *Store) PutSecret(ctx context.Context, name string, sec tokencache.Secre
 }
 
 // TryLock takes the lock name for ttl (at least a millisecond), or returns
-// tokencache.ErrLocked if another owner holds it. The lock's expiry is kept
+// store.ErrLocked if another owner holds it. The lock's expiry is kept
 // by Redis's clock.
-func (s *Store) TryLock(ctx context.Context, name string, ttl time.Duration) (tokencache.Lock, error) {
+func (s *Store) TryLock(ctx context.Context, name string, ttl time.Duration) (store.Lock, error) {
 	if err := s.usable(); err != nil {
 		return nil, err
 	}
@@ -451,7 +451,7 @@ func (s *Store) TryLock(ctx context.Context, name string, ttl time.Duration) (to
 	case err != nil:
 		return nil, s.fail(err)
 	case !ok:
-		return nil, tokencache.ErrLocked
+		return nil, store.ErrLocked
 	}
 	return l, nil
 }
@@ -481,7 +481,7 @@ return 0
 )
 
 // Extend pushes the lock's expiry to ttl from now, or returns
-// tokencache.ErrLockLost if it expired or passed to another owner.
+// store.ErrLockLost if it expired or passed to another owner.
 func (l *lock) Extend(ctx context.Context, ttl time.Duration) error {
 	if err := l.s.usable(); err != nil {
 		return err
@@ -491,7 +491,7 @@ func (l *lock) Extend(ctx context.Context, ttl time.Duration) error {
 	case err != nil:
 		return l.s.fail(err)
 	case n == 0:
-		return tokencache.ErrLockLost
+		return store.ErrLockLost
 	}
 	return nil
 }

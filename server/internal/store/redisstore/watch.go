@@ -9,7 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/tokenbroker/tokenbroker/server/internal/tokencache"
+	"github.com/tokenbroker/tokenbroker/server/internal/store"
 )
 
 const (
@@ -41,8 +41,8 @@ const (
 // reads succeed it sends an EventSynced after each one, so at least every
 // second; while Redis is unreachable it sends none, and one EventUnavailable
 // when the feed is lost (not one per retry). It returns an error wrapping
-// tokencache.ErrUnavailable once the store is closed.
-func (s *Store) Watch(ctx context.Context, handle func(tokencache.Event)) error {
+// store.ErrUnavailable once the store is closed.
+func (s *Store) Watch(ctx context.Context, handle func(store.Event)) error {
 	backoff := minBackoff
 	lost := false // an EventUnavailable was sent, and no read has succeeded since
 	for {
@@ -61,7 +61,7 @@ func (s *Store) Watch(ctx context.Context, handle func(tokencache.Event)) error 
 			return err
 		}
 		if ctx.Err() == nil && !lost {
-			handle(tokencache.Event{Kind: tokencache.EventUnavailable, At: s.now(), Err: s.fail(err)})
+			handle(store.Event{Kind: store.EventUnavailable, At: s.now(), Err: s.fail(err)})
 			lost = true
 		}
 		// A Cluster client reloads its slot map on MOVED, and otherwise
@@ -89,7 +89,7 @@ type slotMapReloader interface {
 // follow (re)connects to the feed and delivers it until the first error,
 // which it returns, or until ctx ends or the store is closed. It reports
 // whether any read succeeded.
-func (s *Store) follow(ctx context.Context, handle func(tokencache.Event)) (read bool, err error) {
+func (s *Store) follow(ctx context.Context, handle func(store.Event)) (read bool, err error) {
 	events := s.key("events")
 	cctx, cancel := context.WithTimeout(ctx, callWait)
 	defer cancel()
@@ -108,7 +108,7 @@ func (s *Store) follow(ctx context.Context, handle func(tokencache.Event)) (read
 	if len(msgs) > 0 {
 		last = msgs[0].ID
 	}
-	handle(tokencache.Event{Kind: tokencache.EventResync})
+	handle(store.Event{Kind: store.EventResync})
 	for ctx.Err() == nil && s.usable() == nil {
 		at := s.now()
 		rctx, cancel := context.WithTimeout(ctx, callWait)
@@ -135,7 +135,7 @@ func (s *Store) follow(ctx context.Context, handle func(tokencache.Event)) (read
 		// A full read may have left events older than at in the stream:
 		// only a read that drained it proves everything before at arrived.
 		if n < readCount {
-			handle(tokencache.Event{Kind: tokencache.EventSynced, At: at})
+			handle(store.Event{Kind: store.EventSynced, At: at})
 		}
 	}
 	return read, ctx.Err()
@@ -143,7 +143,7 @@ func (s *Store) follow(ctx context.Context, handle func(tokencache.Event)) (read
 
 // decodeEvent reads an event of the stream; ok is false for kinds this
 // version does not know, which it skips.
-func decodeEvent(m redis.XMessage) (ev tokencache.Event, ok bool) {
+func decodeEvent(m redis.XMessage) (ev store.Event, ok bool) {
 	field := func(name string) string { v, _ := m.Values[name].(string); return v }
 	// The ID starts with the unix ms at which Redis appended the event.
 	if msStr, _, found := strings.Cut(m.ID, "-"); found {
@@ -153,14 +153,14 @@ func decodeEvent(m redis.XMessage) (ev tokencache.Event, ok bool) {
 	}
 	switch field("kind") {
 	case "evicted":
-		ev.Kind, ev.TokenID = tokencache.EventEvicted, field("id")
+		ev.Kind, ev.TokenID = store.EventEvicted, field("id")
 		return ev, ev.TokenID != ""
 	case "session":
 		until, err := strconv.ParseFloat(field("until"), 64) // ZSCORE may format it as a float
 		if err != nil {
 			return ev, false
 		}
-		ev.Kind, ev.SessionID, ev.Until = tokencache.EventSessionRevoked, field("id"), time.UnixMilli(int64(until))
+		ev.Kind, ev.SessionID, ev.Until = store.EventSessionRevoked, field("id"), time.UnixMilli(int64(until))
 		return ev, ev.SessionID != ""
 	}
 	return ev, false

@@ -1,9 +1,13 @@
-package tokencache
+package store_test
 
 import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/tokenbroker/tokenbroker/server/internal/clocktest"
+	"github.com/tokenbroker/tokenbroker/server/internal/store"
+	"github.com/tokenbroker/tokenbroker/server/internal/store/memstore"
 )
 
 // A pause is read back to the nanosecond, forgotten when its record
@@ -11,8 +15,8 @@ import (
 // owner at a time.
 func TestSharedPauses(t *testing.T) {
 	ctx := context.Background()
-	clk := newClock()
-	p := SharedPauses{Store: NewMemory(clk.Now), Name: "carto-pause"}
+	clk := clocktest.New()
+	p := store.SharedPauses{Store: memstore.New(memstore.Config{Now: clk.Now}), Name: "carto-pause"}
 	until := clk.Now().Add(6*time.Second + 123)
 	if err := p.SetPause(ctx, "create", until, until.Add(time.Minute)); err != nil {
 		t.Fatal(err)

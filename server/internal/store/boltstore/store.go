@@ -1,7 +1,7 @@
-// Package boltstore is the embedded default tokencache.Store: one bbolt file
+// Package boltstore is the embedded default store.Store: one bbolt file
 // on local disk, written with an fsync on every commit, so that a broker
 // restarted (even by kill -9) re-mints nothing and forgets no revoked
-// session. Tokens and secrets are sealed with the store key (tokencache.Codec)
+// session. Tokens and secrets are sealed with the store key (store.Codec)
 // before they reach the disk.
 //
 // A bbolt file serves one process: Open fails while another process holds
@@ -22,11 +22,11 @@ import (
 	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/tokenbroker/tokenbroker/server/internal/seal"
-	"github.com/tokenbroker/tokenbroker/server/internal/tokencache"
+	"github.com/tokenbroker/tokenbroker/server/internal/store"
 )
 
-// Options configures a Store.
-type Options struct {
+// Config configures a Store.
+type Config struct {
 	Path string           // the bbolt file; created with mode 0600 if missing
 	Key  []byte           // 32-byte store key (tokens and secrets are sealed with it)
 	Now  func() time.Time // time.Now when nil; every expiry decision uses it
@@ -53,61 +53,61 @@ var (
 const pruneEvery = 256
 
 // errClosed is returned by every method called after Close.
-var errClosed = fmt.Errorf("%w: the bbolt store is closed", tokencache.ErrUnavailable)
+var errClosed = fmt.Errorf("%w: the bbolt store is closed", store.ErrUnavailable)
 
-// Store is a tokencache.Store kept in a bbolt file. It is safe for
+// Store is a store.Store kept in a bbolt file. It is safe for
 // concurrent use within one process.
 type Store struct {
 	db    *bolt.DB
 	path  string
-	codec tokencache.Codec
+	codec store.Codec
 	now   func() time.Time
 
 	closed atomic.Bool
 	writes atomic.Uint64
 
-	locks *tokencache.LocalLocks
+	locks *store.LocalLocks
 }
 
-var _ tokencache.Store = (*Store)(nil)
+var _ store.Store = (*Store)(nil)
 
-// Open opens the store at opts.Path, creating it if missing. It fails with
-// an error wrapping tokencache.ErrWrongKey if the file was written with
+// Open opens the store at cfg.Path, creating it if missing. It fails with
+// an error wrapping store.ErrWrongKey if the file was written with
 // another key, and with a clear error if another process holds the file.
-func Open(opts Options) (*Store, error) {
-	if opts.Path == "" {
+func Open(cfg Config) (*Store, error) {
+	if cfg.Path == "" {
 		return nil, errors.New("token store: no path for the bbolt file")
 	}
-	box, err := seal.New(opts.Key)
+	box, err := seal.New(cfg.Key)
 	if err != nil {
-		return nil, fmt.Errorf("token store %s: %w", opts.Path, err)
+		return nil, fmt.Errorf("token store %s: %w", cfg.Path, err)
 	}
-	timeout := opts.OpenTimeout
+	timeout := cfg.OpenTimeout
 	if timeout <= 0 {
 		timeout = time.Second // bbolt would wait forever on 0
 	}
-	db, err := bolt.Open(opts.Path, 0o600, &bolt.Options{Timeout: timeout})
+	db, err := bolt.Open(cfg.Path, 0o600, &bolt.Options{Timeout: timeout})
 	switch {
 	case errors.Is(err, berrors.ErrTimeout):
-		return nil, fmt.Errorf("token store %s is in use by another process, most likely another broker (its lock was not released within %s): a bbolt file serves one broker at a time; stop the other one, give this one its own file, or run several replicas on Redis (REDIS_URL)", opts.Path, timeout)
+		return nil, fmt.Errorf("token store %s is in use by another process, most likely another broker (its lock was not released within %s): a bbolt file serves one broker at a time; stop the other one, give this one its own file, or run several replicas on Redis (REDIS_URL)", cfg.Path, timeout)
 	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum), errors.Is(err, berrors.ErrVersionMismatch):
-		return nil, fmt.Errorf("token store %s is not a bbolt database, or is damaged: %w", opts.Path, err)
+		return nil, fmt.Errorf("token store %s is not a bbolt database, or is damaged: %w", cfg.Path, err)
 	case err != nil:
-		return nil, fmt.Errorf("token store %s: %w", opts.Path, err)
+		return nil, fmt.Errorf("token store %s: %w", cfg.Path, err)
 	}
 	s := &Store{
 		db:    db,
-		path:  opts.Path,
-		codec: tokencache.NewCodec(box),
-		now:   opts.Now,
-		locks: tokencache.NewLocalLocks(opts.Now),
+		path:  cfg.Path,
+		codec: store.NewCodec(box),
+		now:   cfg.Now,
+		locks: store.NewLocalLocks(cfg.Now),
 	}
 	if s.now == nil {
 		s.now = time.Now
 	}
 	if err := db.Update(s.init); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("token store %s: %w", opts.Path, err)
+		return nil, fmt.Errorf("token store %s: %w", cfg.Path, err)
 	}
 	return s, nil
 }
@@ -178,12 +178,12 @@ func (s *Store) dbErr(err, fnErr error) error {
 	case errors.Is(err, berrors.ErrDatabaseNotOpen):
 		return errClosed // Close won a race with the caller's check
 	}
-	return fmt.Errorf("%w: %s: %w", tokencache.ErrUnavailable, s.path, err)
+	return fmt.Errorf("%w: %s: %w", store.ErrUnavailable, s.path, err)
 }
 
 // currentKey encodes a Key unambiguously: a group may hold any byte, so it
 // is length-prefixed rather than separated.
-func currentKey(k tokencache.Key) []byte {
+func currentKey(k store.Key) []byte {
 	b := make([]byte, 0, 4+len(k.Group)+len(k.PolicyHash))
 	b = binary.BigEndian.AppendUint32(b, uint32(len(k.Group)))
 	b = append(b, k.Group...)
@@ -191,14 +191,14 @@ func currentKey(k tokencache.Key) []byte {
 }
 
 // entry opens the entry stored under token id, if any.
-func (s *Store) entry(tx *bolt.Tx, id string) (tokencache.Entry, bool, error) {
+func (s *Store) entry(tx *bolt.Tx, id string) (store.Entry, bool, error) {
 	sealed := tx.Bucket(bucketTokens).Get([]byte(id))
 	if sealed == nil {
-		return tokencache.Entry{}, false, nil
+		return store.Entry{}, false, nil
 	}
 	e, err := s.codec.OpenEntry(id, sealed)
 	if err != nil {
-		return tokencache.Entry{}, false, fmt.Errorf("token store %s: %w", s.path, err)
+		return store.Entry{}, false, fmt.Errorf("token store %s: %w", s.path, err)
 	}
 	return e, true, nil
 }
@@ -206,9 +206,9 @@ func (s *Store) entry(tx *bolt.Tx, id string) (tokencache.Entry, bool, error) {
 func (s *Store) live(t time.Time) bool { return s.now().Before(t) }
 
 // Current returns the unexpired entry served for key, if any.
-func (s *Store) Current(_ context.Context, key tokencache.Key) (tokencache.Entry, bool, error) {
+func (s *Store) Current(_ context.Context, key store.Key) (store.Entry, bool, error) {
 	var (
-		e  tokencache.Entry
+		e  store.Entry
 		ok bool
 	)
 	err := s.view(func(tx *bolt.Tx) error {
@@ -228,15 +228,15 @@ func (s *Store) Current(_ context.Context, key tokencache.Key) (tokencache.Entry
 		return nil
 	})
 	if err != nil || !ok || !s.live(e.ExpiresAt) {
-		return tokencache.Entry{}, false, err
+		return store.Entry{}, false, err
 	}
 	return e, true, nil
 }
 
 // Put records e and makes it current for its key; the entry it replaces
 // stays until it expires.
-func (s *Store) Put(_ context.Context, e tokencache.Entry) error {
-	id := []byte(tokencache.TokenID(e.Token))
+func (s *Store) Put(_ context.Context, e store.Entry) error {
+	id := []byte(store.TokenID(e.Token))
 	return s.update(func(tx *bolt.Tx) error {
 		if err := tx.Bucket(bucketTokens).Put(id, s.codec.SealEntry(e)); err != nil {
 			return err
@@ -246,17 +246,17 @@ func (s *Store) Put(_ context.Context, e tokencache.Entry) error {
 }
 
 // ByToken returns the unexpired entry holding token, current or replaced.
-func (s *Store) ByToken(_ context.Context, token string) (tokencache.Entry, bool, error) {
+func (s *Store) ByToken(_ context.Context, token string) (store.Entry, bool, error) {
 	var (
-		e  tokencache.Entry
+		e  store.Entry
 		ok bool
 	)
 	err := s.view(func(tx *bolt.Tx) (err error) {
-		e, ok, err = s.entry(tx, tokencache.TokenID(token))
+		e, ok, err = s.entry(tx, store.TokenID(token))
 		return err
 	})
 	if err != nil || !ok || !s.live(e.ExpiresAt) {
-		return tokencache.Entry{}, false, err
+		return store.Entry{}, false, err
 	}
 	return e, true, nil
 }
@@ -264,7 +264,7 @@ func (s *Store) ByToken(_ context.Context, token string) (tokencache.Entry, bool
 // Remove forgets the entry holding token, and its key's current pointer if
 // that pointed to it.
 func (s *Store) Remove(_ context.Context, token string) error {
-	id := tokencache.TokenID(token)
+	id := store.TokenID(token)
 	return s.update(func(tx *bolt.Tx) error {
 		sealed := tx.Bucket(bucketTokens).Get([]byte(id))
 		if sealed == nil {
@@ -298,7 +298,7 @@ func (s *Store) Remove(_ context.Context, token string) error {
 
 // removeEntry deletes the entry id of key, and key's current pointer if it
 // points to id.
-func removeEntry(tx *bolt.Tx, id string, key tokencache.Key) error {
+func removeEntry(tx *bolt.Tx, id string, key store.Key) error {
 	if err := tx.Bucket(bucketTokens).Delete([]byte(id)); err != nil {
 		return err
 	}
@@ -310,8 +310,8 @@ func removeEntry(tx *bolt.Tx, id string, key tokencache.Key) error {
 }
 
 // Entries returns every unexpired entry, current or replaced.
-func (s *Store) Entries(context.Context) ([]tokencache.Entry, error) {
-	var out []tokencache.Entry
+func (s *Store) Entries(context.Context) ([]store.Entry, error) {
+	var out []store.Entry
 	err := s.view(func(tx *bolt.Tx) error {
 		now := s.now()
 		return tx.Bucket(bucketTokens).ForEach(func(k, v []byte) error {
@@ -375,9 +375,9 @@ func (s *Store) RevokedSessions(context.Context) (map[string]time.Time, error) {
 }
 
 // Secret returns the unexpired secret stored under name.
-func (s *Store) Secret(_ context.Context, name string) (tokencache.Secret, bool, error) {
+func (s *Store) Secret(_ context.Context, name string) (store.Secret, bool, error) {
 	var (
-		sec tokencache.Secret
+		sec store.Secret
 		ok  bool
 	)
 	err := s.view(func(tx *bolt.Tx) error {
@@ -393,13 +393,13 @@ func (s *Store) Secret(_ context.Context, name string) (tokencache.Secret, bool,
 		return nil
 	})
 	if err != nil || !ok || !s.live(sec.ExpiresAt) {
-		return tokencache.Secret{}, false, err
+		return store.Secret{}, false, err
 	}
 	return sec, true, nil
 }
 
 // PutSecret stores a secret under name until its ExpiresAt.
-func (s *Store) PutSecret(_ context.Context, name string, sec tokencache.Secret) error {
+func (s *Store) PutSecret(_ context.Context, name string, sec store.Secret) error {
 	return s.update(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketSecrets).Put([]byte(name), s.codec.SealSecret(name, sec))
 	})
@@ -457,7 +457,7 @@ func (s *Store) sweep(tx *bolt.Tx) error {
 	now := s.now()
 	type expiredEntry struct {
 		id  string
-		key tokencache.Key
+		key store.Key
 	}
 	var entries []expiredEntry
 	_ = tx.Bucket(bucketTokens).ForEach(func(k, v []byte) error {
@@ -498,10 +498,10 @@ func (s *Store) sweep(tx *bolt.Tx) error {
 	return nil
 }
 
-// TryLock takes the lock name for ttl, or returns tokencache.ErrLocked if
+// TryLock takes the lock name for ttl, or returns store.ErrLocked if
 // another owner holds it. One process serves the file, so locks live in
 // memory.
-func (s *Store) TryLock(_ context.Context, name string, ttl time.Duration) (tokencache.Lock, error) {
+func (s *Store) TryLock(_ context.Context, name string, ttl time.Duration) (store.Lock, error) {
 	if s.closed.Load() {
 		return nil, errClosed
 	}
@@ -515,7 +515,7 @@ func (s *Store) TryLock(_ context.Context, name string, ttl time.Duration) (toke
 // lock refuses extensions once the store is closed. Release still works:
 // releasing is what a shutting-down holder does.
 type lock struct {
-	tokencache.Lock
+	store.Lock
 	s *Store
 }
 

@@ -17,9 +17,9 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/tokenbroker/tokenbroker/server/internal/seal"
-	"github.com/tokenbroker/tokenbroker/server/internal/tokencache"
-	"github.com/tokenbroker/tokenbroker/server/internal/tokencache/boltstore"
-	"github.com/tokenbroker/tokenbroker/server/internal/tokencache/storetest"
+	"github.com/tokenbroker/tokenbroker/server/internal/store"
+	"github.com/tokenbroker/tokenbroker/server/internal/store/boltstore"
+	"github.com/tokenbroker/tokenbroker/server/internal/store/storetest"
 )
 
 var (
@@ -30,8 +30,8 @@ var (
 func TestConformance(t *testing.T) {
 	storetest.Run(t, storetest.Harness{
 		NewBackend: func(t *testing.T) string { return filepath.Join(t.TempDir(), "tokens.db") },
-		Open: func(_ *testing.T, path string, key []byte) (tokencache.Store, error) {
-			s, err := boltstore.Open(boltstore.Options{Path: path, Key: key})
+		Open: func(_ *testing.T, path string, key []byte) (store.Store, error) {
+			s, err := boltstore.Open(boltstore.Config{Path: path, Key: key})
 			if err != nil {
 				return nil, err // not a typed nil in the interface
 			}
@@ -48,12 +48,12 @@ func TestConformance(t *testing.T) {
 	})
 }
 
-func open(t *testing.T, opts boltstore.Options) *boltstore.Store {
+func open(t *testing.T, cfg boltstore.Config) *boltstore.Store {
 	t.Helper()
-	if opts.Key == nil {
-		opts.Key = key
+	if cfg.Key == nil {
+		cfg.Key = key
 	}
-	s, err := boltstore.Open(opts)
+	s, err := boltstore.Open(cfg)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -61,9 +61,9 @@ func open(t *testing.T, opts boltstore.Options) *boltstore.Store {
 	return s
 }
 
-func entry(group, token string, now time.Time, life time.Duration) tokencache.Entry {
-	return tokencache.Entry{
-		Key:       tokencache.Key{Group: group, PolicyHash: "h"},
+func entry(group, token string, now time.Time, life time.Duration) store.Entry {
+	return store.Entry{
+		Key:       store.Key{Group: group, PolicyHash: "h"},
 		Token:     token,
 		CreatedAt: now,
 		ExpiresAt: now.Add(life),
@@ -117,10 +117,10 @@ func alter(t *testing.T, path, bucket, k string, change func(v []byte) []byte) {
 
 func TestInUse(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "tokens.db")
-	first := open(t, boltstore.Options{Path: path})
+	first := open(t, boltstore.Config{Path: path})
 
 	start := time.Now()
-	_, err := boltstore.Open(boltstore.Options{Path: path, Key: key, OpenTimeout: 200 * time.Millisecond})
+	_, err := boltstore.Open(boltstore.Config{Path: path, Key: key, OpenTimeout: 200 * time.Millisecond})
 	took := time.Since(start)
 	if err == nil || !strings.Contains(err.Error(), "in use by another process") || !strings.Contains(err.Error(), path) {
 		t.Fatalf("second Open: %v, want an in-use error naming %s", err, path)
@@ -133,7 +133,7 @@ func TestInUse(t *testing.T) {
 	if err := first.Close(); err != nil {
 		t.Fatal(err)
 	}
-	open(t, boltstore.Options{Path: path, OpenTimeout: 200 * time.Millisecond})
+	open(t, boltstore.Config{Path: path, OpenTimeout: 200 * time.Millisecond})
 }
 
 func TestNotABoltFile(t *testing.T) {
@@ -148,7 +148,7 @@ func TestNotABoltFile(t *testing.T) {
 			if err := os.WriteFile(path, content, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			s, err := boltstore.Open(boltstore.Options{Path: path, Key: key})
+			s, err := boltstore.Open(boltstore.Config{Path: path, Key: key})
 			if err == nil {
 				s.Close()
 				t.Fatal("Open of a garbage file succeeded")
@@ -163,7 +163,7 @@ func TestNotABoltFile(t *testing.T) {
 
 func TestFileMode(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "tokens.db")
-	open(t, boltstore.Options{Path: path})
+	open(t, boltstore.Config{Path: path})
 	info, err := os.Stat(path)
 	if err != nil {
 		t.Fatal(err)
@@ -175,10 +175,10 @@ func TestFileMode(t *testing.T) {
 
 func TestBadKey(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "tokens.db")
-	if _, err := boltstore.Open(boltstore.Options{Path: path, Key: []byte("short")}); err == nil {
+	if _, err := boltstore.Open(boltstore.Config{Path: path, Key: []byte("short")}); err == nil {
 		t.Fatal("Open with a 5-byte key succeeded")
 	}
-	if _, err := boltstore.Open(boltstore.Options{Key: key}); err == nil {
+	if _, err := boltstore.Open(boltstore.Config{Key: key}); err == nil {
 		t.Fatal("Open without a path succeeded")
 	}
 }
@@ -189,8 +189,8 @@ func TestTampered(t *testing.T) {
 	boston := entry("BOSTON", "tok-boston", now, time.Hour)
 	nyc := entry("NEW YORK", "tok-nyc", now, time.Hour)
 	chicago := entry("CHICAGO", "tok-chicago", now, time.Hour)
-	s := open(t, boltstore.Options{Path: path})
-	for _, e := range []tokencache.Entry{boston, nyc, chicago} {
+	s := open(t, boltstore.Config{Path: path})
+	for _, e := range []store.Entry{boston, nyc, chicago} {
 		if err := s.Put(ctx, e); err != nil {
 			t.Fatal(err)
 		}
@@ -198,7 +198,7 @@ func TestTampered(t *testing.T) {
 	s.Close()
 
 	// A flipped byte in a sealed token.
-	alter(t, path, "tokens", tokencache.TokenID(boston.Token), func(v []byte) []byte {
+	alter(t, path, "tokens", store.TokenID(boston.Token), func(v []byte) []byte {
 		v[len(v)-1] ^= 1
 		return v
 	})
@@ -210,8 +210,8 @@ func TestTampered(t *testing.T) {
 	err = db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket([]byte("current"))
 		return b.ForEach(func(k, v []byte) error {
-			if string(v) == tokencache.TokenID(nyc.Token) {
-				return b.Put(bytes.Clone(k), []byte(tokencache.TokenID(chicago.Token)))
+			if string(v) == store.TokenID(nyc.Token) {
+				return b.Put(bytes.Clone(k), []byte(store.TokenID(chicago.Token)))
 			}
 			return nil
 		})
@@ -221,7 +221,7 @@ func TestTampered(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s = open(t, boltstore.Options{Path: path})
+	s = open(t, boltstore.Config{Path: path})
 	if _, _, err := s.ByToken(ctx, boston.Token); !errors.Is(err, seal.ErrCorrupt) {
 		t.Errorf("ByToken of an altered record: %v, want seal.ErrCorrupt", err)
 	}
@@ -258,11 +258,11 @@ func (c *clock) Advance(d time.Duration) { c.mu.Lock(); defer c.mu.Unlock(); c.t
 func TestPruneOnOpen(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "tokens.db")
 	c := &clock{t: time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)}
-	s := open(t, boltstore.Options{Path: path, Now: c.Now})
+	s := open(t, boltstore.Config{Path: path, Now: c.Now})
 	short := entry("BOSTON", "tok-short", c.Now(), time.Minute)
 	long := entry("BOSTON", "tok-long", c.Now(), time.Hour)
 	other := entry("NEW YORK", "tok-other", c.Now(), time.Minute)
-	for _, e := range []tokencache.Entry{short, long, other} {
+	for _, e := range []store.Entry{short, long, other} {
 		if err := s.Put(ctx, e); err != nil {
 			t.Fatal(err)
 		}
@@ -273,20 +273,20 @@ func TestPruneOnOpen(t *testing.T) {
 	if err := s.RevokeSession(ctx, "s-long", c.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PutSecret(ctx, "old", tokencache.Secret{Value: []byte("x"), ExpiresAt: c.Now().Add(time.Minute)}); err != nil {
+	if err := s.PutSecret(ctx, "old", store.Secret{Value: []byte("x"), ExpiresAt: c.Now().Add(time.Minute)}); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
 
 	c.Advance(2 * time.Minute)
-	s = open(t, boltstore.Options{Path: path, Now: c.Now})
+	s = open(t, boltstore.Config{Path: path, Now: c.Now})
 	if got, ok, err := s.Current(ctx, long.Key); err != nil || !ok || got.Token != long.Token {
 		t.Fatalf("Current after prune: %+v %v %v", got, ok, err)
 	}
 	s.Close()
 
 	got := bucketKeys(t, path)
-	if want := []string{tokencache.TokenID(long.Token)}; fmt.Sprint(got["tokens"]) != fmt.Sprint(want) {
+	if want := []string{store.TokenID(long.Token)}; fmt.Sprint(got["tokens"]) != fmt.Sprint(want) {
 		t.Errorf("tokens = %v, want only tok-long %v", got["tokens"], want)
 	}
 	if len(got["current"]) != 1 {
@@ -303,7 +303,7 @@ func TestPruneOnOpen(t *testing.T) {
 func TestPruneAsItGoes(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "tokens.db")
 	c := &clock{t: time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)}
-	s := open(t, boltstore.Options{Path: path, Now: c.Now})
+	s := open(t, boltstore.Config{Path: path, Now: c.Now})
 	for i := range 10 {
 		if err := s.Put(ctx, entry(fmt.Sprint("G", i), fmt.Sprint("tok-", i), c.Now(), time.Minute)); err != nil {
 			t.Fatal(err)
@@ -342,7 +342,7 @@ func TestCountsSurviveRestart(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "tokens.db")
 	at := time.Date(2026, 11, 23, 10, 30, 0, 0, time.UTC)
 	for want := int64(1); want <= 3; want++ {
-		s := open(t, boltstore.Options{Path: path})
+		s := open(t, boltstore.Config{Path: path})
 		n, err := s.Count(ctx, "creations", at, time.Hour, 1)
 		if err != nil || n != want {
 			t.Fatalf("count %d, %v; want %d", n, err, want)
@@ -352,7 +352,7 @@ func TestCountsSurviveRestart(t *testing.T) {
 }
 
 func TestClosed(t *testing.T) {
-	s := open(t, boltstore.Options{Path: filepath.Join(t.TempDir(), "tokens.db")})
+	s := open(t, boltstore.Config{Path: filepath.Join(t.TempDir(), "tokens.db")})
 	l, err := s.TryLock(ctx, "mint:a", time.Minute)
 	if err != nil {
 		t.Fatal(err)
@@ -368,7 +368,7 @@ func TestClosed(t *testing.T) {
 		"Put":           s.Put(ctx, e),
 		"Remove":        s.Remove(ctx, e.Token),
 		"RevokeSession": s.RevokeSession(ctx, "s", time.Now().Add(time.Hour)),
-		"PutSecret":     s.PutSecret(ctx, "n", tokencache.Secret{}),
+		"PutSecret":     s.PutSecret(ctx, "n", store.Secret{}),
 		"Extend":        l.Extend(ctx, time.Minute),
 		"Current":       second(s.Current(ctx, e.Key)),
 		"ByToken":       second(s.ByToken(ctx, e.Token)),
@@ -378,7 +378,7 @@ func TestClosed(t *testing.T) {
 		"TryLock":       last(s.TryLock(ctx, "mint:b", time.Minute)),
 		"Count":         last(s.Count(ctx, "creations", time.Now(), time.Hour, 1)),
 	} {
-		if !errors.Is(err, tokencache.ErrUnavailable) {
+		if !errors.Is(err, store.ErrUnavailable) {
 			t.Errorf("%s after Close: %v, want ErrUnavailable", name, err)
 		}
 	}
@@ -394,7 +394,7 @@ func last[A any](_ A, err error) error           { return err }
 // token is there for the next process, and the file is not left locked.
 func TestSurvivesKill(t *testing.T) {
 	if path := os.Getenv("BOLTSTORE_KILL_CHILD"); path != "" {
-		s, err := boltstore.Open(boltstore.Options{Path: path, Key: key})
+		s, err := boltstore.Open(boltstore.Config{Path: path, Key: key})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(2)
@@ -415,8 +415,8 @@ func TestSurvivesKill(t *testing.T) {
 	if !errors.As(err, &exit) || exit.ExitCode() == 2 {
 		t.Fatalf("child: %v\n%s", err, out)
 	}
-	s := open(t, boltstore.Options{Path: path})
-	if got, ok, err := s.Current(ctx, tokencache.Key{Group: "BOSTON", PolicyHash: "h"}); err != nil || !ok || got.Token != "tok-killed" {
+	s := open(t, boltstore.Config{Path: path})
+	if got, ok, err := s.Current(ctx, store.Key{Group: "BOSTON", PolicyHash: "h"}); err != nil || !ok || got.Token != "tok-killed" {
 		t.Fatalf("after kill -9: %+v %v %v", got, ok, err)
 	}
 }

@@ -1,4 +1,4 @@
-// Package storetest is the conformance suite of tokencache.Store: every
+// Package storetest is the conformance suite of store.Store: every
 // implementation runs it (Run) and so keeps the same contract.
 package storetest
 
@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokenbroker/tokenbroker/server/internal/tokencache"
+	"github.com/tokenbroker/tokenbroker/server/internal/store"
 )
 
 // Harness describes an implementation to the suite.
@@ -21,11 +21,11 @@ type Harness struct {
 	NewBackend func(t *testing.T) string
 	// Open opens a store on backend, sealing with key (32 bytes). The suite
 	// closes what it opens.
-	Open func(t *testing.T, backend string, key []byte) (tokencache.Store, error)
+	Open func(t *testing.T, backend string, key []byte) (store.Store, error)
 	// Persistent: what a store held is there again after Close and Open.
 	Persistent bool
 	// Shared: two stores open on one backend see each other's writes, and
-	// implement tokencache.Watcher.
+	// implement store.Watcher.
 	Shared bool
 	// AtRest returns the raw bytes a backend holds (nil: not checked), to
 	// check that no token or secret is kept in the clear.
@@ -77,7 +77,7 @@ func Run(t *testing.T, h Harness) {
 	}
 }
 
-func open(t *testing.T, h Harness, backend string) tokencache.Store {
+func open(t *testing.T, h Harness, backend string) store.Store {
 	t.Helper()
 	s, err := h.Open(t, backend, keyA)
 	if err != nil {
@@ -87,17 +87,17 @@ func open(t *testing.T, h Harness, backend string) tokencache.Store {
 	return s
 }
 
-func fresh(t *testing.T, h Harness) tokencache.Store { t.Helper(); return open(t, h, h.NewBackend(t)) }
+func fresh(t *testing.T, h Harness) store.Store { t.Helper(); return open(t, h, h.NewBackend(t)) }
 
 var ctx = context.Background()
 
 // now is rounded to the millisecond, the precision stores promise.
 func now() time.Time { return time.Now().Truncate(time.Millisecond) }
 
-func entry(group, hash, token string, life time.Duration) tokencache.Entry {
+func entry(group, hash, token string, life time.Duration) store.Entry {
 	n := now()
-	return tokencache.Entry{
-		Key:       tokencache.Key{Group: group, PolicyHash: hash},
+	return store.Entry{
+		Key:       store.Key{Group: group, PolicyHash: hash},
 		Token:     token,
 		CreatedAt: n,
 		ExpiresAt: n.Add(life),
@@ -105,20 +105,20 @@ func entry(group, hash, token string, life time.Duration) tokencache.Entry {
 	}
 }
 
-func sameEntry(a, b tokencache.Entry) bool {
+func sameEntry(a, b store.Entry) bool {
 	ms := func(t time.Time) int64 { return t.UnixMilli() }
 	return a.Key == b.Key && a.Token == b.Token && ms(a.CreatedAt) == ms(b.CreatedAt) &&
 		ms(a.ExpiresAt) == ms(b.ExpiresAt) && ms(a.RefreshAt) == ms(b.RefreshAt)
 }
 
-func mustPut(t *testing.T, s tokencache.Store, e tokencache.Entry) {
+func mustPut(t *testing.T, s store.Store, e store.Entry) {
 	t.Helper()
 	if err := s.Put(ctx, e); err != nil {
 		t.Fatalf("Put: %v", err)
 	}
 }
 
-func wantCurrent(t *testing.T, s tokencache.Store, k tokencache.Key, want *tokencache.Entry) {
+func wantCurrent(t *testing.T, s store.Store, k store.Key, want *store.Entry) {
 	t.Helper()
 	got, ok, err := s.Current(ctx, k)
 	switch {
@@ -131,7 +131,7 @@ func wantCurrent(t *testing.T, s tokencache.Store, k tokencache.Key, want *token
 	}
 }
 
-func wantByToken(t *testing.T, s tokencache.Store, token string, want *tokencache.Entry) {
+func wantByToken(t *testing.T, s store.Store, token string, want *store.Entry) {
 	t.Helper()
 	got, ok, err := s.ByToken(ctx, token)
 	switch {
@@ -144,7 +144,7 @@ func wantByToken(t *testing.T, s tokencache.Store, token string, want *tokencach
 	}
 }
 
-func tokensOf(t *testing.T, s tokencache.Store) map[string]bool {
+func tokensOf(t *testing.T, s store.Store) map[string]bool {
 	t.Helper()
 	es, err := s.Entries(ctx)
 	if err != nil {
@@ -165,12 +165,12 @@ func testTokensRoundTrip(t *testing.T, h Harness) {
 	wantCurrent(t, s, e.Key, &e)
 	wantByToken(t, s, "tok-1", &e)
 	wantByToken(t, s, "tok-unknown", nil)
-	wantCurrent(t, s, tokencache.Key{Group: "NEW YORK", PolicyHash: "h2"}, nil)
-	wantCurrent(t, s, tokencache.Key{Group: "BOSTON", PolicyHash: "h1"}, nil)
+	wantCurrent(t, s, store.Key{Group: "NEW YORK", PolicyHash: "h2"}, nil)
+	wantCurrent(t, s, store.Key{Group: "BOSTON", PolicyHash: "h1"}, nil)
 	// A group that looks like a key separator stays its own key.
 	odd := entry("a\x00b", "c", "tok-odd", time.Hour)
 	mustPut(t, s, odd)
-	wantCurrent(t, s, tokencache.Key{Group: "a", PolicyHash: "b\x00c"}, nil)
+	wantCurrent(t, s, store.Key{Group: "a", PolicyHash: "b\x00c"}, nil)
 	wantCurrent(t, s, odd.Key, &odd)
 }
 
@@ -265,7 +265,7 @@ func testSecrets(t *testing.T, h Harness) {
 	if _, ok, err := s.Secret(ctx, "oauth"); ok || err != nil {
 		t.Fatalf("empty store has a secret: %v %v", ok, err)
 	}
-	sec := tokencache.Secret{Value: []byte("oauth-token-1"), Obtained: now(), ExpiresAt: now().Add(time.Hour)}
+	sec := store.Secret{Value: []byte("oauth-token-1"), Obtained: now(), ExpiresAt: now().Add(time.Hour)}
 	if err := s.PutSecret(ctx, "oauth", sec); err != nil {
 		t.Fatal(err)
 	}
@@ -273,14 +273,14 @@ func testSecrets(t *testing.T, h Harness) {
 	if err != nil || !ok || string(got.Value) != "oauth-token-1" || got.ExpiresAt.UnixMilli() != sec.ExpiresAt.UnixMilli() || got.Obtained.UnixMilli() != sec.Obtained.UnixMilli() {
 		t.Fatalf("Secret = %+v, %v, %v", got, ok, err)
 	}
-	sec2 := tokencache.Secret{Value: []byte("oauth-token-2"), Obtained: now(), ExpiresAt: now().Add(2 * time.Hour)}
+	sec2 := store.Secret{Value: []byte("oauth-token-2"), Obtained: now(), ExpiresAt: now().Add(2 * time.Hour)}
 	if err := s.PutSecret(ctx, "oauth", sec2); err != nil {
 		t.Fatal(err)
 	}
 	if got, _, _ := s.Secret(ctx, "oauth"); string(got.Value) != "oauth-token-2" {
 		t.Fatalf("after overwrite: %q", got.Value)
 	}
-	if err := s.PutSecret(ctx, "old", tokencache.Secret{Value: []byte("x"), ExpiresAt: now().Add(-time.Second)}); err != nil {
+	if err := s.PutSecret(ctx, "old", store.Secret{Value: []byte("x"), ExpiresAt: now().Add(-time.Second)}); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok, _ := s.Secret(ctx, "old"); ok {
@@ -294,7 +294,7 @@ func testLocks(t *testing.T, h Harness) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.TryLock(ctx, "mint:a", time.Minute); !errors.Is(err, tokencache.ErrLocked) {
+	if _, err := s.TryLock(ctx, "mint:a", time.Minute); !errors.Is(err, store.ErrLocked) {
 		t.Fatalf("second TryLock: %v, want ErrLocked", err)
 	}
 	lb, err := s.TryLock(ctx, "mint:b", time.Minute)
@@ -314,10 +314,10 @@ func testLocks(t *testing.T, h Harness) {
 	}
 	// The former owner can neither release nor extend the new owner's lock.
 	_ = l1.Release(ctx)
-	if err := l1.Extend(ctx, time.Minute); !errors.Is(err, tokencache.ErrLockLost) {
+	if err := l1.Extend(ctx, time.Minute); !errors.Is(err, store.ErrLockLost) {
 		t.Fatalf("stale Extend: %v, want ErrLockLost", err)
 	}
-	if _, err := s.TryLock(ctx, "mint:a", time.Minute); !errors.Is(err, tokencache.ErrLocked) {
+	if _, err := s.TryLock(ctx, "mint:a", time.Minute); !errors.Is(err, store.ErrLocked) {
 		t.Fatalf("a stale owner released the new owner's lock: %v", err)
 	}
 	_ = l2.Release(ctx)
@@ -334,11 +334,11 @@ func testLockExpiry(t *testing.T, h Harness) {
 	if err != nil {
 		t.Fatalf("an expired lock still blocks: %v", err)
 	}
-	if err := old.Extend(ctx, time.Minute); !errors.Is(err, tokencache.ErrLockLost) {
+	if err := old.Extend(ctx, time.Minute); !errors.Is(err, store.ErrLockLost) {
 		t.Fatalf("Extend of an expired lock: %v, want ErrLockLost", err)
 	}
 	_ = old.Release(ctx)
-	if _, err := s.TryLock(ctx, "mint:c", time.Minute); !errors.Is(err, tokencache.ErrLocked) {
+	if _, err := s.TryLock(ctx, "mint:c", time.Minute); !errors.Is(err, store.ErrLocked) {
 		t.Fatalf("a slow former owner released the lock: %v", err)
 	}
 	_ = next.Release(ctx)
@@ -409,7 +409,7 @@ func testConcurrency(t *testing.T, h Harness) {
 	}
 	for g := range 20 {
 		// Each group's current is its last put; it was removed (i=9 odd).
-		wantCurrent(t, s, tokencache.Key{Group: fmt.Sprint("G", g), PolicyHash: "h"}, nil)
+		wantCurrent(t, s, store.Key{Group: fmt.Sprint("G", g), PolicyHash: "h"}, nil)
 	}
 }
 
@@ -425,14 +425,14 @@ func testPersistence(t *testing.T, h Harness) {
 	if err := s.RevokeSession(ctx, "s1", until); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PutSecret(ctx, "oauth", tokencache.Secret{Value: []byte("o"), Obtained: now(), ExpiresAt: until}); err != nil {
+	if err := s.PutSecret(ctx, "oauth", store.Secret{Value: []byte("o"), Obtained: now(), ExpiresAt: until}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
 
-	if _, err := h.Open(t, backend, keyB); !errors.Is(err, tokencache.ErrWrongKey) {
+	if _, err := h.Open(t, backend, keyB); !errors.Is(err, store.ErrWrongKey) {
 		t.Fatalf("open with another key: %v, want ErrWrongKey", err)
 	}
 	s2 := open(t, h, backend)
@@ -450,7 +450,7 @@ func testAtRest(t *testing.T, h Harness) {
 	backend := h.NewBackend(t)
 	s := open(t, h, backend)
 	mustPut(t, s, entry("BOSTON", "h", "TOKEN-SENTINEL-7f3a", time.Hour))
-	if err := s.PutSecret(ctx, "oauth", tokencache.Secret{Value: []byte("SECRET-SENTINEL-91bc"), ExpiresAt: now().Add(time.Hour)}); err != nil {
+	if err := s.PutSecret(ctx, "oauth", store.Secret{Value: []byte("SECRET-SENTINEL-91bc"), ExpiresAt: now().Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
@@ -470,15 +470,15 @@ func testAtRest(t *testing.T, h Harness) {
 func testShared(t *testing.T, h Harness) {
 	backend := h.NewBackend(t)
 	a, b := open(t, h, backend), open(t, h, backend)
-	w, ok := b.(tokencache.Watcher)
+	w, ok := b.(store.Watcher)
 	if !ok {
-		t.Fatal("a shared store does not implement tokencache.Watcher")
+		t.Fatal("a shared store does not implement store.Watcher")
 	}
 	wctx, cancel := context.WithCancel(ctx)
-	events := make(chan tokencache.Event, 100)
+	events := make(chan store.Event, 100)
 	done := make(chan error, 1)
 	go func() {
-		done <- w.Watch(wctx, func(ev tokencache.Event) {
+		done <- w.Watch(wctx, func(ev store.Event) {
 			select {
 			case events <- ev:
 			default:
@@ -491,7 +491,7 @@ func testShared(t *testing.T, h Harness) {
 			t.Errorf("Watch returned %v", err)
 		}
 	}()
-	next := func(kind tokencache.EventKind) tokencache.Event {
+	next := func(kind store.EventKind) store.Event {
 		t.Helper()
 		deadline := time.After(3 * time.Second)
 		for {
@@ -505,8 +505,8 @@ func testShared(t *testing.T, h Harness) {
 			}
 		}
 	}
-	next(tokencache.EventResync)
-	synced := next(tokencache.EventSynced)
+	next(store.EventResync)
+	synced := next(store.EventSynced)
 	if time.Since(synced.At) > 2*time.Second {
 		t.Fatalf("EventSynced reports %v, long ago", synced.At)
 	}
@@ -519,14 +519,14 @@ func testShared(t *testing.T, h Harness) {
 	if err := a.Remove(ctx, e.Token); err != nil {
 		t.Fatal(err)
 	}
-	if ev := next(tokencache.EventEvicted); ev.TokenID != tokencache.TokenID(e.Token) {
-		t.Fatalf("evicted %q, want %q", ev.TokenID, tokencache.TokenID(e.Token))
+	if ev := next(store.EventEvicted); ev.TokenID != store.TokenID(e.Token) {
+		t.Fatalf("evicted %q, want %q", ev.TokenID, store.TokenID(e.Token))
 	}
 	until := now().Add(time.Hour)
 	if err := a.RevokeSession(ctx, "s-shared", until); err != nil {
 		t.Fatal(err)
 	}
-	ev := next(tokencache.EventSessionRevoked)
+	ev := next(store.EventSessionRevoked)
 	if ev.SessionID != "s-shared" || ev.Until.UnixMilli() != until.UnixMilli() {
 		t.Fatalf("session event %+v", ev)
 	}
@@ -536,7 +536,7 @@ func testShared(t *testing.T, h Harness) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.TryLock(ctx, "mint:shared", time.Minute); !errors.Is(err, tokencache.ErrLocked) {
+	if _, err := b.TryLock(ctx, "mint:shared", time.Minute); !errors.Is(err, store.ErrLocked) {
 		t.Fatalf("the lock is not shared: %v", err)
 	}
 	_ = la.Release(ctx)

@@ -12,9 +12,9 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tokenbroker/tokenbroker/server/internal/redistest"
-	"github.com/tokenbroker/tokenbroker/server/internal/tokencache"
-	"github.com/tokenbroker/tokenbroker/server/internal/tokencache/redisstore"
-	"github.com/tokenbroker/tokenbroker/server/internal/tokencache/storetest"
+	"github.com/tokenbroker/tokenbroker/server/internal/store"
+	"github.com/tokenbroker/tokenbroker/server/internal/store/redisstore"
+	"github.com/tokenbroker/tokenbroker/server/internal/store/storetest"
 )
 
 var (
@@ -36,7 +36,7 @@ func newClient(t *testing.T, url string) redis.UniversalClient {
 // open opens a store on its own client, closed when the test ends.
 func open(t *testing.T, srv *redistest.Server, prefix string) *redisstore.Store {
 	t.Helper()
-	s, err := redisstore.Open(ctx, redisstore.Options{Client: newClient(t, srv.URL), Prefix: prefix, Key: key})
+	s, err := redisstore.Open(ctx, redisstore.Config{Client: newClient(t, srv.URL), Prefix: prefix, Key: key})
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -49,8 +49,8 @@ func TestConformance(t *testing.T) {
 	var n atomic.Int64
 	storetest.Run(t, storetest.Harness{
 		NewBackend: func(*testing.T) string { return fmt.Sprintf("conformance-%d", n.Add(1)) },
-		Open: func(t *testing.T, prefix string, key []byte) (tokencache.Store, error) {
-			s, err := redisstore.Open(ctx, redisstore.Options{Client: newClient(t, srv.URL), Prefix: prefix, Key: key})
+		Open: func(t *testing.T, prefix string, key []byte) (store.Store, error) {
+			s, err := redisstore.Open(ctx, redisstore.Config{Client: newClient(t, srv.URL), Prefix: prefix, Key: key})
 			if err != nil {
 				return nil, err // not a typed nil in the interface
 			}
@@ -110,13 +110,13 @@ func dump(t *testing.T, c redis.UniversalClient, prefix string) []byte {
 }
 
 // watch runs s.Watch until the test ends, and returns its events.
-func watch(t *testing.T, s *redisstore.Store) <-chan tokencache.Event {
+func watch(t *testing.T, s *redisstore.Store) <-chan store.Event {
 	t.Helper()
 	wctx, cancel := context.WithCancel(ctx)
-	events := make(chan tokencache.Event, 10000)
+	events := make(chan store.Event, 10000)
 	done := make(chan error, 1)
 	go func() {
-		done <- s.Watch(wctx, func(ev tokencache.Event) {
+		done <- s.Watch(wctx, func(ev store.Event) {
 			select {
 			case events <- ev:
 			default:
@@ -135,7 +135,7 @@ func watch(t *testing.T, s *redisstore.Store) <-chan tokencache.Event {
 
 // next returns the next event of kind (skipping others) whose At is not
 // before notBefore.
-func next(t *testing.T, events <-chan tokencache.Event, kind tokencache.EventKind, notBefore time.Time, within time.Duration) tokencache.Event {
+func next(t *testing.T, events <-chan store.Event, kind store.EventKind, notBefore time.Time, within time.Duration) store.Event {
 	t.Helper()
 	deadline := time.After(within)
 	for {
@@ -154,13 +154,13 @@ func TestUnavailable(t *testing.T) {
 	srv := redistest.Start(t)
 	s := open(t, srv, "unavailable")
 	events := watch(t, s)
-	next(t, events, tokencache.EventResync, time.Time{}, 3*time.Second)
-	next(t, events, tokencache.EventSynced, time.Time{}, 3*time.Second)
+	next(t, events, store.EventResync, time.Time{}, 3*time.Second)
+	next(t, events, store.EventSynced, time.Time{}, 3*time.Second)
 
 	srv.Kill()
 	killed := time.Now()
-	e := tokencache.Entry{
-		Key:       tokencache.Key{Group: "BOSTON", PolicyHash: "h"},
+	e := store.Entry{
+		Key:       store.Key{Group: "BOSTON", PolicyHash: "h"},
 		Token:     "tok-1",
 		CreatedAt: killed,
 		ExpiresAt: killed.Add(time.Hour),
@@ -173,14 +173,14 @@ func TestUnavailable(t *testing.T) {
 		"TryLock":         func() error { _, err := s.TryLock(ctx, "mint:a", time.Minute); return err },
 		"RevokeSession":   func() error { return s.RevokeSession(ctx, "s1", killed.Add(time.Hour)) },
 		"Open": func() error {
-			_, err := redisstore.Open(ctx, redisstore.Options{Client: newClient(t, srv.URL), Prefix: "unavailable", Key: key})
+			_, err := redisstore.Open(ctx, redisstore.Config{Client: newClient(t, srv.URL), Prefix: "unavailable", Key: key})
 			return err
 		},
 	}
 	for name, op := range ops {
 		start := time.Now()
 		err := op()
-		if !errors.Is(err, tokencache.ErrUnavailable) {
+		if !errors.Is(err, store.ErrUnavailable) {
 			t.Errorf("%s with Redis down: %v, want ErrUnavailable", name, err)
 		}
 		d := time.Since(start)
@@ -195,7 +195,7 @@ func TestUnavailable(t *testing.T) {
 	for wait := true; wait; {
 		select {
 		case ev := <-events:
-			if ev.Kind == tokencache.EventSynced && ev.At.After(killed) {
+			if ev.Kind == store.EventSynced && ev.At.After(killed) {
 				t.Fatalf("EventSynced at %v while Redis is down (killed at %v)", ev.At, killed)
 			}
 		case <-quiet:
@@ -205,8 +205,8 @@ func TestUnavailable(t *testing.T) {
 
 	srv.Restart(t)
 	restarted := time.Now()
-	next(t, events, tokencache.EventResync, time.Time{}, 5*time.Second)
-	next(t, events, tokencache.EventSynced, restarted, 3*time.Second)
+	next(t, events, store.EventResync, time.Time{}, 5*time.Second)
+	next(t, events, store.EventSynced, restarted, 3*time.Second)
 	if err := s.Put(ctx, e); err != nil {
 		t.Fatalf("Put after the restart: %v", err)
 	}
@@ -222,7 +222,7 @@ func TestLockOwnership(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.TryLock(ctx, "mint:x", time.Minute); !errors.Is(err, tokencache.ErrLocked) {
+	if _, err := b.TryLock(ctx, "mint:x", time.Minute); !errors.Is(err, store.ErrLocked) {
 		t.Fatalf("b took a's lock: %v", err)
 	}
 	time.Sleep(250 * time.Millisecond) // a is "still working" while its lock expires
@@ -230,13 +230,13 @@ func TestLockOwnership(t *testing.T) {
 	if err != nil {
 		t.Fatalf("b after a's lock expired: %v", err)
 	}
-	if err := la.Extend(ctx, time.Minute); !errors.Is(err, tokencache.ErrLockLost) {
+	if err := la.Extend(ctx, time.Minute); !errors.Is(err, store.ErrLockLost) {
 		t.Fatalf("a extended b's lock: %v", err)
 	}
 	if err := la.Release(ctx); err != nil {
 		t.Fatalf("a's late Release: %v", err)
 	}
-	if _, err := a.TryLock(ctx, "mint:x", time.Minute); !errors.Is(err, tokencache.ErrLocked) {
+	if _, err := a.TryLock(ctx, "mint:x", time.Minute); !errors.Is(err, store.ErrLocked) {
 		t.Fatalf("a's late Release freed b's lock: %v", err)
 	}
 	if err := lb.Extend(ctx, time.Minute); err != nil {
@@ -258,7 +258,7 @@ func TestWatchBurst(t *testing.T) {
 	srv := redistest.Start(t)
 	a, b := open(t, srv, "burst"), open(t, srv, "burst")
 	events := watch(t, b)
-	next(t, events, tokencache.EventSynced, time.Time{}, 3*time.Second)
+	next(t, events, store.EventSynced, time.Time{}, 3*time.Second)
 	const n = 350
 	for i := range n {
 		if err := a.Remove(ctx, fmt.Sprint("tok-", i)); err != nil {
@@ -272,14 +272,14 @@ func TestWatchBurst(t *testing.T) {
 		select {
 		case ev := <-events:
 			switch {
-			case ev.Kind == tokencache.EventEvicted:
+			case ev.Kind == store.EventEvicted:
 				seen[ev.TokenID] = true
-			case ev.Kind == tokencache.EventSynced && ev.At.After(done):
+			case ev.Kind == store.EventSynced && ev.At.After(done):
 				if len(seen) != n {
 					t.Fatalf("EventSynced at %v after %d of %d evictions", ev.At, len(seen), n)
 				}
 				for i := range n {
-					if !seen[tokencache.TokenID(fmt.Sprint("tok-", i))] {
+					if !seen[store.TokenID(fmt.Sprint("tok-", i))] {
 						t.Fatalf("eviction %d missing", i)
 					}
 				}
@@ -294,7 +294,7 @@ func TestWatchBurst(t *testing.T) {
 func TestOpenChecks(t *testing.T) {
 	srv := redistest.Start(t)
 	c := newClient(t, srv.URL)
-	for name, opts := range map[string]redisstore.Options{
+	for name, opts := range map[string]redisstore.Config{
 		"no client":    {Key: key},
 		"short key":    {Client: c, Key: key[:16]},
 		"brace prefix": {Client: c, Key: key, Prefix: "a}b"},
@@ -304,7 +304,7 @@ func TestOpenChecks(t *testing.T) {
 		}
 	}
 	// The default prefix is "tb", as a hash tag.
-	s, err := redisstore.Open(ctx, redisstore.Options{Client: c, Key: key})
+	s, err := redisstore.Open(ctx, redisstore.Config{Client: c, Key: key})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,7 +313,7 @@ func TestOpenChecks(t *testing.T) {
 		t.Fatalf("no key check under {tb}: %d %v", n, err)
 	}
 	s.Close()
-	if _, _, err := s.ByToken(ctx, "x"); !errors.Is(err, tokencache.ErrUnavailable) {
+	if _, _, err := s.ByToken(ctx, "x"); !errors.Is(err, store.ErrUnavailable) {
 		t.Fatalf("ByToken after Close: %v", err)
 	}
 }
