@@ -16,9 +16,6 @@ type Codec struct{ box *seal.Box }
 // NewCodec returns a Codec sealing with box.
 func NewCodec(box *seal.Box) Codec { return Codec{box: box} }
 
-// ErrWrongKey is returned when a store holds data sealed with another key.
-var ErrWrongKey = errors.New("the store's data was encrypted with a different key: check the store key (TOKENBROKER_STORE_KEY)")
-
 type entryJSON struct {
 	Group      string    `json:"g"`
 	PolicyHash string    `json:"p"`

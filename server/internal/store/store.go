@@ -12,19 +12,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"strconv"
 	"time"
-)
-
-var (
-	// ErrUnavailable wraps every failure to reach a store (Redis down, say).
-	ErrUnavailable = errors.New("token store unavailable")
-	// ErrLocked is returned by TryLock when another owner holds the lock.
-	ErrLocked = errors.New("lock held by another owner")
-	// ErrLockLost is returned by Lock.Extend when the lock expired or passed
-	// to another owner.
-	ErrLockLost = errors.New("lock lost")
 )
 
 // Key identifies what a token grants: a group under one policy. A policy
@@ -117,95 +106,4 @@ type Store interface {
 
 	// Close releases the store's resources.
 	Close() error
-}
-
-// EventKind says what an Event reports.
-type EventKind int
-
-// Kinds of events.
-const (
-	// EventEvicted: the token with TokenID was removed; stop serving it.
-	EventEvicted EventKind = iota + 1
-	// EventSessionRevoked: session SessionID is revoked until Until.
-	EventSessionRevoked
-	// EventResync: events may have been missed (a reconnect): rebuild every
-	// local view from the store.
-	EventResync
-	// EventSynced: every change made before At has been delivered.
-	EventSynced
-	// EventUnavailable: the feed was lost at At, for the reason Err; sent
-	// once when it is lost, not per retry. EventResync follows when it is
-	// back.
-	EventUnavailable
-)
-
-// Event is a change made by some replica, as seen by a watcher.
-type Event struct {
-	Kind      EventKind
-	TokenID   string
-	SessionID string
-	Until     time.Time
-	At        time.Time
-	Err       error // EventUnavailable's reason
-}
-
-// Watcher is implemented by stores shared between processes. Watch delivers
-// every replica's changes (its own included) to handle until ctx ends,
-// starting with an EventResync; after a reconnect it delivers EventResync
-// again. It sends EventSynced at least every second while the backend is
-// reachable, and while it is not, no EventSynced but one EventUnavailable
-// saying why: a replica that has not seen an EventSynced lately must not
-// trust its local views.
-type Watcher interface {
-	Watch(ctx context.Context, handle func(Event)) error
-}
-
-// SharedSecret shares one named secret between replicas through a Store: the
-// CARTO OAuth token, which one replica fetches and all use. Its methods match
-// what the CARTO client asks of a shared token store.
-type SharedSecret struct {
-	Store Store
-	Name  string
-}
-
-// Load returns the secret, if stored and unexpired.
-func (s SharedSecret) Load(ctx context.Context) (string, time.Time, time.Time, bool, error) {
-	sec, ok, err := s.Store.Secret(ctx, s.Name)
-	if err != nil || !ok {
-		return "", time.Time{}, time.Time{}, false, err
-	}
-	return string(sec.Value), sec.Obtained, sec.ExpiresAt, true, nil
-}
-
-// Save stores the secret until it expires.
-func (s SharedSecret) Save(ctx context.Context, value string, obtained, expires time.Time) error {
-	return s.Store.PutSecret(ctx, s.Name, Secret{Value: []byte(value), Obtained: obtained, ExpiresAt: expires})
-}
-
-// Drop forgets the secret if it still holds value.
-func (s SharedSecret) Drop(ctx context.Context, value string) error {
-	sec, ok, err := s.Store.Secret(ctx, s.Name)
-	if err != nil || !ok || string(sec.Value) != value {
-		return err
-	}
-	return s.Store.PutSecret(ctx, s.Name, Secret{ExpiresAt: time.Unix(0, 0)})
-}
-
-// TryLock takes the lock that lets one replica fetch the secret.
-func (s SharedSecret) TryLock(ctx context.Context, ttl time.Duration) (func(), bool, error) {
-	return tryLock(ctx, s.Store, "secret:"+s.Name, ttl)
-}
-
-// tryLock takes lock name of store for ttl, in the form the CARTO client
-// asks of its shared stores: acquired is false (and no error) while another
-// owner holds it, and release frees it.
-func tryLock(ctx context.Context, store Store, name string, ttl time.Duration) (release func(), acquired bool, err error) {
-	l, err := store.TryLock(ctx, name, ttl)
-	switch {
-	case errors.Is(err, ErrLocked):
-		return nil, false, nil
-	case err != nil:
-		return nil, false, err
-	}
-	return func() { _ = l.Release(context.Background()) }, true, nil
 }
