@@ -7,8 +7,9 @@ import (
 )
 
 // SharedSecret shares one named secret between replicas through a Store: the
-// CARTO OAuth token, which one replica fetches and all use. Its methods match
-// what the CARTO client asks of a shared token store.
+// CARTO OAuth token, which one replica fetches and all use, or the session
+// signing keys. Its methods match what the CARTO client and the session keys
+// ask of a shared secret store.
 type SharedSecret struct {
 	Store Store
 	Name  string

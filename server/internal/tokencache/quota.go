@@ -9,6 +9,9 @@ import (
 	"github.com/tokenbroker/tokenbroker/server/internal/store"
 )
 
+// ErrQuotaExceeded wraps a description of the guard that refused a mint.
+var ErrQuotaExceeded = errors.New("token quota exceeded")
+
 // Store counters and locks of the quota guards. Group names may hold any
 // byte, so counters of a group are named by a hash of it.
 const (
