@@ -10,13 +10,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
-	"github.com/tokenbroker/tokenbroker/server/internal/seal"
 	"github.com/tokenbroker/tokenbroker/server/internal/store"
 	"github.com/tokenbroker/tokenbroker/server/internal/store/boltstore"
 	"github.com/tokenbroker/tokenbroker/server/internal/store/storetest"
@@ -30,8 +26,8 @@ var (
 func TestConformance(t *testing.T) {
 	storetest.Run(t, storetest.Harness{
 		NewBackend: func(t *testing.T) string { return filepath.Join(t.TempDir(), "tokens.db") },
-		Open: func(_ *testing.T, path string, key []byte) (store.Store, error) {
-			s, err := boltstore.Open(boltstore.Config{Path: path, Key: key})
+		Open: func(_ *testing.T, path string, key []byte, now func() time.Time) (store.Store, error) {
+			s, err := boltstore.Open(boltstore.Config{Path: path, Key: key, Now: now})
 			if err != nil {
 				return nil, err // not a typed nil in the interface
 			}
@@ -68,50 +64,6 @@ func entry(group, token string, now time.Time, life time.Duration) store.Entry {
 		CreatedAt: now,
 		ExpiresAt: now.Add(life),
 		RefreshAt: now.Add(life / 2),
-	}
-}
-
-// bucketKeys lists the keys of every bucket in the file, read directly.
-func bucketKeys(t *testing.T, path string) map[string][]string {
-	t.Helper()
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	out := map[string][]string{}
-	err = db.View(func(tx *bolt.Tx) error {
-		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
-			return b.ForEach(func(k, _ []byte) error {
-				out[string(name)] = append(out[string(name)], string(k))
-				return nil
-			})
-		})
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-// alter changes one record of the file directly.
-func alter(t *testing.T, path, bucket, k string, change func(v []byte) []byte) {
-	t.Helper()
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	err = db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket([]byte(bucket))
-		v := b.Get([]byte(k))
-		if v == nil {
-			return fmt.Errorf("no record %q in %s", k, bucket)
-		}
-		return b.Put([]byte(k), change(bytes.Clone(v)))
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
 }
 
@@ -180,161 +132,6 @@ func TestBadKey(t *testing.T) {
 	}
 	if _, err := boltstore.Open(boltstore.Config{Key: key}); err == nil {
 		t.Fatal("Open without a path succeeded")
-	}
-}
-
-func TestTampered(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "tokens.db")
-	now := time.Now()
-	boston := entry("BOSTON", "tok-boston", now, time.Hour)
-	nyc := entry("NEW YORK", "tok-nyc", now, time.Hour)
-	chicago := entry("CHICAGO", "tok-chicago", now, time.Hour)
-	s := open(t, boltstore.Config{Path: path})
-	for _, e := range []store.Entry{boston, nyc, chicago} {
-		if err := s.Put(ctx, e); err != nil {
-			t.Fatal(err)
-		}
-	}
-	s.Close()
-
-	// A flipped byte in a sealed token.
-	alter(t, path, "tokens", store.TokenID(boston.Token), func(v []byte) []byte {
-		v[len(v)-1] ^= 1
-		return v
-	})
-	// NEW YORK's current pointer redirected to CHICAGO's (intact) token.
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket([]byte("current"))
-		return b.ForEach(func(k, v []byte) error {
-			if string(v) == store.TokenID(nyc.Token) {
-				return b.Put(bytes.Clone(k), []byte(store.TokenID(chicago.Token)))
-			}
-			return nil
-		})
-	})
-	db.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	s = open(t, boltstore.Config{Path: path})
-	if _, _, err := s.ByToken(ctx, boston.Token); !errors.Is(err, seal.ErrCorrupt) {
-		t.Errorf("ByToken of an altered record: %v, want seal.ErrCorrupt", err)
-	}
-	if _, _, err := s.Current(ctx, boston.Key); !errors.Is(err, seal.ErrCorrupt) {
-		t.Errorf("Current of an altered record: %v, want seal.ErrCorrupt", err)
-	}
-	if _, err := s.Entries(ctx); err == nil {
-		t.Error("Entries with an altered record succeeded")
-	}
-	if got, _, err := s.Current(ctx, nyc.Key); err == nil {
-		t.Errorf("Current followed a redirected pointer to another group's token: %+v", got)
-	}
-	if got, ok, err := s.Current(ctx, chicago.Key); err != nil || !ok || got.Token != chicago.Token {
-		t.Errorf("Current of an intact record: %+v %v %v", got, ok, err)
-	}
-	// The altered record can still be removed.
-	if err := s.Remove(ctx, boston.Token); err != nil {
-		t.Fatal(err)
-	}
-	if _, ok, err := s.ByToken(ctx, boston.Token); ok || err != nil {
-		t.Fatalf("after Remove: %v %v", ok, err)
-	}
-}
-
-// clock is a settable Now.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Advance(d time.Duration) { c.mu.Lock(); defer c.mu.Unlock(); c.t = c.t.Add(d) }
-
-func TestPruneOnOpen(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "tokens.db")
-	c := &clock{t: time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)}
-	s := open(t, boltstore.Config{Path: path, Now: c.Now})
-	short := entry("BOSTON", "tok-short", c.Now(), time.Minute)
-	long := entry("BOSTON", "tok-long", c.Now(), time.Hour)
-	other := entry("NEW YORK", "tok-other", c.Now(), time.Minute)
-	for _, e := range []store.Entry{short, long, other} {
-		if err := s.Put(ctx, e); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := s.RevokeSession(ctx, "s-short", c.Now().Add(time.Minute)); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.RevokeSession(ctx, "s-long", c.Now().Add(time.Hour)); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.PutSecret(ctx, "old", store.Secret{Value: []byte("x"), ExpiresAt: c.Now().Add(time.Minute)}); err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-
-	c.Advance(2 * time.Minute)
-	s = open(t, boltstore.Config{Path: path, Now: c.Now})
-	if got, ok, err := s.Current(ctx, long.Key); err != nil || !ok || got.Token != long.Token {
-		t.Fatalf("Current after prune: %+v %v %v", got, ok, err)
-	}
-	s.Close()
-
-	got := bucketKeys(t, path)
-	if want := []string{store.TokenID(long.Token)}; fmt.Sprint(got["tokens"]) != fmt.Sprint(want) {
-		t.Errorf("tokens = %v, want only tok-long %v", got["tokens"], want)
-	}
-	if len(got["current"]) != 1 {
-		t.Errorf("current has %d pointers, want BOSTON's only", len(got["current"]))
-	}
-	if fmt.Sprint(got["sessions"]) != "[s-long]" {
-		t.Errorf("sessions = %v, want [s-long]", got["sessions"])
-	}
-	if len(got["secrets"]) != 0 {
-		t.Errorf("secrets = %v, want none", got["secrets"])
-	}
-}
-
-func TestPruneAsItGoes(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "tokens.db")
-	c := &clock{t: time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)}
-	s := open(t, boltstore.Config{Path: path, Now: c.Now})
-	for i := range 10 {
-		if err := s.Put(ctx, entry(fmt.Sprint("G", i), fmt.Sprint("tok-", i), c.Now(), time.Minute)); err != nil {
-			t.Fatal(err)
-		}
-		if err := s.RevokeSession(ctx, fmt.Sprint("s-", i), c.Now().Add(time.Minute)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	c.Advance(2 * time.Minute)
-	for i := range 300 { // more than one sweep's worth of writes
-		if err := s.RevokeSession(ctx, "s-live", c.Now().Add(time.Duration(i+1)*time.Hour)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	t0 := c.Now().Truncate(time.Hour)
-	for _, at := range []time.Time{t0, t0.Add(time.Hour), t0.Add(2 * time.Hour)} {
-		if _, err := s.Count(ctx, "creations", at, time.Hour, 1); err != nil {
-			t.Fatal(err)
-		}
-	}
-	s.Close() // Close does not prune: what is gone, writes swept
-
-	got := bucketKeys(t, path)
-	if len(got["tokens"]) != 0 || len(got["current"]) != 0 {
-		t.Errorf("expired tokens left: %v, pointers %d", got["tokens"], len(got["current"]))
-	}
-	if fmt.Sprint(got["sessions"]) != "[s-live]" {
-		t.Errorf("sessions = %v, want [s-live]", got["sessions"])
-	}
-	if len(got["counters"]) != 2 {
-		t.Errorf("%d counter windows kept, want the last two", len(got["counters"]))
 	}
 }
 

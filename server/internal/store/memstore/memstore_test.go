@@ -2,6 +2,7 @@ package memstore_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/tokenbroker/tokenbroker/server/internal/store"
 	"github.com/tokenbroker/tokenbroker/server/internal/store/memstore"
@@ -11,8 +12,8 @@ import (
 func TestConformance(t *testing.T) {
 	storetest.Run(t, storetest.Harness{
 		NewBackend: func(*testing.T) string { return "" },
-		Open: func(*testing.T, string, []byte) (store.Store, error) {
-			return memstore.New(memstore.Config{}), nil
+		Open: func(_ *testing.T, _ string, _ []byte, now func() time.Time) (store.Store, error) {
+			return memstore.New(memstore.Config{Now: now}), nil
 		},
 	})
 }

@@ -266,11 +266,16 @@ func testFailover(t *testing.T, kind, url string, recoverWithin time.Duration, k
 	}
 }
 
-// waitUntil polls cond until it holds, failing t after within (with the
-// optional detail's description).
+// waitUntil checks cond every 10 ms until it holds, failing t after within
+// (with the optional detail's description). What the failover tests wait
+// for happens in redis-server processes and in the replicas' views, which
+// signal nothing to the test: a ticker paces the checks of that observable
+// state; nothing sleeps for a guessed time.
 func waitUntil(t *testing.T, within time.Duration, what string, cond func() bool, detail ...func() string) {
 	t.Helper()
 	deadline := time.Now().Add(within)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
 	for !cond() {
 		if time.Now().After(deadline) {
 			msg := ""
@@ -279,7 +284,7 @@ func waitUntil(t *testing.T, within time.Duration, what string, cond func() bool
 			}
 			t.Fatalf("%s: not within %v%s", what, within.Round(time.Millisecond), msg)
 		}
-		time.Sleep(10 * time.Millisecond)
+		<-tick.C
 	}
 }
 
