@@ -189,24 +189,7 @@ func testFailover(t *testing.T, kind, url string, recoverWithin time.Duration, k
 	promoted := successor.WaitMaster(t, 30*time.Second)
 	t.Logf("%s: replica promoted %v after the kill", kind, promoted.Sub(killed).Round(time.Millisecond))
 
-	// Revoke s2 on the new master as soon as it takes writes, from a
-	// client opened after the promotion.
-	var written time.Time
-	waitUntil(t, 15*time.Second, "s2 revoked on the new master", func() bool {
-		c, err := redisstore.NewClient(url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		s, err := redisstore.Open(ctx, redisstore.Config{Client: c, Prefix: failoverPrefix, Key: key})
-		if err != nil {
-			return false
-		}
-		defer s.Close()
-		err = s.RevokeSession(ctx, "s2", time.Now().Add(time.Hour))
-		written = time.Now()
-		return err == nil
-	})
+	written := revokeOnNewMaster(t, url)
 	t.Logf("%s: s2 revoked on the new master %v after the promotion", kind, written.Sub(promoted).Round(time.Millisecond))
 
 	for _, r := range replicas {
@@ -233,36 +216,67 @@ func testFailover(t *testing.T, kind, url string, recoverWithin time.Duration, k
 	stopAsking()
 
 	for _, r := range replicas {
-		failedClosed := false
-		for _, a := range r.answers {
-			switch {
-			case a.err != nil:
-				if !errors.Is(a.err, store.ErrUnavailable) {
-					t.Errorf("replica %s answered %v, want ErrUnavailable", r.name, a.err)
-				}
-				failedClosed = failedClosed || a.start.After(killed)
-			case a.start.After(killed.Add(staleness+100*time.Millisecond)) && a.end.Before(promoted):
-				t.Errorf("replica %s answered (%v) %v after the kill, before any promotion: not failing closed",
-					r.name, a.revoked, a.start.Sub(killed))
-			case a.session == "s1" && !a.revoked:
-				t.Errorf("replica %s answered s1 not revoked %v after the kill: stale view", r.name, a.start.Sub(killed))
-			case a.session == "s2" && !a.revoked && a.start.After(written.Add(staleness)):
-				t.Errorf("replica %s answered s2 not revoked %v after it was revoked: stale view", r.name, a.start.Sub(written))
+		r.check(t, kind, killed, promoted, written)
+	}
+}
+
+// revokeOnNewMaster revokes s2 as soon as the new master takes writes, from a
+// client opened after the promotion, and returns when it was written.
+func revokeOnNewMaster(t *testing.T, url string) time.Time {
+	t.Helper()
+	var written time.Time
+	waitUntil(t, 15*time.Second, "s2 revoked on the new master", func() bool {
+		c, err := redisstore.NewClient(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		s, err := redisstore.Open(ctx, redisstore.Config{Client: c, Prefix: failoverPrefix, Key: key})
+		if err != nil {
+			return false
+		}
+		defer s.Close()
+		err = s.RevokeSession(ctx, "s2", time.Now().Add(time.Hour))
+		written = time.Now()
+		return err == nil
+	})
+	return written
+}
+
+// check goes over r's answers and log once the failover is over: it failed
+// closed, only with ErrUnavailable, never served a stale view of s1 and s2,
+// and logged the outage once and its end.
+func (r *failoverReplica) check(t *testing.T, kind string, killed, promoted, written time.Time) {
+	t.Helper()
+	failedClosed := false
+	for _, a := range r.answers {
+		switch {
+		case a.err != nil:
+			if !errors.Is(a.err, store.ErrUnavailable) {
+				t.Errorf("replica %s answered %v, want ErrUnavailable", r.name, a.err)
 			}
+			failedClosed = failedClosed || a.start.After(killed)
+		case a.start.After(killed.Add(staleness+100*time.Millisecond)) && a.end.Before(promoted):
+			t.Errorf("replica %s answered (%v) %v after the kill, before any promotion: not failing closed",
+				r.name, a.revoked, a.start.Sub(killed))
+		case a.session == "s1" && !a.revoked:
+			t.Errorf("replica %s answered s1 not revoked %v after the kill: stale view", r.name, a.start.Sub(killed))
+		case a.session == "s2" && !a.revoked && a.start.After(written.Add(staleness)):
+			t.Errorf("replica %s answered s2 not revoked %v after it was revoked: stale view", r.name, a.start.Sub(written))
 		}
-		if !failedClosed {
-			t.Errorf("replica %s never failed closed during the failover", r.name)
-		}
-		if n := strings.Count(r.log.String(), "waiting for the shared store"); n != 1 {
-			t.Errorf("replica %s logged %d times that it waits for the shared store, want once:\n%s", r.name, n, r.log)
-		}
-		t.Logf("%s: replica %s logged:\n%s", kind, r.name, strings.TrimSpace(r.log.String()))
-		if strings.Contains(r.log.String(), "lost session revocations") {
-			t.Errorf("replica %s found that the failover lost a revocation:\n%s", r.name, r.log)
-		}
-		if !strings.Contains(r.log.String(), "the shared store answers again") {
-			t.Errorf("replica %s did not log that the shared store answers again:\n%s", r.name, r.log)
-		}
+	}
+	if !failedClosed {
+		t.Errorf("replica %s never failed closed during the failover", r.name)
+	}
+	if n := strings.Count(r.log.String(), "waiting for the shared store"); n != 1 {
+		t.Errorf("replica %s logged %d times that it waits for the shared store, want once:\n%s", r.name, n, r.log)
+	}
+	t.Logf("%s: replica %s logged:\n%s", kind, r.name, strings.TrimSpace(r.log.String()))
+	if strings.Contains(r.log.String(), "lost session revocations") {
+		t.Errorf("replica %s found that the failover lost a revocation:\n%s", r.name, r.log)
+	}
+	if !strings.Contains(r.log.String(), "the shared store answers again") {
+		t.Errorf("replica %s did not log that the shared store answers again:\n%s", r.name, r.log)
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"github.com/tokenbroker/tokenbroker/server/internal/store"
 )
 
+// testShared: two stores on one backend see each other's writes, locks and
+// counts, and b's feed reports a's evictions and revocations.
 func testShared(t *testing.T, h Harness) {
 	backend := h.NewBackend(t)
 	a, b := open(t, h, backend), open(t, h, backend)
@@ -16,37 +18,7 @@ func testShared(t *testing.T, h Harness) {
 	if !ok {
 		t.Fatal("a shared store does not implement store.Watcher")
 	}
-	wctx, cancel := context.WithCancel(ctx)
-	events := make(chan store.Event, 100)
-	done := make(chan error, 1)
-	go func() {
-		done <- w.Watch(wctx, func(ev store.Event) {
-			select {
-			case events <- ev:
-			default:
-			}
-		})
-	}()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-			t.Errorf("Watch returned %v", err)
-		}
-	}()
-	next := func(kind store.EventKind) store.Event {
-		t.Helper()
-		deadline := time.After(3 * time.Second)
-		for {
-			select {
-			case ev := <-events:
-				if ev.Kind == kind {
-					return ev
-				}
-			case <-deadline:
-				t.Fatalf("no event of kind %d within 3s", kind)
-			}
-		}
-	}
+	next := watch(t, w)
 	next(store.EventResync)
 	synced := next(store.EventSynced)
 	if time.Since(synced.At) > 2*time.Second {
@@ -87,5 +59,41 @@ func testShared(t *testing.T, h Harness) {
 	}
 	if n, _ := a.Count(ctx, "creations", start, time.Hour, 1); n != 2 {
 		t.Fatalf("counts are not shared: a sees %d after b's 1", n)
+	}
+}
+
+// watch follows w's feed until the test ends, and returns a function that
+// waits (3 s at most) for the next event of a kind, skipping others.
+func watch(t *testing.T, w store.Watcher) (next func(store.EventKind) store.Event) {
+	wctx, cancel := context.WithCancel(ctx)
+	events := make(chan store.Event, 100)
+	done := make(chan error, 1)
+	go func() {
+		done <- w.Watch(wctx, func(ev store.Event) {
+			select {
+			case events <- ev:
+			default:
+			}
+		})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("Watch returned %v", err)
+		}
+	})
+	return func(kind store.EventKind) store.Event {
+		t.Helper()
+		deadline := time.After(3 * time.Second)
+		for {
+			select {
+			case ev := <-events:
+				if ev.Kind == kind {
+					return ev
+				}
+			case <-deadline:
+				t.Fatalf("no event of kind %d within 3s", kind)
+			}
+		}
 	}
 }
