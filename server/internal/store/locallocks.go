@@ -7,7 +7,7 @@ import (
 )
 
 // LocalLocks is a table of locks with owners and expiry, held in this
-// process: the locks of stores that a single process serves (Memory, bbolt).
+// process: the locks of stores that a single process serves (memstore, boltstore).
 type LocalLocks struct {
 	now func() time.Time
 

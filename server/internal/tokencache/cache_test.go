@@ -74,7 +74,7 @@ func newTestCache(t *testing.T, up *fakeUpstream, clk *clocktest.Clock, st store
 // only allows revoking the tokens of one group.
 func only(group string) Revoker { return Revoker{May: func(g string) bool { return g == group }} }
 
-// watchedMemory is a Memory that claims to be shared: the test feeds its
+// watchedMemory is a memstore that claims to be shared: the test feeds its
 // events by hand.
 type watchedMemory struct {
 	*memstore.Store

@@ -24,7 +24,7 @@ func TestUnstorableTokenIsDeleted(t *testing.T) {
 	}
 }
 
-// Two replicas sharing one store (here one Memory, as if it were Redis)
+// Two replicas sharing one store (here one memstore, as if it were Redis)
 // mint once between them: the store's lock decides who mints, the other
 // waits for the result. In a synctest bubble, synctest.Wait returns once
 // every caller waits: on the minting replica's gated upstream, or polling

@@ -14,7 +14,7 @@ import (
 )
 
 // Replicas returns, per store kind, one store as two replicas see it: the
-// same Memory twice, the same bbolt file twice (one handle: bbolt locks its
+// same memstore twice, the same bbolt file twice (one handle: bbolt locks its
 // file), and two Redis clients of one redis-server (without redis-server,
 // Redis is left out, or t fails where redistest.Missing says so). Everything
 // is closed when the test ends.
