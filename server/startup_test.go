@@ -25,7 +25,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/server/brokertest"
 	"github.com/tokenbroker/tokenbroker/server/internal/redistest"
 	"github.com/tokenbroker/tokenbroker/server/internal/seal"
-	"github.com/tokenbroker/tokenbroker/server/internal/tokencache/boltstore"
+	"github.com/tokenbroker/tokenbroker/server/internal/store/boltstore"
 )
 
 // scene is one start-up failure: a working configuration on fixed ports,
@@ -115,7 +115,7 @@ func TestFaultStartupFailuresExitCleanly(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			st, err := boltstore.Open(boltstore.Options{Path: filepath.Join(s.dir, "tokenbroker.db"), Key: key})
+			st, err := boltstore.Open(boltstore.Config{Path: filepath.Join(s.dir, "tokenbroker.db"), Key: key})
 			if err != nil {
 				t.Fatal(err)
 			}

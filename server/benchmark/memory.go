@@ -9,13 +9,15 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tokenbroker/tokenbroker/server/internal/store"
+	"github.com/tokenbroker/tokenbroker/server/internal/store/memstore"
 	"github.com/tokenbroker/tokenbroker/server/internal/tokencache"
 )
 
 // upstream mints tokens of a real CARTO token's length at once.
 type upstream struct{ n int }
 
-func (u *upstream) Mint(_ context.Context, _ tokencache.Key, _ time.Time) (string, error) {
+func (u *upstream) Mint(_ context.Context, _ store.Key, _ time.Time) (string, error) {
 	u.n++
 	// A CARTO API token is a ~124-character HS256 JWT.
 	return fmt.Sprintf("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.%s.%064d", strings.Repeat("x", 20), u.n), nil
@@ -27,12 +29,12 @@ func (u *upstream) Delete(context.Context, string) error { return nil }
 // front entry and the (memory) store's records, as a single replica on the
 // memory store holds them.
 func memoryPerKey(ctx context.Context, n int) (float64, error) {
-	store := tokencache.NewMemory(nil)
-	c := tokencache.New(tokencache.Config{Store: store, Upstream: &upstream{}})
-	keys := make([]tokencache.Key, n)
+	mem := memstore.New(memstore.Config{})
+	c := tokencache.New(tokencache.Config{Store: mem, Upstream: &upstream{}})
+	keys := make([]store.Key, n)
 	for i := range keys {
 		h := sha256.Sum256([]byte(fmt.Sprint(i)))
-		keys[i] = tokencache.Key{Group: fmt.Sprintf("GROUP-%07d", i), PolicyHash: hex.EncodeToString(h[:])}
+		keys[i] = store.Key{Group: fmt.Sprintf("GROUP-%07d", i), PolicyHash: hex.EncodeToString(h[:])}
 	}
 	before := heap()
 	for _, k := range keys {

@@ -12,12 +12,14 @@ import (
 	"github.com/tokenbroker/tokenbroker/server/internal/auth"
 	"github.com/tokenbroker/tokenbroker/server/internal/broker"
 	"github.com/tokenbroker/tokenbroker/server/internal/policy"
+	"github.com/tokenbroker/tokenbroker/server/internal/store"
+	"github.com/tokenbroker/tokenbroker/server/internal/store/memstore"
 	"github.com/tokenbroker/tokenbroker/server/internal/tokencache"
 )
 
 type instantUpstream struct{}
 
-func (instantUpstream) Mint(context.Context, tokencache.Key, time.Time) (string, error) {
+func (instantUpstream) Mint(context.Context, store.Key, time.Time) (string, error) {
 	return "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJhIjoiYWNfc2ltIiwianRpIjoiYzVmNmU0ZmMifQ.d5lY7RXBKBFHUfFJlo_ijLkotlLJLL4Hy1PUynL_p3Q", nil
 }
 
@@ -29,7 +31,7 @@ func (instantUpstream) Delete(context.Context, string) error { return nil }
 func BenchmarkIssueCartoTokenHit(b *testing.B) {
 	ref := policy.Reference()
 	pols, _ := policy.NewSet(policy.SetConfig{Default: &ref})
-	cache := tokencache.New(tokencache.Config{Store: tokencache.NewMemory(nil), Upstream: instantUpstream{}})
+	cache := tokencache.New(tokencache.Config{Store: memstore.New(memstore.Config{}), Upstream: instantUpstream{}})
 	svc := NewService(Config{Broker: broker.New(broker.Config{Policies: pols, Cache: cache}), Logger: slog.New(slog.DiscardHandler),
 		Audit: audit.New(slog.NewJSONHandler(io.Discard, nil))})
 	ctx := auth.WithPrincipal(context.Background(), auth.Principal{Kind: auth.KindUser, Subject: "user.boston@acme.com", Group: "BOSTON", SessionID: "s"})

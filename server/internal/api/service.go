@@ -17,7 +17,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/server/internal/audit"
 	"github.com/tokenbroker/tokenbroker/server/internal/auth"
 	"github.com/tokenbroker/tokenbroker/server/internal/broker"
-	"github.com/tokenbroker/tokenbroker/server/internal/tokencache"
+	"github.com/tokenbroker/tokenbroker/server/internal/store"
 )
 
 // Service implements tokenbrokerv1.TokenBrokerServer.
@@ -168,7 +168,7 @@ func (s *Service) RevokeToken(ctx context.Context, req *tokenbrokerv1.RevokeToke
 		until, err = s.broker.RevokeSession(ctx, p)
 	case *tokenbrokerv1.RevokeTokenRequest_CartoToken:
 		ev.Detail, ev.Token = "carto_token", audit.Fingerprint(t.CartoToken)
-		var e tokencache.Entry
+		var e store.Entry
 		if e, err = s.broker.RevokeCartoToken(ctx, p, t.CartoToken); err == nil {
 			until, count, ev.Group = e.ExpiresAt, 1, e.Key.Group
 		}

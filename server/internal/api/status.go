@@ -18,6 +18,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/server/internal/broker"
 	"github.com/tokenbroker/tokenbroker/server/internal/carto"
 	"github.com/tokenbroker/tokenbroker/server/internal/policy"
+	"github.com/tokenbroker/tokenbroker/server/internal/store"
 	"github.com/tokenbroker/tokenbroker/server/internal/tokencache"
 )
 
@@ -52,7 +53,7 @@ var mapping = []outcome{
 	{err: policy.ErrUnsafeValue, code: codes.PermissionDenied, msg: "your group's name cannot be used in a CARTO grant"},
 	{err: tokencache.ErrNotFound, code: codes.NotFound, msg: "no token of your group matches"},
 	{err: tokencache.ErrQuotaExceeded, code: codes.ResourceExhausted, msg: "token quota exceeded", callerMessage: true},
-	{err: tokencache.ErrUnavailable, code: codes.Unavailable, msg: "the broker's token store is unavailable; retry shortly"},
+	{err: store.ErrUnavailable, code: codes.Unavailable, msg: "the broker's token store is unavailable; retry shortly"},
 	{err: carto.ErrRateLimited, code: codes.Unavailable, msg: "CARTO is rate limiting the broker; retry later"},
 	{err: carto.ErrUnavailable, code: codes.Unavailable, msg: "CARTO cannot be reached right now; retry later"},
 	{err: carto.ErrCredentials, code: codes.Internal, msg: "the broker's CARTO credentials were refused; contact the broker's operator"},

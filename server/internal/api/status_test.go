@@ -21,6 +21,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/server/internal/carto"
 	"github.com/tokenbroker/tokenbroker/server/internal/policy"
 	"github.com/tokenbroker/tokenbroker/server/internal/refusal"
+	"github.com/tokenbroker/tokenbroker/server/internal/store"
 	"github.com/tokenbroker/tokenbroker/server/internal/tokencache"
 )
 
@@ -56,7 +57,7 @@ func TestStatus(t *testing.T) {
 		{"quota", &tokencache.QuotaError{Limit: "the broker's limit of 2 live CARTO tokens"}, codes.ResourceExhausted, "the broker's limit of 2 live CARTO tokens is reached", false, ""},
 		{"quota with a retry", &tokencache.QuotaError{Limit: "group BOSTON's limit of 5 CARTO token creations per 1h0m0s", RetryAfter: 90 * time.Second}, codes.ResourceExhausted,
 			"group BOSTON's limit of 5 CARTO token creations per 1h0m0s is reached; retry in 1m30s", false, "90"},
-		{"store down", fmt.Errorf("read token cache: %w: dial tcp 10.0.0.1:6379: connection refused", tokencache.ErrUnavailable), codes.Unavailable, "the broker's token store is unavailable; retry shortly", true, ""},
+		{"store down", fmt.Errorf("read token cache: %w: dial tcp 10.0.0.1:6379: connection refused", store.ErrUnavailable), codes.Unavailable, "the broker's token store is unavailable; retry shortly", true, ""},
 		{"CARTO rate limits", &carto.Error{Op: "create token", Status: 429, Kind: carto.ErrRateLimited, RetryAfter: 1500 * time.Millisecond}, codes.Unavailable,
 			"CARTO is rate limiting the broker; retry later (retry after 2s)", true, "2"},
 		{"CARTO down", upstream(carto.ErrUnavailable), codes.Unavailable, "CARTO cannot be reached right now; retry later", true, ""},

@@ -23,6 +23,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/server/internal/cartosim"
 	"github.com/tokenbroker/tokenbroker/server/internal/config"
 	"github.com/tokenbroker/tokenbroker/server/internal/metrics"
+	"github.com/tokenbroker/tokenbroker/server/internal/store"
 	"github.com/tokenbroker/tokenbroker/server/internal/telemetry"
 	"github.com/tokenbroker/tokenbroker/server/internal/tokencache"
 )
@@ -45,7 +46,7 @@ type App struct {
 	draining   context.Context
 	startDrain context.CancelFunc
 
-	store      tokencache.Store
+	store      store.Store
 	cache      *tokencache.Cache
 	reconciler *broker.Reconciler
 	rotating   *auth.RotatingKeys // asymmetric session keys; nil with HS256

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/tokenbroker/tokenbroker/server/internal/auth"
-	"github.com/tokenbroker/tokenbroker/server/internal/tokencache"
+	"github.com/tokenbroker/tokenbroker/server/internal/store"
 )
 
 // identity is who may call: the user store, the broker's sessions, the
@@ -70,7 +70,7 @@ func (a *App) sessionKeys(ctx context.Context) (auth.KeySource, *auth.RotatingKe
 	}
 	rk, err := auth.NewRotatingKeys(ctx, auth.RotatingKeysConfig{
 		Algorithm: a.cfg.SessionAlg,
-		Store:     tokencache.SharedSecret{Store: a.store, Name: "session-keys"},
+		Store:     store.SharedSecret{Store: a.store, Name: "session-keys"},
 		Rotation:  a.cfg.SessionKeyRotation,
 		// A replaced key verifies every session it signed until it expires.
 		Retain: a.cfg.SessionTTL + a.cfg.SessionLeeway + time.Minute,

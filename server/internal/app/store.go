@@ -10,19 +10,20 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tokenbroker/tokenbroker/server/internal/config"
-	"github.com/tokenbroker/tokenbroker/server/internal/tokencache"
-	"github.com/tokenbroker/tokenbroker/server/internal/tokencache/boltstore"
-	"github.com/tokenbroker/tokenbroker/server/internal/tokencache/redisstore"
+	"github.com/tokenbroker/tokenbroker/server/internal/store"
+	"github.com/tokenbroker/tokenbroker/server/internal/store/boltstore"
+	"github.com/tokenbroker/tokenbroker/server/internal/store/memstore"
+	"github.com/tokenbroker/tokenbroker/server/internal/store/redisstore"
 )
 
 // openStore opens the configured token store.
-func openStore(ctx context.Context, cfg config.Config) (tokencache.Store, error) {
+func openStore(ctx context.Context, cfg config.Config) (store.Store, error) {
 	switch cfg.Store.Kind {
 	case config.StoreMemory:
-		return tokencache.NewMemory(nil), nil
+		return memstore.New(memstore.Config{}), nil
 	case config.StoreBolt:
-		s, err := boltstore.Open(boltstore.Options{Path: cfg.Store.Path, Key: cfg.Store.Key})
-		if errors.Is(err, tokencache.ErrWrongKey) {
+		s, err := boltstore.Open(boltstore.Config{Path: cfg.Store.Path, Key: cfg.Store.Key})
+		if errors.Is(err, store.ErrWrongKey) {
 			return nil, explained{fmt.Sprintf("TOKENBROKER_STORE_KEY does not open the token store %s: it was made with another key: set the key it was made with, or point TOKENBROKER_DB at a new file", cfg.Store.Path), err}
 		}
 		if err != nil {
@@ -34,7 +35,7 @@ func openStore(ctx context.Context, cfg config.Config) (tokencache.Store, error)
 		if err != nil {
 			return nil, fmt.Errorf("token store (redis): %w", err)
 		}
-		s, err := redisstore.Open(ctx, redisstore.Options{Client: client, Prefix: "tokenbroker:" + cfg.Deployment, Key: cfg.Store.Key})
+		s, err := redisstore.Open(ctx, redisstore.Config{Client: client, Prefix: "tokenbroker:" + cfg.Deployment, Key: cfg.Store.Key})
 		if err != nil {
 			client.Close()
 			return nil, redisOpenError(cfg, err)
@@ -52,7 +53,7 @@ func redisOpenError(cfg config.Config, err error) error {
 	servers := strings.Join(append([]string{u.Host}, q["addr"]...), ", ")
 	var msg string
 	switch {
-	case errors.Is(err, tokencache.ErrWrongKey):
+	case errors.Is(err, store.ErrWrongKey):
 		msg = fmt.Sprintf("TOKENBROKER_STORE_KEY does not open the token store of deployment %q in Redis at %s: it was made with another key: set the key it was made with, or use another TOKENBROKER_DEPLOYMENT or Redis database", cfg.Deployment, servers)
 	case q.Has("master_name") && errors.Is(err, redis.Nil):
 		msg = fmt.Sprintf("REDIS_URL: the Sentinels at %s know no master named %q: set master_name to the name in their `sentinel monitor` line", servers, q.Get("master_name"))
@@ -60,7 +61,7 @@ func redisOpenError(cfg config.Config, err error) error {
 		msg = fmt.Sprintf("REDIS_URL: Redis at %s refused the credentials (%v): set the right user and password in REDIS_URL (redis://user:password@host:port)", servers, err)
 	case q.Has("master_name"):
 		msg = fmt.Sprintf("REDIS_URL: cannot reach Redis through the Sentinels at %s (%v): check that they run and monitor master %q, or point REDIS_URL elsewhere", servers, err, q.Get("master_name"))
-	case errors.Is(err, tokencache.ErrUnavailable):
+	case errors.Is(err, store.ErrUnavailable):
 		msg = fmt.Sprintf("REDIS_URL: cannot reach Redis at %s (%v): check that it runs, or point REDIS_URL at a running server", servers, err)
 	default:
 		msg = fmt.Sprintf("REDIS_URL: cannot open the token store in Redis at %s: %v", servers, err)

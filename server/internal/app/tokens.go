@@ -9,6 +9,7 @@ import (
 
 	"github.com/tokenbroker/tokenbroker/server/internal/broker"
 	"github.com/tokenbroker/tokenbroker/server/internal/carto"
+	"github.com/tokenbroker/tokenbroker/server/internal/store"
 	"github.com/tokenbroker/tokenbroker/server/internal/tokencache"
 )
 
@@ -32,9 +33,9 @@ func (a *App) newCartoClient() (*carto.Client, error) {
 		CallTimeout:     a.cfg.Carto.CallTimeout,
 		BreakerCooldown: a.cfg.Carto.BreakerCooldown,
 		// One OAuth token for the whole deployment, kept across restarts.
-		Shared: tokencache.SharedSecret{Store: a.store, Name: "carto-oauth"},
+		Shared: store.SharedSecret{Store: a.store, Name: "carto-oauth"},
 		// CARTO's Retry-After holds every replica back, per endpoint.
-		Pauses: tokencache.SharedPauses{Store: a.store, Name: "carto-pause"},
+		Pauses: store.SharedPauses{Store: a.store, Name: "carto-pause"},
 	})
 }
 

@@ -13,8 +13,8 @@ import (
 
 	"github.com/tokenbroker/tokenbroker/server/internal/auth"
 	"github.com/tokenbroker/tokenbroker/server/internal/clocktest"
-	"github.com/tokenbroker/tokenbroker/server/internal/tokencache"
-	"github.com/tokenbroker/tokenbroker/server/internal/tokencache/storetest"
+	"github.com/tokenbroker/tokenbroker/server/internal/store/memstore"
+	"github.com/tokenbroker/tokenbroker/server/internal/store/storetest"
 )
 
 // Finding 1: concurrent guesses must not outrun the lockout, per username and
@@ -109,7 +109,7 @@ func reserveAtOnce(t *testing.T, guards [2]*auth.Guard, n int, user func(i int) 
 func TestAttackRefusedAttemptsExtendNothing(t *testing.T) {
 	ctx := context.Background()
 	now := time.Date(2026, 11, 23, 10, 1, 0, 0, time.UTC)
-	store := tokencache.NewMemory(nil)
+	store := memstore.New(memstore.Config{})
 	g := auth.NewGuard(auth.GuardConfig{Counter: store, MaxUserFailures: 3, MaxAddrFailures: 100, Now: func() time.Time { return now }})
 	for range 3 {
 		if _, err := g.Reserve(ctx, "u", "10.0.0.1:1"); err != nil {

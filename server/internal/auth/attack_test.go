@@ -17,13 +17,15 @@ import (
 
 	"github.com/tokenbroker/tokenbroker/server/internal/clocktest"
 	"github.com/tokenbroker/tokenbroker/server/internal/idptest"
+	"github.com/tokenbroker/tokenbroker/server/internal/store"
+	"github.com/tokenbroker/tokenbroker/server/internal/store/memstore"
 	"github.com/tokenbroker/tokenbroker/server/internal/tokencache"
 )
 
 // routerOverStore wires revocation as the broker does: a Router over the
 // verifiers, asking a tokencache.Cache loaded from store, all on clock.
 // Called again over the same store, it is a restarted broker.
-func routerOverStore(t *testing.T, clock *clocktest.Clock, store tokencache.Store, verifiers ...Verifier) (*Router, *tokencache.Cache) {
+func routerOverStore(t *testing.T, clock *clocktest.Clock, store store.Store, verifiers ...Verifier) (*Router, *tokencache.Cache) {
 	t.Helper()
 	cache := tokencache.New(tokencache.Config{Store: store, Now: clock.Now})
 	if err := cache.Load(t.Context()); err != nil {
@@ -68,7 +70,7 @@ func TestAttackRevokedIdPTokenReencodedSignature(t *testing.T) {
 			clock.Set(idpNow)
 			iss := idptest.New(t, alg)
 			idp := newTestIdP(t, iss, IdPConfig{Algorithms: []string{alg}})
-			store := tokencache.NewMemory(clock.Now)
+			store := memstore.New(memstore.Config{Now: clock.Now})
 			r, cache := routerOverStore(t, clock, store, idp)
 
 			tok := iss.Sign(t, idpWithout(idpClaims(iss), "jti"))
@@ -188,7 +190,7 @@ func TestAttackRevokedTokenWithinLeewayAfterExpiry(t *testing.T) {
 				clock := clocktest.New()
 				clock.Set(idpNow)
 				tok := issue(t, clock)
-				r, cache := routerOverStore(t, clock, tokencache.NewMemory(clock.Now), tok.verifier)
+				r, cache := routerOverStore(t, clock, memstore.New(memstore.Config{Now: clock.Now}), tok.verifier)
 				logout(t, r, cache, tok.revoked)
 
 				clock.Set(tok.exp.Add(after))

@@ -41,7 +41,7 @@ const (
 var errNoSessionKey = errors.New("no such session key")
 
 // KeyStore keeps the session key set where every replica sees it.
-// tokencache.SharedSecret satisfies it; the store seals the value at rest.
+// store.SharedSecret satisfies it; the store seals the value at rest.
 type KeyStore interface {
 	// Load returns the stored set, if any.
 	Load(ctx context.Context) (value string, obtained, expires time.Time, ok bool, err error)

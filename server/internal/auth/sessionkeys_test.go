@@ -14,10 +14,11 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/tokenbroker/tokenbroker/server/internal/clocktest"
-	"github.com/tokenbroker/tokenbroker/server/internal/tokencache"
+	"github.com/tokenbroker/tokenbroker/server/internal/store"
+	"github.com/tokenbroker/tokenbroker/server/internal/store/memstore"
 )
 
-var _ KeyStore = tokencache.SharedSecret{}
+var _ KeyStore = store.SharedSecret{}
 
 var rkAlgorithms = []string{"EdDSA", "ES256"}
 
@@ -32,8 +33,8 @@ func (s *rkCountingStore) Load(ctx context.Context) (string, time.Time, time.Tim
 	return s.KeyStore.Load(ctx)
 }
 
-func newRKStore(clock *clocktest.Clock) tokencache.SharedSecret {
-	return tokencache.SharedSecret{Store: tokencache.NewMemory(clock.Now), Name: "session-keys"}
+func newRKStore(clock *clocktest.Clock) store.SharedSecret {
+	return store.SharedSecret{Store: memstore.New(memstore.Config{Now: clock.Now}), Name: "session-keys"}
 }
 
 func newRK(t *testing.T, alg string, store KeyStore, clock *clocktest.Clock, log *slog.Logger) *RotatingKeys {

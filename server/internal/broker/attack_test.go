@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/tokenbroker/tokenbroker/server/internal/auth"
-	"github.com/tokenbroker/tokenbroker/server/internal/tokencache/storetest"
+	"github.com/tokenbroker/tokenbroker/server/internal/store/storetest"
 )
 
 // countingUsers is the real user store, counting the password checks that

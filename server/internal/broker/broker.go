@@ -18,6 +18,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/server/internal/auth"
 	"github.com/tokenbroker/tokenbroker/server/internal/policy"
 	"github.com/tokenbroker/tokenbroker/server/internal/refusal"
+	"github.com/tokenbroker/tokenbroker/server/internal/store"
 	"github.com/tokenbroker/tokenbroker/server/internal/tokencache"
 )
 
@@ -169,7 +170,7 @@ func (b *Broker) IssueCartoToken(ctx context.Context, p auth.Principal, group st
 	if err != nil {
 		return IssuedToken{}, err
 	}
-	e, minted, err := b.cfg.Cache.Get(ctx, tokencache.Key{Group: target, PolicyHash: pol.Hash}, pol.TokenTTL)
+	e, minted, err := b.cfg.Cache.Get(ctx, store.Key{Group: target, PolicyHash: pol.Hash}, pol.TokenTTL)
 	if err != nil {
 		return IssuedToken{}, err
 	}
@@ -212,12 +213,12 @@ func (b *Broker) RevokeSession(ctx context.Context, p auth.Principal) (time.Time
 // shared by all its members and each revocation makes the next call mint, so
 // members' revocations are counted against the group's budget (admins' are
 // not), and AdminsRevokeCartoTokens leaves them to admins.
-func (b *Broker) RevokeCartoToken(ctx context.Context, p auth.Principal, token string) (tokencache.Entry, error) {
+func (b *Broker) RevokeCartoToken(ctx context.Context, p auth.Principal, token string) (store.Entry, error) {
 	if token == "" {
-		return tokencache.Entry{}, refusal.New(ErrInvalidArgument, "carto_token is empty")
+		return store.Entry{}, refusal.New(ErrInvalidArgument, "carto_token is empty")
 	}
 	if b.cfg.AdminsRevokeCartoTokens && !p.Admin {
-		return tokencache.Entry{}, refusal.New(ErrPermissionDenied, "only admins may revoke a CARTO token in this deployment")
+		return store.Entry{}, refusal.New(ErrPermissionDenied, "only admins may revoke a CARTO token in this deployment")
 	}
 	return b.cfg.Cache.Revoke(ctx, token, tokencache.Revoker{
 		May: func(g string) bool {

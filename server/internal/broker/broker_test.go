@@ -9,6 +9,8 @@ import (
 	"github.com/tokenbroker/tokenbroker/server/internal/auth"
 	"github.com/tokenbroker/tokenbroker/server/internal/carto"
 	"github.com/tokenbroker/tokenbroker/server/internal/policy"
+	"github.com/tokenbroker/tokenbroker/server/internal/store"
+	"github.com/tokenbroker/tokenbroker/server/internal/store/memstore"
 	"github.com/tokenbroker/tokenbroker/server/internal/tokencache"
 )
 
@@ -40,7 +42,7 @@ func TestUpstreamMint(t *testing.T) {
 	up := Upstream{Carto: f, Policies: pols, NamePrefix: TokenNamePrefix("test")}
 	p, _ := pols.For("O'BRIEN")
 	exp := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
-	if _, err := up.Mint(context.Background(), tokencache.Key{Group: "O'BRIEN", PolicyHash: p.Hash}, exp); err != nil {
+	if _, err := up.Mint(context.Background(), store.Key{Group: "O'BRIEN", PolicyHash: p.Hash}, exp); err != nil {
 		t.Fatal(err)
 	}
 	req := f.created[0]
@@ -50,7 +52,7 @@ func TestUpstreamMint(t *testing.T) {
 	}
 	// A key whose hash is no longer the group's policy mints nothing: it
 	// would carry permissions the group no longer has.
-	_, err := up.Mint(context.Background(), tokencache.Key{Group: "O'BRIEN", PolicyHash: "stale"}, exp)
+	_, err := up.Mint(context.Background(), store.Key{Group: "O'BRIEN", PolicyHash: "stale"}, exp)
 	if !errors.Is(err, ErrPermissionDenied) || len(f.created) != 1 {
 		t.Fatalf("stale key: %v, %d creations", err, len(f.created))
 	}
@@ -73,7 +75,7 @@ func TestUpstreamDelete(t *testing.T) {
 
 func TestIssueAndRevokeRules(t *testing.T) {
 	pols := policies(t)
-	store := tokencache.NewMemory(nil)
+	store := memstore.New(memstore.Config{})
 	b := New(Config{
 		Policies: pols,
 		Cache:    tokencache.New(tokencache.Config{Store: store, Upstream: Upstream{Carto: &fakeCarto{}, Policies: pols}}),

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tokenbroker/tokenbroker/server/internal/carto"
+	"github.com/tokenbroker/tokenbroker/server/internal/store"
 	"github.com/tokenbroker/tokenbroker/server/internal/tokencache"
 )
 
@@ -21,7 +22,7 @@ type CartoLister interface {
 // ReconcilerConfig configures a Reconciler.
 type ReconcilerConfig struct {
 	Cache    *tokencache.Cache
-	Store    tokencache.Store
+	Store    store.Store
 	Policies Policies
 	Carto    CartoLister
 	Upstream tokencache.Upstream // deletes at CARTO
@@ -98,7 +99,7 @@ func (r *Reconciler) Run(ctx context.Context) {
 func (r *Reconciler) Once(ctx context.Context) (Report, error) {
 	lock, err := r.cfg.Store.TryLock(ctx, "reconcile", 2*time.Minute)
 	switch {
-	case errors.Is(err, tokencache.ErrLocked):
+	case errors.Is(err, store.ErrLocked):
 		return Report{Skipped: true}, nil
 	case err != nil:
 		return Report{}, err
@@ -159,7 +160,7 @@ func (r *Reconciler) deleteOrphans(ctx context.Context, rep *Report) error {
 		} else if known {
 			continue
 		}
-		id := tokencache.TokenID(t.Token)
+		id := store.TokenID(t.Token)
 		old := !t.CreatedAt.IsZero() && now.Sub(t.CreatedAt) >= r.cfg.Grace
 		if !old && !(t.CreatedAt.IsZero() && r.suspects[id]) {
 			seen[id] = true // look again next pass

@@ -9,6 +9,8 @@ import (
 
 	"github.com/tokenbroker/tokenbroker/server/internal/carto"
 	"github.com/tokenbroker/tokenbroker/server/internal/policy"
+	"github.com/tokenbroker/tokenbroker/server/internal/store"
+	"github.com/tokenbroker/tokenbroker/server/internal/store/memstore"
 	"github.com/tokenbroker/tokenbroker/server/internal/tokencache"
 )
 
@@ -54,9 +56,9 @@ func TestReconcile(t *testing.T) {
 	}
 	current, _ := pols.For("BOSTON")
 	ctx := context.Background()
-	store := tokencache.NewMemory(clock)
+	mem := memstore.New(memstore.Config{Now: clock})
 	put := func(group, hash, tok string) {
-		_ = store.Put(ctx, tokencache.Entry{Key: tokencache.Key{Group: group, PolicyHash: hash}, Token: tok, CreatedAt: now, ExpiresAt: now.Add(24 * time.Hour)})
+		_ = mem.Put(ctx, store.Entry{Key: store.Key{Group: group, PolicyHash: hash}, Token: tok, CreatedAt: now, ExpiresAt: now.Add(24 * time.Hour)})
 	}
 	put("BOSTON", current.Hash, "tok-current")
 	put("BOSTON", "0ld0ld0ld0ld0ld0ld", "tok-old-policy")
@@ -73,8 +75,8 @@ func TestReconcile(t *testing.T) {
 		{Token: "tok-orphan-expired", Name: prefix + "BOSTON/x", CreatedAt: now.Add(-48 * time.Hour), ExpiresAt: now.Add(-24 * time.Hour)},
 	}}
 	up := Upstream{Carto: lister, Policies: pols, NamePrefix: prefix}
-	cache := tokencache.New(tokencache.Config{Store: store, Upstream: up, Now: clock})
-	r := NewReconciler(ReconcilerConfig{Cache: cache, Store: store, Policies: pols, Carto: lister, Upstream: up, NamePrefix: prefix, Now: clock})
+	cache := tokencache.New(tokencache.Config{Store: mem, Upstream: up, Now: clock})
+	r := NewReconciler(ReconcilerConfig{Cache: cache, Store: mem, Policies: pols, Carto: lister, Upstream: up, NamePrefix: prefix, Now: clock})
 
 	rep, err := r.Once(ctx)
 	if err != nil {
@@ -92,10 +94,10 @@ func TestReconcile(t *testing.T) {
 			t.Errorf("%s deleted = %v, want %v", tok, !want, want)
 		}
 	}
-	if _, ok, _ := store.ByToken(ctx, "tok-old-policy"); ok {
+	if _, ok, _ := mem.ByToken(ctx, "tok-old-policy"); ok {
 		t.Fatal("the replaced policy's token is still in the store")
 	}
-	if e, ok, _ := store.Current(ctx, tokencache.Key{Group: "BOSTON", PolicyHash: current.Hash}); !ok || e.Token != "tok-current" {
+	if e, ok, _ := mem.Current(ctx, store.Key{Group: "BOSTON", PolicyHash: current.Hash}); !ok || e.Token != "tok-current" {
 		t.Fatal("the current token was touched")
 	}
 
@@ -108,7 +110,7 @@ func TestReconcile(t *testing.T) {
 	}
 
 	// Another replica reconciling: this one skips.
-	l, _ := store.TryLock(ctx, "reconcile", time.Minute)
+	l, _ := mem.TryLock(ctx, "reconcile", time.Minute)
 	defer l.Release(ctx)
 	if rep, err := r.Once(ctx); err != nil || !rep.Skipped {
 		t.Fatalf("while locked: %+v, %v", rep, err)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/tokenbroker/tokenbroker/server/internal/carto"
 	"github.com/tokenbroker/tokenbroker/server/internal/refusal"
+	"github.com/tokenbroker/tokenbroker/server/internal/store"
 	"github.com/tokenbroker/tokenbroker/server/internal/tokencache"
 )
 
@@ -32,7 +33,7 @@ type Upstream struct {
 var _ tokencache.Upstream = Upstream{}
 
 // Mint creates the token of key at CARTO.
-func (u Upstream) Mint(ctx context.Context, key tokencache.Key, expiresAt time.Time) (string, error) {
+func (u Upstream) Mint(ctx context.Context, key store.Key, expiresAt time.Time) (string, error) {
 	pol, err := u.Policies.For(key.Group)
 	if err != nil {
 		return "", err

@@ -11,7 +11,8 @@ import (
 	"time"
 
 	"github.com/tokenbroker/tokenbroker/server/internal/cartosim"
-	"github.com/tokenbroker/tokenbroker/server/internal/tokencache"
+	"github.com/tokenbroker/tokenbroker/server/internal/store"
+	"github.com/tokenbroker/tokenbroker/server/internal/store/memstore"
 )
 
 // rateLimited checks that err is CARTO's rate limit with a wait in (0, limit].
@@ -37,7 +38,7 @@ func concurrently(t *testing.T, n int, wait time.Duration, call func() error) {
 // later caller, on this replica or another, used to call it again at once.
 func TestFaultRateLimitedCreateIsPaused(t *testing.T) {
 	e := newEnv(t, cartosim.Config{})
-	store := tokencache.NewMemory(e.clk.Now)
+	store := memstore.New(memstore.Config{Now: e.clk.Now})
 	cs := replicas(t, e, store, 2)
 	ctx := context.Background()
 	for _, c := range cs { // OAuth tokens in hand
@@ -97,7 +98,7 @@ func TestFaultRateLimitedCreateIsPaused(t *testing.T) {
 func TestFaultRateLimitedOAuthIsPaused(t *testing.T) {
 	e := newEnv(t, cartosim.Config{})
 	e.sim.SetFaults(cartosim.Faults{RateLimit: true, RetryAfter: 6 * time.Second, Scope: cartosim.ScopeOAuth})
-	cs := replicas(t, e, tokencache.NewMemory(e.clk.Now), 2)
+	cs := replicas(t, e, memstore.New(memstore.Config{Now: e.clk.Now}), 2)
 	ctx := context.Background()
 	list := func(c *Client) func() error {
 		return func() error { _, err := c.ListTokens(ctx); return err }
@@ -181,14 +182,14 @@ func TestFaultOAuthRefreshedAheadWithoutCalls(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		store := tokencache.NewMemory(nil)
+		mem := memstore.New(memstore.Config{})
 		ctx, stop := context.WithCancel(t.Context())
 		var wg sync.WaitGroup
 		var cs []*Client
 		for range 3 {
 			c, err := New(Config{BaseURL: "http://carto.test", AuthURL: "http://carto.test/oauth/token", ClientID: "client-1", ClientSecret: secret,
 				HTTPClient: &http.Client{Transport: inProcess{sim}},
-				Shared:     tokencache.SharedSecret{Store: store, Name: "carto-oauth"}})
+				Shared:     store.SharedSecret{Store: mem, Name: "carto-oauth"}})
 			if err != nil {
 				t.Fatal(err)
 			}

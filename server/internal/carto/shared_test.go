@@ -8,20 +8,21 @@ import (
 
 	"github.com/tokenbroker/tokenbroker/server/internal/cartosim"
 	"github.com/tokenbroker/tokenbroker/server/internal/clocktest"
-	"github.com/tokenbroker/tokenbroker/server/internal/tokencache"
+	"github.com/tokenbroker/tokenbroker/server/internal/store"
+	"github.com/tokenbroker/tokenbroker/server/internal/store/memstore"
 )
 
 // replicas returns n clients of one emulator that share their OAuth token
 // and CARTO's pauses through one store, as replicas on one Redis do.
-func replicas(t *testing.T, e *env, store tokencache.Store, n int) []*Client {
+func replicas(t *testing.T, e *env, st store.Store, n int) []*Client {
 	t.Helper()
 	var out []*Client
 	for range n {
 		c, err := New(Config{
 			BaseURL: e.srv.URL, AuthURL: e.srv.URL + "/oauth/token", ClientID: "client-1", ClientSecret: secret,
 			Now: e.clk.Now, FetchTimeout: 2 * time.Second,
-			Shared: tokencache.SharedSecret{Store: store, Name: "carto-oauth"},
-			Pauses: tokencache.SharedPauses{Store: store, Name: "carto-pause"},
+			Shared: store.SharedSecret{Store: st, Name: "carto-oauth"},
+			Pauses: store.SharedPauses{Store: st, Name: "carto-pause"},
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -34,7 +35,7 @@ func replicas(t *testing.T, e *env, store tokencache.Store, n int) []*Client {
 func TestReplicasShareOneOAuthToken(t *testing.T) {
 	e := newEnv(t, cartosim.Config{OAuthTTL: time.Hour})
 	e.sim.SetFaults(cartosim.Faults{Latency: 50 * time.Millisecond, Scope: cartosim.ScopeOAuth})
-	store := tokencache.NewMemory(e.clk.Now)
+	store := memstore.New(memstore.Config{Now: e.clk.Now})
 	cs := replicas(t, e, store, 3)
 	var wg sync.WaitGroup
 	for i := range 30 {
@@ -91,7 +92,7 @@ func TestReplicasShareOneOAuthToken(t *testing.T) {
 func TestRefusedSharedTokenIsDropped(t *testing.T) {
 	simClock := clocktest.At(time.Now())
 	e := newEnv(t, cartosim.Config{OAuthTTL: time.Hour, Now: simClock.Now})
-	store := tokencache.NewMemory(e.clk.Now)
+	store := memstore.New(memstore.Config{Now: e.clk.Now})
 	cs := replicas(t, e, store, 2)
 	for _, c := range cs { // both replicas hold the token
 		if _, err := c.ListTokens(context.Background()); err != nil {

@@ -4,11 +4,13 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/tokenbroker/tokenbroker/server/internal/store/memstore"
 )
 
 // BenchmarkCacheGetHit: a token served from the front cache.
 func BenchmarkCacheGetHit(b *testing.B) {
-	c := New(Config{Store: NewMemory(nil), Upstream: &fakeUpstream{}})
+	c := New(Config{Store: memstore.New(memstore.Config{}), Upstream: &fakeUpstream{}})
 	ctx := context.Background()
 	if _, _, err := c.Get(ctx, boston, 24*time.Hour); err != nil {
 		b.Fatal(err)
@@ -23,7 +25,7 @@ func BenchmarkCacheGetHit(b *testing.B) {
 
 // BenchmarkSessionRevoked: the revocation check every call makes.
 func BenchmarkSessionRevoked(b *testing.B) {
-	c := New(Config{Store: NewMemory(nil), Upstream: &fakeUpstream{}})
+	c := New(Config{Store: memstore.New(memstore.Config{}), Upstream: &fakeUpstream{}})
 	_ = c.RevokeSession(context.Background(), "other", time.Now().Add(time.Hour))
 	b.ReportAllocs()
 	for b.Loop() {

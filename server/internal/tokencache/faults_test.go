@@ -13,8 +13,10 @@ import (
 	"github.com/tokenbroker/tokenbroker/server/internal/carto"
 	"github.com/tokenbroker/tokenbroker/server/internal/cartosim"
 	"github.com/tokenbroker/tokenbroker/server/internal/redistest"
+	"github.com/tokenbroker/tokenbroker/server/internal/store"
+	"github.com/tokenbroker/tokenbroker/server/internal/store/memstore"
+	"github.com/tokenbroker/tokenbroker/server/internal/store/redisstore"
 	"github.com/tokenbroker/tokenbroker/server/internal/tokencache"
-	"github.com/tokenbroker/tokenbroker/server/internal/tokencache/redisstore"
 )
 
 // emulatedCarto is the CARTO emulator on loopback, minted at through the
@@ -45,7 +47,7 @@ func startCarto(t *testing.T) emulatedCarto {
 
 // Mint and Delete make emulatedCarto a tokencache.Upstream: each key gets a
 // token reading its group's stores.
-func (e emulatedCarto) Mint(ctx context.Context, key tokencache.Key, expiresAt time.Time) (string, error) {
+func (e emulatedCarto) Mint(ctx context.Context, key store.Key, expiresAt time.Time) (string, error) {
 	tok, err := e.client.CreateToken(ctx, carto.CreateTokenRequest{
 		Grants: []carto.Grant{{
 			ConnectionName: "carto_dw",
@@ -69,7 +71,7 @@ var replicaSets = []struct {
 	open func(t *testing.T, cfg tokencache.Config) []*tokencache.Cache
 }{
 	{"memory", func(t *testing.T, cfg tokencache.Config) []*tokencache.Cache {
-		cfg.Store = tokencache.NewMemory(nil)
+		cfg.Store = memstore.New(memstore.Config{})
 		return []*tokencache.Cache{tokencache.New(cfg)}
 	}},
 	{"redis, 3 replicas", func(t *testing.T, cfg tokencache.Config) []*tokencache.Cache {
@@ -91,12 +93,12 @@ func redisReplica(t *testing.T, url string, cfg tokencache.Config) *tokencache.C
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { client.Close() })
-	store, err := redisstore.Open(t.Context(), redisstore.Options{Client: client, Key: bytes.Repeat([]byte{7}, 32)})
+	st, err := redisstore.Open(t.Context(), redisstore.Config{Client: client, Key: bytes.Repeat([]byte{7}, 32)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { store.Close() })
-	cfg.Store = store
+	t.Cleanup(func() { st.Close() })
+	cfg.Store = st
 	// The tests are about the quota guards, not about failing closed on a
 	// loaded machine whose feed is late.
 	cfg.MaxStaleness = time.Minute
@@ -121,8 +123,8 @@ func redisReplica(t *testing.T, url string, cfg tokencache.Config) *tokencache.C
 	return c
 }
 
-func groupKey(g string) tokencache.Key {
-	return tokencache.Key{Group: g, PolicyHash: "0123456789abcdef0123456789abcdef"}
+func groupKey(g string) store.Key {
+	return store.Key{Group: g, PolicyHash: "0123456789abcdef0123456789abcdef"}
 }
 
 // coldAtOnce asks for the tokens of n groups none of which has one, all at

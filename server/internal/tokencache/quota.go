@@ -5,7 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/tokenbroker/tokenbroker/server/internal/store"
 )
+
+// ErrQuotaExceeded wraps a description of the guard that refused a mint.
+var ErrQuotaExceeded = errors.New("token quota exceeded")
 
 // Store counters and locks of the quota guards. Group names may hold any
 // byte, so counters of a group are named by a hash of it.
@@ -20,11 +25,11 @@ const (
 )
 
 func groupMintCounter(group string) string {
-	return "token-creations/group/" + TokenID(group)[:32]
+	return "token-creations/group/" + store.TokenID(group)[:32]
 }
 
 func groupRevocationCounter(group string) string {
-	return "token-revocations/group/" + TokenID(group)[:32]
+	return "token-revocations/group/" + store.TokenID(group)[:32]
 }
 
 // QuotaError is a refusal by a quota guard. It wraps ErrQuotaExceeded and
@@ -65,7 +70,7 @@ type reservation struct {
 // users do, so a group cannot starve its own refreshes. And only refreshes
 // may use the last RefreshReservePercent of the deployment's ceilings: user
 // calls, cold mints, stop short of them, so they never starve refreshes.
-func (c *Cache) reserve(ctx context.Context, key Key, refresh bool) (*reservation, error) {
+func (c *Cache) reserve(ctx context.Context, key store.Key, refresh bool) (*reservation, error) {
 	r := &reservation{at: c.cfg.Now()}
 	if c.cfg.MaxGroupMints > 0 && !refresh {
 		name := groupMintCounter(key.Group)
@@ -205,10 +210,10 @@ func (c *Cache) describeLive(refresh bool) string {
 
 // lockLive takes the live-token quota lock, waiting while another mint
 // holds it.
-func (c *Cache) lockLive(ctx context.Context) (Lock, error) {
+func (c *Cache) lockLive(ctx context.Context) (store.Lock, error) {
 	for {
 		lock, err := c.cfg.Store.TryLock(ctx, liveLock, c.cfg.LockTTL)
-		if !errors.Is(err, ErrLocked) {
+		if !errors.Is(err, store.ErrLocked) {
 			return lock, err
 		}
 		select {
@@ -223,7 +228,7 @@ func (c *Cache) lockLive(ctx context.Context) (Lock, error) {
 // holds the token, or it is deleted) in one step under the live-token lock:
 // a check in between would count the token twice, stored and pending, and
 // refuse a mint the ceiling allows.
-func (c *Cache) put(ctx context.Context, e Entry, r *reservation) error {
+func (c *Cache) put(ctx context.Context, e store.Entry, r *reservation) error {
 	if r.pending {
 		lock, err := c.lockLive(ctx)
 		if err != nil {
@@ -237,7 +242,7 @@ func (c *Cache) put(ctx context.Context, e Entry, r *reservation) error {
 	return err
 }
 
-func (c *Cache) unlock(ctx context.Context, lock Lock) {
+func (c *Cache) unlock(ctx context.Context, lock store.Lock) {
 	if err := lock.Release(context.WithoutCancel(ctx)); err != nil {
 		c.cfg.Logger.Warn("quota lock release failed; it expires by itself", "error", err)
 	}
