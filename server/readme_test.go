@@ -167,3 +167,50 @@ func TestSecurityTable(t *testing.T) {
 		t.Fatalf("found only %d rows in the security table: the pattern no longer matches", rows)
 	}
 }
+
+// TestDevelopmentMap: the README's map of the packages names only folders
+// that exist, and every package under server/internal, so a newcomer can
+// trust it to find where a thing lives.
+func TestDevelopmentMap(t *testing.T) {
+	block := section(t, readme(t), "Development")
+	start := strings.Index(block, "```\n")
+	end := strings.Index(block[start+4:], "```")
+	if start < 0 || end < 0 {
+		t.Fatal("the Development section has no map")
+	}
+	named := map[string]bool{}
+	parent := ""
+	for _, line := range strings.Split(block[start+4:start+4+end], "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || strings.HasPrefix(line, " ") && !strings.HasPrefix(line, "  …/") {
+			continue
+		}
+		for _, p := range strings.Split(f[0], ",") {
+			if rel, ok := strings.CutPrefix(p, "…/"); ok {
+				p = parent + "/" + rel
+			} else {
+				parent = strings.TrimSuffix(p, "/")
+			}
+			p = strings.TrimSuffix(p, "/")
+			named[p] = true
+			if _, err := os.Stat(filepath.Join("..", p)); err != nil {
+				t.Errorf("the Development map names %s, which does not exist", p)
+			}
+		}
+		if len(f) > 1 && strings.HasPrefix(f[1], "…/") { // "…/boltstore, …/redisstore"
+			named[parent+"/"+strings.TrimPrefix(f[1], "…/")] = true
+		}
+	}
+	entries, err := os.ReadDir("internal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if p := "server/internal/" + e.Name(); e.IsDir() && !named[p] {
+			t.Errorf("%s is not in the README's Development map: add its line", p)
+		}
+	}
+	if len(named) < 20 {
+		t.Fatalf("found only %d folders in the map: the pattern no longer matches", len(named))
+	}
+}
