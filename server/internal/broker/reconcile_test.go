@@ -5,9 +5,11 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/tokenbroker/tokenbroker/server/internal/carto"
+	"github.com/tokenbroker/tokenbroker/server/internal/clocktest"
 	"github.com/tokenbroker/tokenbroker/server/internal/policy"
 	"github.com/tokenbroker/tokenbroker/server/internal/store"
 	"github.com/tokenbroker/tokenbroker/server/internal/store/memstore"
@@ -19,12 +21,20 @@ type listingCarto struct {
 	mu      sync.Mutex
 	tokens  []carto.APIToken
 	deleted []string
+	lists   int // ListTokens calls: one per reconciliation pass
 }
 
 func (l *listingCarto) ListTokens(context.Context) ([]carto.APIToken, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.lists++
 	return slices.Clone(l.tokens), nil
+}
+
+func (l *listingCarto) passes() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.lists
 }
 
 func (l *listingCarto) DeleteToken(_ context.Context, tok string) error {
@@ -46,8 +56,8 @@ func (l *listingCarto) wasDeleted(tok string) bool {
 }
 
 func TestReconcile(t *testing.T) {
-	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
-	clock := func() time.Time { return now }
+	clk := clocktest.New()
+	now, clock := clk.Now(), clk.Now
 	boston := policy.Reference()
 	boston.AllowedAPIs = []string{"maps", "sql"}
 	pols, err := policy.NewSet(policy.SetConfig{Groups: map[string]policy.Template{"BOSTON": boston}}) // no default: other groups have none
@@ -103,7 +113,7 @@ func TestReconcile(t *testing.T) {
 
 	// Later: the young orphan is past the grace period, and the undated one
 	// is still unknown at a second pass.
-	now = now.Add(10 * time.Minute)
+	clk.Advance(10 * time.Minute)
 	rep, err = r.Once(ctx)
 	if err != nil || rep.Orphans != 2 || !lister.wasDeleted("tok-orphan-new") || !lister.wasDeleted("tok-orphan-undated") {
 		t.Fatalf("second pass: %+v, %v", rep, err)
@@ -115,4 +125,41 @@ func TestReconcile(t *testing.T) {
 	if rep, err := r.Once(ctx); err != nil || !rep.Skipped {
 		t.Fatalf("while locked: %+v, %v", rep, err)
 	}
+}
+
+// Run makes a pass at once, then one every Interval, and returns when its
+// context ends. It runs in a synctest bubble: the intervals pass on the
+// bubble's fake clock.
+func TestReconcilerRunsEveryInterval(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		pols, err := policy.NewSet(policy.SetConfig{Default: new(policy.Reference())})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mem := memstore.New(memstore.Config{})
+		lister := &listingCarto{}
+		up := Upstream{Carto: lister, Policies: pols, NamePrefix: TokenNamePrefix("prod")}
+		cache := tokencache.New(tokencache.Config{Store: mem, Upstream: up})
+		r := NewReconciler(ReconcilerConfig{Cache: cache, Store: mem, Policies: pols, Carto: lister, Upstream: up, NamePrefix: up.NamePrefix, Interval: time.Minute})
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		go func() { r.Run(ctx); close(done) }()
+
+		synctest.Wait()
+		if got := lister.passes(); got != 1 {
+			t.Fatalf("%d passes at start, want 1", got)
+		}
+		time.Sleep(time.Minute - time.Nanosecond)
+		synctest.Wait()
+		if got := lister.passes(); got != 1 {
+			t.Fatalf("%d passes before the interval, want 1", got)
+		}
+		time.Sleep(time.Nanosecond + 2*time.Minute)
+		synctest.Wait()
+		if got := lister.passes(); got != 4 {
+			t.Fatalf("%d passes after 3 intervals, want 4 (one at start, one each)", got)
+		}
+		cancel()
+		<-done // Run returns once its context ends
+	})
 }
