@@ -182,6 +182,17 @@ func share[T any](ctx context.Context, mu *sync.Mutex, slot **flight[T], cached 
 	}
 }
 
+// ended reports whether ctx is done or past its deadline. A call cut short
+// by its deadline can return (gRPC's DEADLINE_EXCEEDED, say) a moment before
+// the context's own timer has fired, when ctx.Err is still nil.
+func ended(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	d, ok := ctx.Deadline()
+	return ok && !time.Now().Before(d)
+}
+
 // startFlight starts fn in a new flight stored in *slot. mu is held.
 func startFlight[T any](ctx context.Context, mu *sync.Mutex, slot **flight[T], fn func(context.Context) (T, error)) *flight[T] {
 	fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -196,7 +207,7 @@ func startFlight[T any](ctx context.Context, mu *sync.Mutex, slot **flight[T], f
 	go func() {
 		v, err := fn(fctx)
 		mu.Lock()
-		f.val, f.err, f.interrupted = v, err, fctx.Err() != nil
+		f.val, f.err, f.interrupted = v, err, ended(fctx)
 		if *slot == f {
 			*slot = nil
 		}
