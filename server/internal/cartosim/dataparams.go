@@ -23,7 +23,7 @@ type dataParams struct {
 // readDataParams merges the query string with a POST body, which may be
 // JSON (what carto-api-client sends for long URLs) or a form (QGIS plugin).
 func readDataParams(w http.ResponseWriter, r *http.Request) (*dataParams, *httpError) {
-	vals := r.URL.Query()
+	vals := queryValues(r.URL.RawQuery)
 	p := &dataParams{}
 	if r.Method == http.MethodPost {
 		body, status, desc := readBody(w, r)
@@ -140,4 +140,26 @@ func versionAtLeast(v string, major, minor int) bool {
 		return false
 	}
 	return a > major || (a == major && b >= minor)
+}
+
+// queryValues parses a query string. A literal '?' in it starts parameters
+// that a client appended to a URL it was given without looking for a query
+// there already: deck.gl 9.0.x appends `?v=3.4&deckglVersion=…` to the
+// TileJSON URL of a maps instantiation, which has a query of its own (see
+// docs/CARTO-API.md). A value's own '?' reaches us encoded (%3F: browsers'
+// URLSearchParams and encodeURIComponent encode it), so a literal one can
+// only be such a seam. The appended parameters are read too; the URL's own
+// win, so an appended q or queryParameters never replaces the granted one.
+func queryValues(raw string) url.Values {
+	parts := strings.Split(raw, "?")
+	vals, _ := url.ParseQuery(parts[0])
+	for _, part := range parts[1:] {
+		more, _ := url.ParseQuery(part)
+		for k, v := range more {
+			if !vals.Has(k) {
+				vals[k] = v
+			}
+		}
+	}
+	return vals
 }

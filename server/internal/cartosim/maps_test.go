@@ -224,3 +224,30 @@ func TestMapsOptions(t *testing.T) {
 		}
 	}
 }
+
+// deck.gl 9.0.x appends `?v=3.4&deckglVersion=…`, with a literal '?', to the
+// TileJSON URL it is given, and its tiles URL likewise; the follow-ups still
+// answer, and the URL's own q and queryParameters are the ones run (an
+// appended q cannot replace the granted one).
+func TestMapsFollowUpsSurviveAppendedQuery(t *testing.T) {
+	e := newEnv(t, Config{})
+	oauth := e.oauth()
+	m := &mapsFlow{env: e, tok: e.createToken(oauth, tokenReq("carto_dw", groupSQL, "maps"))}
+	inst := m.instantiate(t, false)
+	const deckgl = "?v=3.4&deckglVersion=9.0.40"
+	tile := m.checkTileJSON(t, m.path(inst.TileJSON.URL[0])+deckgl)
+	m.checkTiles(t, func(z, x, y string) string { return tile(z, x, y) + deckgl })
+	m.checkGeoJSON(t, m.path(inst.GeoJSON.URL[0])+deckgl, inst.Size)
+
+	for name, suffix := range map[string]string{
+		"another q":                "?q=" + url.QueryEscape("SELECT * FROM `carto-demo-data`.demo_tables.retail_stores"),
+		"other queryParameters":    "?queryParameters=" + url.QueryEscape(`{"groupcity":"NEW YORK"}`),
+		"an access_token appended": "?access_token=" + m.tok + "x",
+	} {
+		r := m.do("GET", tile("10", "309", "378")+suffix, nil, bearer(m.tok)...)
+		var tf geoJSON
+		if json.Unmarshal(r.body, &tf); r.status != 200 || len(tf.Features) != 6 || tf.Features[0].Properties["city"] != "BOSTON" {
+			t.Errorf("%s: %d, %d features (%s)", name, r.status, len(tf.Features), r.body)
+		}
+	}
+}

@@ -70,7 +70,7 @@ func bearerToken(r *http.Request) string {
 			return strings.TrimSpace(tok)
 		}
 	}
-	return r.URL.Query().Get("access_token")
+	return queryValues(r.URL.RawQuery).Get("access_token")
 }
 
 // formatTime renders timestamps on the wire: RFC 3339, UTC, seconds.
