@@ -185,20 +185,16 @@ func TestDevelopmentMap(t *testing.T) {
 		if len(f) == 0 || strings.HasPrefix(line, " ") && !strings.HasPrefix(line, "  …/") {
 			continue
 		}
-		for _, p := range strings.Split(f[0], ",") {
-			if rel, ok := strings.CutPrefix(p, "…/"); ok {
-				p = parent + "/" + rel
-			} else {
-				parent = strings.TrimSuffix(p, "/")
-			}
-			p = strings.TrimSuffix(p, "/")
-			named[p] = true
-			if _, err := os.Stat(filepath.Join("..", p)); err != nil {
-				t.Errorf("the Development map names %s, which does not exist", p)
-			}
+		// One folder a line; "…/x" is x under the last full path above it.
+		p := strings.TrimSuffix(f[0], "/")
+		if rel, ok := strings.CutPrefix(p, "…/"); ok {
+			p = parent + "/" + rel
+		} else {
+			parent = p
 		}
-		if len(f) > 1 && strings.HasPrefix(f[1], "…/") { // "…/boltstore, …/redisstore"
-			named[parent+"/"+strings.TrimPrefix(f[1], "…/")] = true
+		named[p] = true
+		if _, err := os.Stat(filepath.Join("..", p)); err != nil {
+			t.Errorf("the Development map names %s, which does not exist", p)
 		}
 	}
 	entries, err := os.ReadDir("internal")

@@ -45,8 +45,8 @@ type Users struct {
 // spaces do not matter (they are e-mail addresses in practice).
 func NormalizeUsername(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
 
-// ValidateUsers reports every problem of the accounts at once.
-func ValidateUsers(users []User) error {
+// validateUsers reports every problem of the accounts at once.
+func validateUsers(users []User) error {
 	var errs []error
 	seen := make(map[string]bool, len(users))
 	for i, usr := range users {
@@ -74,7 +74,7 @@ func ValidateUsers(users []User) error {
 
 // NewUsers validates the accounts and builds the store.
 func NewUsers(users []User) (*Users, error) {
-	if err := ValidateUsers(users); err != nil {
+	if err := validateUsers(users); err != nil {
 		return nil, err
 	}
 	u := &Users{byName: make(map[string]User, len(users))}

@@ -94,7 +94,7 @@ func TestUsersHonourCancellation(t *testing.T) {
 }
 
 func TestValidateUsers(t *testing.T) {
-	err := ValidateUsers([]User{
+	err := validateUsers([]User{
 		{Username: "a", PasswordHash: "plaintext", Group: "G"},
 		{Username: "A ", PasswordHash: "$2a$04$abcdefghijklmnopqrstuuGkuY3lUQbEjQK2vKQDG10tXPLFAWSU6", Group: ""},
 		{Username: "", PasswordHash: "", Group: "G"},
