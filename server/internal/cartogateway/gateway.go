@@ -166,7 +166,9 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt route) (Outco
 		return Invalid, err
 	}
 	token, err := bearer(r, req)
-	if err != nil {
+	if errors.Is(err, errUnauthenticated) {
+		return Unauthenticated, err
+	} else if err != nil {
 		return Invalid, err
 	}
 	entry, pol, err := g.authenticate(r.Context(), token)

@@ -263,11 +263,12 @@ func TestDemoPage(t *testing.T) {
 			}
 			t.Logf("screenshot: %s", filepath.Join(dir, tc.shot))
 
-			// Revoke: deleted at CARTO, refused there from then on; a new
-			// token reads the stores again.
+			// Revoke: deleted at CARTO; the page's next query, through the
+			// broker's CARTO gateway (the demo groups' api_base_url), is
+			// refused there; a new token reads the stores again.
 			err = chromedp.Do(ctx,
 				chromedp.Click(chromedp.CSS("#revoke")),
-				waitText("#status", regexp.MustCompile(`Token revoked at CARTO\. The same query with it now gets HTTP 401: The API access token has been deleted`)),
+				waitText("#status", regexp.MustCompile(`Token revoked at CARTO\. The same query with it now gets HTTP 401: Unauthorized: the token is not one this broker holds: unknown, revoked or expired`)),
 				chromedp.WaitNotPresent(chromedp.CSS("#points g.store")),
 				chromedp.Click(chromedp.CSS("#new-token")),
 				chromedp.WaitVisible(chromedp.CSS("#points g.store")),
