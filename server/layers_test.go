@@ -21,7 +21,7 @@ var layers = map[string]int{
 	// The domain, and the store's conformance suite (over every store).
 	"broker": 3, "store/storetest": 3,
 	// The edge (adapter, transport) and the configuration that builds the domain's parts.
-	"api": 4, "transport": 4, "config": 4,
+	"api": 4, "transport": 4, "config": 4, "cartogateway": 4,
 	"app": 5,
 }
 

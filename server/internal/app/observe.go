@@ -44,7 +44,7 @@ func (a *App) routes() map[string]http.Handler {
 	}
 	if a.cfg.Demo {
 		// The demo page, at "/": it calls the emulator with the tokens.
-		for path, h := range demopage.Routes(a.cfg.Carto.BaseURL) {
+		for path, h := range demopage.Routes(a.cfg.Carto.BaseURL, a.gatewayURL()) {
 			r[path] = h
 		}
 	}

@@ -90,6 +90,13 @@ func (a *App) newServers(ctx context.Context, svc *api.Service, id identity) (se
 	}
 	s.grpc, s.health = transport.NewGRPCServer(transport.GRPCConfig{Service: svc, Chain: chain, Limits: grpcLimits(cfg.GRPC), Options: grpcOpts})
 	gwCfg := transport.GatewayConfig{Service: svc, Chain: chain, CORSOrigins: cfg.CORSOrigins, Routes: a.routes()}
+	cartoGW, err := a.newGateway()
+	if err != nil {
+		return servers{}, err
+	}
+	if cartoGW != nil {
+		gwCfg.Mounts = map[string]http.Handler{cfg.Gateway.Path(cfg.Demo): cartoGW}
+	}
 	if a.tracing.Enabled {
 		gwCfg.Wrap = func(h http.Handler) http.Handler {
 			return otelhttp.NewHandler(h, "rest", otelhttp.WithTracerProvider(a.tracing.Provider), otelhttp.WithPropagators(a.tracing.Propagator),

@@ -28,6 +28,7 @@ func (a *App) newService(id identity) (*api.Service, io.Closer, error) {
 		Policies:   cfg.Built.Policies,
 		Cache:      a.cache,
 		APIBaseURL: a.carto.BaseURL(),
+		GatewayURL: a.gatewayURL(),
 		Logger:     log,
 		Guard: auth.NewGuard(auth.GuardConfig{
 			Counter:         a.store,

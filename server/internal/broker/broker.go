@@ -51,6 +51,9 @@ type Config struct {
 	Policies   Policies
 	Cache      *tokencache.Cache
 	APIBaseURL string // the CARTO API base URL tokens are valid for
+	// GatewayURL is the broker's CARTO gateway, when it serves one: the
+	// API base URL of the groups whose policy has bound parameters.
+	GatewayURL string
 	Logger     *slog.Logger
 	// Guard limits password guessing; nil means no limit.
 	Guard *auth.Guard
@@ -174,7 +177,11 @@ func (b *Broker) IssueCartoToken(ctx context.Context, p auth.Principal, group st
 	if err != nil {
 		return IssuedToken{}, err
 	}
-	return IssuedToken{Token: e.Token, ExpiresAt: e.ExpiresAt, Policy: pol, APIBaseURL: b.cfg.APIBaseURL, Minted: minted}, nil
+	base := b.cfg.APIBaseURL
+	if b.cfg.GatewayURL != "" && len(pol.Templates) > 0 {
+		base = b.cfg.GatewayURL
+	}
+	return IssuedToken{Token: e.Token, ExpiresAt: e.ExpiresAt, Policy: pol, APIBaseURL: base, Minted: minted}, nil
 }
 
 // groupFor is the group a caller obtains a token for. A user's session can

@@ -15,6 +15,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -73,6 +74,7 @@ type Config struct {
 	DefaultPolicy *policy.Template           // for groups not named; nil if none
 
 	CORSOrigins []string
+	Gateway     GatewayConfig
 	LogFormat   string // "text" or "json"
 	LogLevel    slog.Level
 
@@ -126,6 +128,34 @@ type Config struct {
 
 	// Built is what validation built from Users, Groups and Services.
 	Built Built
+}
+
+// GatewayConfig is the CARTO gateway's part of the configuration.
+type GatewayConfig struct {
+	// URL is where browsers reach the gateway; its path is where the broker
+	// serves it. "" turns it off, but in demo mode, where the broker serves
+	// it at /carto on its REST port (DemoGatewayPath).
+	URL string
+	// CacheTTL is how long a map instantiation answer is reused (0: not).
+	CacheTTL time.Duration
+}
+
+// DemoGatewayPath is where demo mode serves the CARTO gateway.
+const DemoGatewayPath = "/carto"
+
+// Path is where the broker serves the gateway; "" when it is off.
+func (g GatewayConfig) Path(demo bool) string {
+	if g.URL == "" {
+		if demo {
+			return DemoGatewayPath
+		}
+		return ""
+	}
+	u, err := url.Parse(g.URL)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSuffix(u.Path, "/")
 }
 
 // Built holds what Load builds from the configuration while validating it,

@@ -59,6 +59,9 @@ type filePolicy struct {
 	AllowedAPIs []string      `yaml:"allowed_apis"`
 	Referers    []string      `yaml:"referers"`
 	TokenTTL    time.Duration `yaml:"token_ttl"`
+	// BoundParameters: query parameter -> the identity value it stands for
+	// ({{group}}), for the CARTO gateway.
+	BoundParameters map[string]string `yaml:"bound_parameters"`
 }
 
 type fileGrant struct {
@@ -136,7 +139,7 @@ func (fc fileConfig) policies() (map[string]policy.Template, *policy.Template) {
 	named := map[string]policy.Template{}
 	var fallback *policy.Template
 	for g, fp := range fc.Groups {
-		t := policy.Template{AllowedAPIs: fp.AllowedAPIs, Referers: fp.Referers, TokenTTL: fp.TokenTTL}
+		t := policy.Template{AllowedAPIs: fp.AllowedAPIs, Referers: fp.Referers, TokenTTL: fp.TokenTTL, BoundParameters: fp.BoundParameters}
 		for _, gr := range fp.Grants {
 			t.Grants = append(t.Grants, policy.GrantTemplate{Connection: gr.Connection, Source: gr.Source, Dialect: policy.Dialect(gr.Dialect)})
 		}

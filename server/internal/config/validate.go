@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"regexp"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/tokenbroker/tokenbroker/server/internal/auth"
@@ -19,6 +21,7 @@ var checks = []func(c *Config) []error{
 	checkServers,
 	checkSessions,
 	checkCarto,
+	checkGateway,
 	checkTLS,
 	checkUsers,
 	checkPolicies,
@@ -260,4 +263,33 @@ func prefixed(prefix string, err error) []error {
 		out[i] = fmt.Errorf("%s: %w", prefix, p)
 	}
 	return out
+}
+
+var gatewayPath = regexp.MustCompile(`^(/[A-Za-z0-9._~-]+)+$`)
+
+// gatewayReserved are the paths the gateway's may not take: the API's.
+var gatewayReserved = []string{"/v1", "/login", "/carto-token", "/metrics", "/healthz", "/readyz", "/.well-known", "/openapi.json", "/demo"}
+
+// checkGateway: the CARTO gateway's URL is one browsers can use, and its
+// path takes none of the API's.
+func checkGateway(c *Config) []error {
+	g := c.Gateway
+	errs := broken(outside("CARTO_GATEWAY_CACHE_TTL", g.CacheTTL, 0, 10*time.Minute, ""))
+	if g.URL == "" {
+		return errs
+	}
+	u, err := url.Parse(g.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return append(errs, fmt.Errorf("CARTO_GATEWAY_URL %q must be an http(s) URL without query, e.g. https://maps.example.com/carto", g.URL))
+	}
+	p := strings.TrimSuffix(u.Path, "/")
+	switch {
+	case !gatewayPath.MatchString(p) && p != "":
+		errs = append(errs, fmt.Errorf("CARTO_GATEWAY_URL path %q may hold only letters, digits and . _ ~ - between slashes", p))
+	case p == "":
+		errs = append(errs, fmt.Errorf("CARTO_GATEWAY_URL %q needs a path of its own, e.g. %s/carto: the API has the root", g.URL, strings.TrimSuffix(g.URL, "/")))
+	case slices.ContainsFunc(gatewayReserved, func(r string) bool { return p == r || strings.HasPrefix(p, r+"/") }):
+		errs = append(errs, fmt.Errorf("CARTO_GATEWAY_URL path %s is the API's: choose another, e.g. /carto", p))
+	}
+	return errs
 }

@@ -7,6 +7,7 @@ package demopage
 import (
 	"embed"
 	"net/http"
+	"net/url"
 	"path"
 	"strings"
 )
@@ -15,16 +16,22 @@ import (
 var static embed.FS
 
 // Routes returns the page's routes by path: "/" and its two assets.
-// cartoOrigin is the origin of the CARTO API the page calls with the token
-// (the emulator's); the Content-Security-Policy lets the page reach only it
-// and the broker.
-func Routes(cartoOrigin string) map[string]http.Handler {
+// cartoURLs are the CARTO APIs the page calls with the token (the
+// emulator, and the broker's CARTO gateway); the Content-Security-Policy
+// lets the page reach only them and the broker.
+func Routes(cartoURLs ...string) map[string]http.Handler {
+	var origins []string
+	for _, s := range cartoURLs {
+		if u, err := url.Parse(s); err == nil && u.Host != "" {
+			origins = append(origins, u.Scheme+"://"+u.Host)
+		}
+	}
 	csp := strings.Join([]string{
 		"default-src 'none'",
 		"script-src 'self'",
 		"style-src 'self'",
 		"img-src 'self' data:",
-		"connect-src 'self' " + cartoOrigin,
+		"connect-src 'self' " + strings.Join(origins, " "),
 		"base-uri 'none'",
 		"form-action 'none'",
 		"frame-ancestors 'none'",

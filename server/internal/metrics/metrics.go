@@ -27,6 +27,8 @@ type Metrics struct {
 	logins       *prometheus.CounterVec
 	revocations  *prometheus.CounterVec
 	tokensMinted prometheus.Counter
+	gateway      *prometheus.CounterVec
+	gatewayCache *prometheus.CounterVec
 }
 
 // Gauges are read at scrape time.
@@ -70,8 +72,14 @@ func New(g Gauges) *Metrics {
 			Name: "tokenbroker_tokens_minted_total", Help: "CARTO tokens created by this replica (cold misses and refreshes).",
 		}),
 	}
+	m.gateway = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tokenbroker_gateway_requests_total", Help: "CARTO gateway requests by API (maps, sql; empty for an unknown route) and outcome: rewritten (bound to the caller's group and sent as the literal grant), passed (sent as it came, for CARTO to judge), refused (a bound parameter not the caller's: 403), unauthenticated (401), invalid, unavailable.",
+	}, []string{"api", "outcome"})
+	m.gatewayCache = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tokenbroker_gateway_instantiations_total", Help: "Map instantiations through the CARTO gateway by how they were answered: hit (cached), shared (an identical call in flight), miss (sent to CARTO).",
+	}, []string{"result"})
 	m.hits, m.mints = m.issuances.WithLabelValues("hit"), m.issuances.WithLabelValues("mint")
-	reg.MustRegister(m.GRPC, m.issuances, m.refreshes, m.cartoCalls, m.cartoLatency, m.logins, m.revocations, m.tokensMinted,
+	reg.MustRegister(m.GRPC, m.issuances, m.refreshes, m.cartoCalls, m.cartoLatency, m.logins, m.revocations, m.tokensMinted, m.gateway, m.gatewayCache,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if g.LiveTokens != nil {
 		reg.MustRegister(gaugeFunc("tokenbroker_live_tokens", "Unexpired CARTO tokens the broker holds (all replicas, from the store).", func(ctx context.Context) (float64, error) {
@@ -123,6 +131,12 @@ func (m *Metrics) Issued(minted bool) {
 	}
 	m.hits.Inc()
 }
+
+// GatewayRequest counts a CARTO gateway request.
+func (m *Metrics) GatewayRequest(api, outcome string) { m.gateway.WithLabelValues(api, outcome).Inc() }
+
+// GatewayCache counts how a map instantiation was answered.
+func (m *Metrics) GatewayCache(result string) { m.gatewayCache.WithLabelValues(result).Inc() }
 
 // Minted counts a token created at CARTO by this replica.
 func (m *Metrics) Minted() { m.tokensMinted.Inc() }

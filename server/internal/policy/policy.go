@@ -58,14 +58,26 @@ type Template struct {
 	AllowedAPIs []string
 	Referers    []string
 	TokenTTL    time.Duration // DefaultTokenTTL when zero
+	// BoundParameters names the query parameters a frontend may write in
+	// place of an identity value, each mapped to that value's placeholder
+	// (only Placeholder today). The CARTO gateway accepts a grant written
+	// with @name instead of the placeholder, when the parameter's value is
+	// the caller's own, and sends CARTO the literal grant (see Bind).
+	BoundParameters map[string]string
 }
 
+// ReferenceParameter is the query parameter the reference guide's frontend
+// binds to the group: WHERE city = @groupcity.
+const ReferenceParameter = "groupcity"
+
 // Reference returns the reference backend's policy: the retail_stores query
-// for the group on carto_dw, Maps API only, any origin.
+// for the group on carto_dw, Maps API only, any origin, with the guide's
+// @groupcity bound to the group.
 func Reference() Template {
 	return Template{
-		Grants:      []GrantTemplate{{Connection: "carto_dw", Source: ReferenceSource, Dialect: BigQuery}},
-		AllowedAPIs: []string{"maps"},
+		Grants:          []GrantTemplate{{Connection: "carto_dw", Source: ReferenceSource, Dialect: BigQuery}},
+		AllowedAPIs:     []string{"maps"},
+		BoundParameters: map[string]string{ReferenceParameter: Placeholder},
 	}
 }
 
@@ -105,7 +117,7 @@ func (t Template) Validate() []error {
 	if t.TokenTTL != 0 && (t.TokenTTL < MinTokenTTL || t.TokenTTL > MaxTokenTTL) {
 		errs = append(errs, fmt.Errorf("token_ttl %s is outside [%s, %s]", t.TokenTTL, MinTokenTTL, MaxTokenTTL))
 	}
-	return errs
+	return append(errs, t.validateBound()...)
 }
 
 // checkOrigin accepts what CARTO matches a referer against: a bare origin. A
@@ -134,6 +146,10 @@ type Policy struct {
 	AllowedAPIs []string // sorted, unique
 	Referers    []string // sorted, unique
 	TokenTTL    time.Duration
+	// Templates are the grants as a frontend may write them, with bound
+	// parameters in place of the group; empty without BoundParameters.
+	// They grant nothing themselves: Bind turns one into its grant.
+	Templates []QueryTemplate
 	// Hash is the canonical hash of Grants, AllowedAPIs and Referers (not of the
 	// lifetime, which changes no permission). Tokens are cached per group+Hash.
 	Hash string
@@ -159,6 +175,7 @@ func (t Template) Render(group string) (Policy, error) {
 			src = strings.ReplaceAll(src, Placeholder, lit)
 		}
 		p.Grants = append(p.Grants, Grant{Connection: g.Connection, Source: src})
+		p.Templates = append(p.Templates, t.templatesOf(g, src)...)
 	}
 	slices.SortFunc(p.Grants, func(a, b Grant) int {
 		if c := strings.Compare(a.Connection, b.Connection); c != 0 {

@@ -39,6 +39,10 @@ type GatewayConfig struct {
 	// probes, the OpenAPI document), by path. They run outside the gRPC
 	// chain: they are public.
 	Routes map[string]http.Handler
+	// Mounts are handlers of every method under a path prefix (the CARTO
+	// gateway), served with the prefix stripped, outside the gRPC chain
+	// but behind the same CORS and body limit.
+	Mounts map[string]http.Handler
 	// Wrap, when set, wraps the whole handler (tracing).
 	Wrap func(http.Handler) http.Handler
 }
@@ -76,7 +80,16 @@ func NewGateway(ctx context.Context, cfg GatewayConfig) (http.Handler, error) {
 			return nil, fmt.Errorf("register %s: %w", path, err)
 		}
 	}
-	var h http.Handler = withCORS(cfg.CORSOrigins, limitBody(withPeer(mux)))
+	var inner http.Handler = mux
+	if len(cfg.Mounts) > 0 {
+		top := http.NewServeMux()
+		top.Handle("/", mux)
+		for prefix, h := range cfg.Mounts {
+			top.Handle(prefix+"/", http.StripPrefix(prefix, h))
+		}
+		inner = top
+	}
+	var h http.Handler = withCORS(cfg.CORSOrigins, limitBody(withPeer(inner)))
 	if cfg.Wrap != nil {
 		h = cfg.Wrap(h)
 	}
