@@ -116,6 +116,12 @@ func drawsGroup(t *testing.T, b *brokertest.Broker, ctx context.Context, site st
 	if len(loaded.Errors) > 0 || loaded.LoginError != "" {
 		t.Fatalf("deck.gl errors %q, login error %q; requests: %s", loaded.Errors, loaded.LoginError, net.summary())
 	}
+	// The instantiation goes through the broker's gateway, with the guide's
+	// parameterised query.
+	inst := net.find(func(e *exchange) bool { return e.method == http.MethodGet && instantiationPath.MatchString(e.path()) })
+	if len(inst) != 1 || !strings.HasPrefix(inst[0].url, b.RESTURL+"/carto/v3/") || !strings.HasSuffix(inst[0].query().Get("q"), "@groupcity") {
+		t.Fatalf("want one instantiation at %s/carto with @groupcity; requests: %s", b.RESTURL, net.summary())
+	}
 	features := net.tileFeatures(t, tab)
 	cities := map[string]int{}
 	for _, f := range features {
