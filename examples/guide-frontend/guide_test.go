@@ -60,7 +60,7 @@ func TestGuideFrontend(t *testing.T) {
 	// is unchanged); the broker refuses the instantiation, so deck.gl has no
 	// tilejson and fetches no tile.
 	t.Run("tampered", func(t *testing.T) {
-		mapsBefore := b.Emulator.Stats().MapsQueries
+		before := b.Emulator.Stats()
 		tab, net, errs := newTab(t, ctx)
 		_, err := chromedp.Call(tab, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: tamper("NEW YORK")})
 		if err != nil {
@@ -87,8 +87,11 @@ func TestGuideFrontend(t *testing.T) {
 		if follow := net.find(func(e *exchange) bool { return strings.Contains(e.path(), "/v3/maps/carto_dw/query/") }); len(follow) > 0 {
 			t.Errorf("after the refusal the page fetched %s", net.summary())
 		}
-		if n := b.Emulator.Stats().MapsQueries - mapsBefore; n != 0 {
-			t.Errorf("the emulator answered %d maps requests for the tampered page, want 0", n)
+		// Nothing reached CARTO: no answer, and no refusal by CARTO either
+		// (the broker refused it first).
+		after := b.Emulator.Stats()
+		if n, r := after.MapsQueries-before.MapsQueries, after.Refused-before.Refused; n != 0 || r != 0 {
+			t.Errorf("the emulator answered %d maps requests and refused %d for the tampered page, want 0 and 0", n, r)
 		}
 		t.Logf("tampered: instantiation HTTP %d, deck.gl error %q, no tile fetched", inst[0].status, loaded.Errors)
 		errs.check(t)
