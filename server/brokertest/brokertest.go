@@ -47,7 +47,10 @@ type Broker struct {
 	GRPCAddr    string // host:port
 	RESTURL     string // http://host:port, or https:// with TLS
 	EmulatorURL string
-	Emulator    *cartosim.Sim
+	// GatewayURL is the broker's CARTO gateway, as IssueCartoToken answers
+	// it ("" when it serves none).
+	GatewayURL string
+	Emulator   *cartosim.Sim
 	// HTTP is a client for RESTURL: with TLS, it trusts Roots.
 	HTTP *http.Client
 	// Roots is what a client trusts the broker's certificate with: with
@@ -149,7 +152,7 @@ func New(opts ...Option) (_ *Broker, err error) {
 		scheme = "https://"
 	}
 	b.App, b.GRPCAddr, b.RESTURL = a, a.GRPCAddr(), scheme+a.HTTPAddr()
-	b.Emulator, b.EmulatorURL = a.Emulator(), a.EmulatorURL()
+	b.Emulator, b.EmulatorURL, b.GatewayURL = a.Emulator(), a.EmulatorURL(), a.GatewayURL()
 	if setup.Emulator != nil {
 		b.Emulator, b.EmulatorURL = setup.Emulator.Sim, setup.Emulator.URL
 	}

@@ -85,7 +85,7 @@ func TestLoginTokenRevoke(t *testing.T) {
 	}
 	if full.Token != tok || full.Group != "BOSTON" || len(full.Grants) != 1 || full.Grants[0].ConnectionName != "carto_dw" ||
 		!strings.Contains(full.Grants[0].Source, "'BOSTON'") || strings.Join(full.AllowedAPIs, ",") != "maps,sql" ||
-		full.Referers == nil || full.APIBaseURL != b.EmulatorURL || full.ExpiresAt.IsZero() {
+		full.Referers == nil || full.APIBaseURL != b.GatewayURL || full.ExpiresAt.IsZero() {
 		t.Fatalf("token --json: %+v", full)
 	}
 	if got := strings.TrimSpace(c.ok("", "token", "--group", "BOSTON")); got != tok {

@@ -276,8 +276,12 @@ type IssueCartoTokenResponse struct {
 	AllowedApis []string `protobuf:"bytes,6,rep,name=allowed_apis,json=allowedApis,proto3" json:"allowed_apis,omitempty"`
 	// The origins the token may be used from. Empty means any origin.
 	Referers []string `protobuf:"bytes,7,rep,name=referers,proto3" json:"referers,omitempty"`
-	// The base URL of the CARTO APIs the token is valid for, for example
-	// `https://gcp-us-east1.api.carto.com`.
+	// The base URL of the CARTO APIs to call with the token, for example
+	// `https://gcp-us-east1.api.carto.com`. For a group whose policy declares
+	// bound parameters, when the broker serves its CARTO gateway, the gateway's
+	// URL (for example `https://maps.example.com/carto`): it accepts the
+	// group's grants written with those parameters (`WHERE city = @groupcity`)
+	// and sends CARTO the literal grant.
 	ApiBaseUrl    string `protobuf:"bytes,8,opt,name=api_base_url,json=apiBaseUrl,proto3" json:"api_base_url,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

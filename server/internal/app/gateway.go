@@ -26,6 +26,9 @@ func (a *App) gatewayURL() string {
 	return scheme + "://" + net.JoinHostPort(host, port) + a.cfg.Gateway.Path(true)
 }
 
+// GatewayURL is where browsers reach the CARTO gateway; "" when it is off.
+func (a *App) GatewayURL() string { return a.gatewayURL() }
+
 // newGateway makes the CARTO gateway, or nil when it is off. It calls CARTO
 // (the emulator in demo mode) with its own HTTP client: its calls are the
 // browsers', not the broker's, and are not retried.

@@ -122,7 +122,7 @@ func parseRoute(p string) (route, bool) {
 		return route{}, false
 	}
 	conn, err := url.PathUnescape(segs[2])
-	if err != nil || conn == "" {
+	if err != nil || conn == "" || conn == "." || conn == ".." {
 		return route{}, false
 	}
 	return route{api: segs[1], conn: conn}, true

@@ -149,8 +149,8 @@ func TestGatewayRewriteRule(t *testing.T) {
 	b := brokertest.Start(t, brokertest.Demo(), brokertest.Env(map[string]string{"CARTO_GATEWAY_CACHE_TTL": "0"}))
 	boston, base := cartoToken(t, b, "user.boston@acme.com", "boston")
 	ny, _ := cartoToken(t, b, "user.ny@acme.com", "ny")
-	if !strings.HasSuffix(base, "/carto") {
-		t.Fatalf("api_base_url %q is not the gateway's", base)
+	if base != b.GatewayURL || !strings.HasSuffix(base, "/carto") {
+		t.Fatalf("api_base_url %q is not the gateway's (%s)", base, b.GatewayURL)
 	}
 	base = b.RESTURL + "/carto" // the test reaches the broker by its address
 	other := brokertest.Start(t, brokertest.Demo())
