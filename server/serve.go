@@ -77,6 +77,7 @@ func printHowTo(w io.Writer, a *app.App) {
 	sim := a.EmulatorURL()
 	bostonSQL := "SELECT * FROM `carto-demo-data`.demo_tables.retail_stores WHERE city = 'BOSTON'"
 	nySQL := "SELECT * FROM `carto-demo-data`.demo_tables.retail_stores WHERE city = 'NEW YORK'"
+	guideSQL := "SELECT * FROM `carto-demo-data`.demo_tables.retail_stores WHERE city = @groupcity"
 	// Reads "token" from REST's one-line JSON and grpcurl's indented JSON.
 	extract := `sed -nE 's/.*"token": *"([^"]+)".*/\1/p'`
 	fmt.Fprintf(w, `
@@ -87,6 +88,9 @@ a random session secret. Nothing leaves this machine.
   REST            http://%[1]s   (POST /login, /carto-token, /v1/login, /v1/carto-token, /v1/revoke)
   gRPC            %[2]s           (grpcurl -plaintext %[2]s list)
   CARTO emulator  %[3]s
+  CARTO gateway   %[8]s   (for CARTO's guide frontend, its .env:
+                  VITE_CARTO_API_BASE_URL=%[8]s
+                  VITE_COMPANY_API_BASE_URL=http://%[1]s)
 
   users  user.boston@acme.com / boston   group BOSTON    (Maps and SQL APIs)
          user.ny@acme.com / ny           group NEW YORK  (Maps API only, as in the reference)
@@ -104,6 +108,11 @@ Try it with curl (a shell, as printed):
   # New York's stores with Boston's token: 403
   curl -s -G %[3]s/v3/sql/carto_dw/query -H "Authorization: Bearer $CARTO" --data-urlencode %[6]s
 
+  # The guide frontend's query, through the broker's CARTO gateway: with the
+  # caller's own city it is sent to CARTO as the grant; with another, 403.
+  curl -s -G %[8]s/v3/maps/carto_dw/query -H "Authorization: Bearer $CARTO" --data-urlencode %[9]s --data-urlencode 'queryParameters={"groupcity":"BOSTON"}'
+  curl -s -G %[8]s/v3/maps/carto_dw/query -H "Authorization: Bearer $CARTO" --data-urlencode %[9]s --data-urlencode 'queryParameters={"groupcity":"NEW YORK"}'
+
   # revoke the CARTO token (the next /carto-token mints a new one), then log out
   curl -s -X POST http://%[1]s/v1/revoke -H "Authorization: Bearer $SESSION" -d "{\"carto_token\":\"$CARTO\"}"
   curl -s -X POST http://%[1]s/v1/revoke -H "Authorization: Bearer $SESSION" -d '{"session":true}'
@@ -118,7 +127,8 @@ And over gRPC (go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4):
   emulator counters (its control endpoints need this secret, printed only here):
   curl -s -H "Authorization: Bearer %[7]s" %[3]s/_sim/stats
 
-`, rest, grpcAddr, sim, extract, shellQuote("q="+bostonSQL), shellQuote("q="+nySQL), a.Emulator().ControlToken())
+`, rest, grpcAddr, sim, extract, shellQuote("q="+bostonSQL), shellQuote("q="+nySQL), a.Emulator().ControlToken(),
+		a.GatewayURL(), shellQuote("q="+guideSQL))
 }
 
 func port(addr string) string {
