@@ -114,6 +114,20 @@ groups:
     referers: ["https://app.acme.com/"]
 `, []string{"not a bcrypt hash", "unknown placeholder", "unknown API \"tiles\"", "trailing slash", "group \"CHICAGO\", which has no policy"}},
 		{"no users", nil, "groups: {}\n", []string{"has no users"}},
+		{"gateway without a path of its own", map[string]string{"CARTO_GATEWAY_URL": "https://maps.example.com/", "CARTO_GATEWAY_CACHE_TTL": "1h"},
+			"", []string{"CARTO_GATEWAY_URL \"https://maps.example.com/\" needs a path of its own", "CARTO_GATEWAY_CACHE_TTL 1h0m0s is outside"}},
+		{"gateway on the API's path", map[string]string{"CARTO_GATEWAY_URL": "https://maps.example.com/v1/carto"}, "", []string{"path /v1/carto is the API's"}},
+		{"gateway not a web URL", map[string]string{"CARTO_GATEWAY_URL": "ftp://maps.example.com/carto?x=1"}, "", []string{"must be an http(s) URL without query"}},
+		{"gateway path with a pattern", map[string]string{"CARTO_GATEWAY_URL": "https://maps.example.com/{carto}"}, "", []string{"may hold only letters"}},
+		{"bad bound parameters", nil, `
+users:
+  - {username: a@acme.com, password_hash: "` + hash10 + `", group: BOSTON}
+groups:
+  BOSTON:
+    grants: [{connection: carto_dw, source: "SELECT * FROM t WHERE city = {{group}}"}]
+    allowed_apis: [maps]
+    bound_parameters: {"group city": "{{group}}", usercity: "{{user}}"}
+`, []string{"\"group city\" is not a query parameter name", "usercity is bound to \"{{user}}\"; only {{group}} is supported"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -153,8 +167,16 @@ func TestDemo(t *testing.T) {
 	if u, err := c.Built.Users.Authenticate(context.Background(), "user.boston@acme.com", "boston"); err != nil || u.Group != "BOSTON" {
 		t.Fatalf("demo user from Built.Users: %+v, %v", u, err)
 	}
-	if _, err := c.Built.Policies.For("BOSTON"); err != nil {
-		t.Fatalf("demo policy from Built.Policies: %v", err)
+	for _, g := range []string{"BOSTON", "NEW YORK"} {
+		// The guide's frontend works through the gateway: each demo policy
+		// binds @groupcity, and the gateway is served at /carto.
+		p, err := c.Built.Policies.For(g)
+		if err != nil || len(p.Templates) != 1 || p.Templates[0].Param != "groupcity" {
+			t.Fatalf("demo policy of %s from Built.Policies: %+v, %v", g, p, err)
+		}
+	}
+	if c.Gateway.URL != "" || c.Gateway.Path(c.Demo) != "/carto" || c.Gateway.CacheTTL != time.Minute {
+		t.Fatalf("demo gateway: %+v at %q", c.Gateway, c.Gateway.Path(c.Demo))
 	}
 	d2, _ := Load([]string{"--demo", "--env-file", filepath.Join(t.TempDir(), "none")}, envOf(nil))
 	if string(d2.JWTSecret) == string(c.JWTSecret) {
@@ -222,6 +244,24 @@ func TestDefaultMaxMintsPerGroup(t *testing.T) {
 	for _, tc := range []struct{ global, want int }{{0, 0}, {3, 3}, {40, 10}, {300, 30}, {5000, 500}} {
 		if got := DefaultMaxMintsPerGroup(tc.global); got != tc.want {
 			t.Errorf("DefaultMaxMintsPerGroup(%d) = %d, want %d", tc.global, got, tc.want)
+		}
+	}
+}
+
+func TestGatewayPath(t *testing.T) {
+	tests := []struct {
+		url  string
+		demo bool
+		want string
+	}{
+		{"", false, ""},
+		{"", true, "/carto"},
+		{"https://maps.example.com/carto", false, "/carto"},
+		{"https://maps.example.com/apis/carto/", true, "/apis/carto"},
+	}
+	for _, tt := range tests {
+		if got := (GatewayConfig{URL: tt.url}).Path(tt.demo); got != tt.want {
+			t.Errorf("Path of %q (demo %v) = %q, want %q", tt.url, tt.demo, got, tt.want)
 		}
 	}
 }
