@@ -64,11 +64,13 @@ type broker struct {
 	app    *app.App
 	sim    *cartosim.Sim
 	simURL string
-	rest   string // http://host:port
-	grpc   tokenbrokerv1.TokenBrokerClient
-	conn   *grpc.ClientConn
-	logs   *logtest.Buffer
-	stop   func() error
+	// gateway is the broker's CARTO gateway ("" when it serves none).
+	gateway string
+	rest    string // http://host:port
+	grpc    tokenbrokerv1.TokenBrokerClient
+	conn    *grpc.ClientConn
+	logs    *logtest.Buffer
+	stop    func() error
 	// http is the REST client; with TLS it trusts the test CA (roots).
 	http  *http.Client
 	roots *x509.CertPool
@@ -88,7 +90,7 @@ func startBroker(t *testing.T, opts ...brokertest.Option) *broker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &broker{t: t, app: bt.App, sim: bt.Emulator, simURL: bt.EmulatorURL, rest: bt.RESTURL,
+	b := &broker{t: t, app: bt.App, sim: bt.Emulator, simURL: bt.EmulatorURL, gateway: bt.GatewayURL, rest: bt.RESTURL,
 		grpc: tokenbrokerv1.NewTokenBrokerClient(conn), conn: conn, logs: bt.Logs, http: bt.HTTP, roots: bt.Roots}
 	b.stop = func() error {
 		defer conn.Close() // after the drain, so in-flight calls can finish

@@ -161,22 +161,44 @@ var errUnauthenticated = errors.New("unauthenticated")
 // CARTO. An error is written by fail; an answer from CARTO, whatever its
 // status, is not an error.
 func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt route) (Outcome, error) {
-	req, err := readRequest(r)
+	body, err := readBody(r)
 	if err != nil {
 		return Invalid, err
 	}
-	token, err := bearer(r, req)
+	token, err := bearer(r)
 	if errors.Is(err, errUnauthenticated) {
 		return Unauthenticated, err
 	} else if err != nil {
 		return Invalid, err
 	}
 	entry, pol, err := g.authenticate(r.Context(), token)
-	if err != nil {
-		if errors.Is(err, errUnauthenticated) {
-			return Unauthenticated, err
-		}
+	if errors.Is(err, errUnauthenticated) {
+		return Unauthenticated, err
+	} else if err != nil {
 		return Unavailable, err
+	}
+	// A map instantiation is cached under the request exactly as it came,
+	// with the token (so the group and its policy: a group's callers share
+	// its token) and the origin (CARTO checks it against the token's
+	// referers). An answer is only ever stored after its request was bound
+	// (below), and binding depends on nothing else, so a hit is served
+	// without reading the request again.
+	cached := rt.api == "maps" && g.instances != nil
+	var key string
+	if cached {
+		key = strings.Join([]string{store.TokenID(token), entry.Key.PolicyHash, rt.conn, r.Header.Get("Origin"), r.Method, r.URL.RawQuery, string(body)}, "\x00")
+		if ans, ok := g.instances.lookup(key); ok {
+			g.observeCache(CacheHit)
+			writeAnswer(w, ans)
+			return Rewritten, nil
+		}
+	}
+	req, err := readRequest(r, body)
+	if err != nil {
+		return Invalid, err
+	}
+	if req.token != "" && req.token != token {
+		return Invalid, invalid("two different tokens: one in the Authorization header, one as access_token")
 	}
 	b, err := pol.Bind(rt.conn, req.q, req.params)
 	if err != nil {
@@ -185,26 +207,20 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt route) (Outco
 	if b.Template == nil {
 		return Passed, g.pass(w, r, rt, token, req)
 	}
-	query, body, canonical, err := req.rewritten(b.Query, b.Parameters)
+	query, upBody, err := req.rewritten(b.Query, b.Parameters)
 	if err != nil {
 		return Invalid, invalid("queryParameters cannot be encoded again: %v", err)
 	}
-	up := upstreamCall{route: rt, token: token, query: query, body: body, origin: r.Header.Get("Origin"), referer: r.Header.Get("Referer"), post: req.post}
-	if rt.api != "maps" || g.instances == nil {
+	up := upstreamCall{route: rt, token: token, query: query, body: upBody, origin: r.Header.Get("Origin"), referer: r.Header.Get("Referer"), post: req.post}
+	if !cached {
 		return Rewritten, g.stream(w, r.Context(), up)
 	}
-	// One answer per token (so per group and policy, since a group's
-	// callers share its token), origin (CARTO checks it against the
-	// token's referers) and rewritten request.
-	key := store.TokenID(token) + "\x00" + entry.Key.PolicyHash + "\x00" + rt.conn + "\x00" + up.origin + "\x00" + canonical
 	ans, res, err := g.instances.get(r.Context(), key, func(ctx context.Context) (*answer, error) {
 		ctx, cancel := context.WithTimeout(ctx, g.cfg.Timeout)
 		defer cancel()
 		return g.fetch(ctx, up)
 	}, func(a *answer) bool { return a.status == http.StatusOK && !strings.Contains(string(a.body), token) })
-	if g.cfg.Observer != nil {
-		g.cfg.Observer.GatewayCache(string(res))
-	}
+	g.observeCache(res)
 	if err != nil {
 		return Unavailable, err
 	}
@@ -212,29 +228,33 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt route) (Outco
 	return Rewritten, nil
 }
 
-// bearer is the caller's CARTO token: the Authorization header's, or an
-// access_token parameter (both CARTO's ways); two different ones are
-// refused.
-func bearer(r *http.Request, req *request) (string, error) {
-	h := r.Header.Get("Authorization")
-	tok := ""
-	if h != "" {
+func (g *Gateway) observeCache(r CacheResult) {
+	if g.cfg.Observer != nil {
+		g.cfg.Observer.GatewayCache(string(r))
+	}
+}
+
+// bearer is the caller's CARTO token: the Authorization header's, or else
+// an access_token parameter (both CARTO's ways). readRequest's strict
+// reading later refuses a second, different one.
+func bearer(r *http.Request) (string, error) {
+	if h := r.Header.Get("Authorization"); h != "" {
 		scheme, t, ok := strings.Cut(h, " ")
 		if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(t) == "" {
 			return "", fmt.Errorf("%w: the Authorization header must be Bearer <token>", errUnauthenticated)
 		}
-		tok = strings.TrimSpace(t)
+		return strings.TrimSpace(t), nil
 	}
-	if req.token != "" {
-		if tok != "" && tok != req.token {
-			return "", invalid("two different tokens: one in the Authorization header, one as access_token")
+	if strings.Contains(r.URL.RawQuery, "access_token") {
+		q, err := strictQuery(r.URL.RawQuery)
+		if err != nil {
+			return "", err
 		}
-		tok = req.token
+		if t := q.Get("access_token"); t != "" {
+			return t, nil
+		}
 	}
-	if tok == "" {
-		return "", fmt.Errorf("%w: a CARTO API access token issued by this broker is required (Authorization: Bearer <token>)", errUnauthenticated)
-	}
-	return tok, nil
+	return "", fmt.Errorf("%w: a CARTO API access token issued by this broker is required (Authorization: Bearer <token>)", errUnauthenticated)
 }
 
 // authenticate finds the token among those the broker holds, and its

@@ -331,12 +331,25 @@ func TestGatewayCachesInstantiations(t *testing.T) {
 	if n := b.Emulator.Stats().MapsQueries - before.MapsQueries; n != 1 {
 		t.Fatalf("%d identical loads cost CARTO %d instantiations, want 1", loads, n)
 	}
+	// A cached answer is served only to the request it was bound for: the
+	// same request with New York's token, or with another city, is
+	// refused as ever.
+	ny, _ := cartoToken(t, b, "user.ny@acme.com", "ny")
+	for name, c := range map[string]gwCall{
+		"another group's token": {token: ny, query: deckQuery(guideQuery, `{"groupcity":"BOSTON"}`)},
+		"another city":          {token: boston, query: deckQuery(guideQuery, `{"groupcity":"NEW YORK"}`)},
+	} {
+		if a := do(t, base, c); a.status != http.StatusForbidden {
+			t.Errorf("%s, after the answer was cached: %d %s", name, a.status, a.body)
+		}
+	}
 	metrics := string(do(t, b.RESTURL, gwCall{path: "/metrics"}).body)
 	for series, want := range map[string]int{
 		`tokenbroker_gateway_instantiations_total{result="hit"}`:                   loads - 1,
 		`tokenbroker_gateway_instantiations_total{result="miss"}`:                  1,
 		`tokenbroker_gateway_requests_total{api="maps",outcome="rewritten"}`:       loads,
 		`tokenbroker_gateway_requests_total{api="maps",outcome="unauthenticated"}`: 0,
+		`tokenbroker_gateway_requests_total{api="maps",outcome="refused"}`:         2,
 	} {
 		m := regexp.MustCompile(regexp.QuoteMeta(series) + ` (\d+)`).FindStringSubmatch(metrics)
 		got := 0

@@ -61,20 +61,36 @@ func newInstances(ttl time.Duration, maxBytes int, now func() time.Time) *instan
 	return &instances{ttl: ttl, maxBytes: maxBytes, now: now, entries: map[string]*list.Element{}, flights: map[string]*flight{}}
 }
 
+// lookup returns the cached answer for key, if there is one still fresh.
+func (c *instances) lookup(key string) (*answer, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lookupLocked(key)
+}
+
+func (c *instances) lookupLocked(key string) (*answer, bool) {
+	el, ok := c.entries[key]
+	if !ok {
+		return nil, false
+	}
+	e := el.Value.(*cached)
+	if !c.now().Before(e.expires) {
+		c.removeLocked(el)
+		return nil, false
+	}
+	c.lru.MoveToFront(el)
+	return e.ans, true
+}
+
 // get returns the answer for key: cached, shared with an identical call in
 // flight, or fetched. fetch runs detached from ctx (the others waiting on it
 // must not lose it when its first caller leaves); keep says whether its
 // answer may be cached.
 func (c *instances) get(ctx context.Context, key string, fetch func(context.Context) (*answer, error), keep func(*answer) bool) (*answer, CacheResult, error) {
 	c.mu.Lock()
-	if el, ok := c.entries[key]; ok {
-		e := el.Value.(*cached)
-		if c.now().Before(e.expires) {
-			c.lru.MoveToFront(el)
-			c.mu.Unlock()
-			return e.ans, CacheHit, nil
-		}
-		c.removeLocked(el)
+	if a, ok := c.lookupLocked(key); ok {
+		c.mu.Unlock()
+		return a, CacheHit, nil
 	}
 	if f, ok := c.flights[key]; ok {
 		c.mu.Unlock()

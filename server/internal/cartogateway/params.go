@@ -38,18 +38,18 @@ func invalid(format string, a ...any) error {
 	return fmt.Errorf("%w: %s", errInvalid, fmt.Sprintf(format, a...))
 }
 
-// readRequest reads r's parameters. The body is bounded by the server
-// (transport.MaxBodyBytes) before it gets here.
-func readRequest(r *http.Request) (*request, error) {
+// readRequest reads r's parameters, from its query string and, for a POST,
+// its body (read already, by readBody).
+func readRequest(r *http.Request, body []byte) (*request, error) {
 	query, err := strictQuery(r.URL.RawQuery)
 	if err != nil {
 		return nil, err
 	}
-	req := &request{post: r.Method == http.MethodPost, query: query}
+	req := &request{post: r.Method == http.MethodPost, query: query, raw: body}
 	req.q = query.Get("q")
 	qp, hasQP := query.Get("queryParameters"), query.Has("queryParameters")
 	if req.post {
-		if req.body, req.raw, err = readBody(r); err != nil {
+		if req.body, err = decodeBody(body); err != nil {
 			return nil, err
 		}
 		for k := range req.body {
@@ -104,23 +104,28 @@ func strictQuery(raw string) (url.Values, error) {
 	return v, nil
 }
 
-// readBody reads a POST's JSON object, refusing a key given twice.
-func readBody(r *http.Request) (map[string]json.RawMessage, []byte, error) {
+// readBody reads a POST's body, which must be JSON; nil for a GET. The
+// server bounds it (transport.MaxBodyBytes): past that, the error is an
+// *http.MaxBytesError.
+func readBody(r *http.Request) ([]byte, error) {
+	if r.Method != http.MethodPost {
+		return nil, nil
+	}
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || (mt != "application/json" && mt != "text/plain") {
-			return nil, nil, invalid("the body must be a JSON object (Content-Type application/json)")
+			return nil, invalid("the body must be a JSON object (Content-Type application/json)")
 		}
 	}
-	b, err := io.ReadAll(r.Body)
-	if err != nil {
-		return nil, nil, err // *http.MaxBytesError for a body over the limit
-	}
+	return io.ReadAll(r.Body)
+}
+
+// decodeBody decodes a POST's JSON object, refusing a key given twice.
+func decodeBody(b []byte) (map[string]json.RawMessage, error) {
 	if len(bytes.TrimSpace(b)) == 0 {
-		return map[string]json.RawMessage{}, b, nil
+		return map[string]json.RawMessage{}, nil
 	}
-	obj, err := strictObject(b, "the body")
-	return obj, b, err
+	return strictObject(b, "the body")
 }
 
 // decodeParams decodes queryParameters: a JSON object whose names are
@@ -186,13 +191,12 @@ func strictObject(b []byte, what string) (map[string]json.RawMessage, error) {
 
 // rewritten returns the parameters to send CARTO once the query is bound:
 // the literal grant as q, the parameters left (or none), and no
-// access_token (the token goes in the Authorization header). It also
-// returns a canonical encoding of them, for the instantiation cache.
-func (req *request) rewritten(q string, params map[string]any) (query url.Values, body []byte, canonical string, err error) {
+// access_token (the token goes in the Authorization header).
+func (req *request) rewritten(q string, params map[string]any) (query url.Values, body []byte, err error) {
 	var qp []byte
 	if params != nil {
 		if qp, err = json.Marshal(params); err != nil {
-			return nil, nil, "", err
+			return nil, nil, err
 		}
 	}
 	if !req.post {
@@ -206,14 +210,13 @@ func (req *request) rewritten(q string, params map[string]any) (query url.Values
 		if qp != nil {
 			query.Set("queryParameters", string(qp))
 		}
-		enc := query.Encode() // sorted: canonical
-		return query, nil, "GET " + enc, nil
+		return query, nil, nil
 	}
 	// The URL's parameters move into the body, beside the body's own.
 	fields := make(map[string]json.RawMessage, len(req.body)+len(req.query)+1)
 	for k, vs := range req.query {
 		if fields[k], err = json.Marshal(vs[0]); err != nil {
-			return nil, nil, "", err
+			return nil, nil, err
 		}
 	}
 	for k, v := range req.body {
@@ -221,15 +224,14 @@ func (req *request) rewritten(q string, params map[string]any) (query url.Values
 	}
 	delete(fields, "access_token")
 	if fields["q"], err = json.Marshal(q); err != nil {
-		return nil, nil, "", err
+		return nil, nil, err
 	}
 	delete(fields, "queryParameters")
 	if qp != nil {
 		fields["queryParameters"] = qp
 	}
-	if body, err = json.Marshal(fields); err != nil { // keys sorted: canonical
-		return nil, nil, "", err
+	if body, err = json.Marshal(fields); err != nil {
+		return nil, nil, err
 	}
-	query = url.Values{}
-	return query, body, "POST " + string(body), nil
+	return url.Values{}, body, nil
 }

@@ -29,6 +29,10 @@ type Metrics struct {
 	tokensMinted prometheus.Counter
 	gateway      *prometheus.CounterVec
 	gatewayCache *prometheus.CounterVec
+	// The gateway's series, resolved once: a cache hit is a few µs, and
+	// WithLabelValues hashes its labels on every call.
+	gatewaySeries map[[2]string]prometheus.Counter
+	cacheSeries   map[string]prometheus.Counter
 }
 
 // Gauges are read at scrape time.
@@ -78,6 +82,15 @@ func New(g Gauges) *Metrics {
 	m.gatewayCache = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tokenbroker_gateway_instantiations_total", Help: "Map instantiations through the CARTO gateway by how they were answered: hit (cached), shared (an identical call in flight), miss (sent to CARTO).",
 	}, []string{"result"})
+	m.gatewaySeries, m.cacheSeries = map[[2]string]prometheus.Counter{}, map[string]prometheus.Counter{}
+	for _, api := range []string{"", "maps", "sql"} {
+		for _, o := range []string{"rewritten", "passed", "refused", "unauthenticated", "invalid", "unavailable"} {
+			m.gatewaySeries[[2]string{api, o}] = m.gateway.WithLabelValues(api, o)
+		}
+	}
+	for _, r := range []string{"hit", "shared", "miss"} {
+		m.cacheSeries[r] = m.gatewayCache.WithLabelValues(r)
+	}
 	m.hits, m.mints = m.issuances.WithLabelValues("hit"), m.issuances.WithLabelValues("mint")
 	reg.MustRegister(m.GRPC, m.issuances, m.refreshes, m.cartoCalls, m.cartoLatency, m.logins, m.revocations, m.tokensMinted, m.gateway, m.gatewayCache,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -133,10 +146,22 @@ func (m *Metrics) Issued(minted bool) {
 }
 
 // GatewayRequest counts a CARTO gateway request.
-func (m *Metrics) GatewayRequest(api, outcome string) { m.gateway.WithLabelValues(api, outcome).Inc() }
+func (m *Metrics) GatewayRequest(api, outcome string) {
+	if c, ok := m.gatewaySeries[[2]string{api, outcome}]; ok {
+		c.Inc()
+		return
+	}
+	m.gateway.WithLabelValues(api, outcome).Inc()
+}
 
 // GatewayCache counts how a map instantiation was answered.
-func (m *Metrics) GatewayCache(result string) { m.gatewayCache.WithLabelValues(result).Inc() }
+func (m *Metrics) GatewayCache(result string) {
+	if c, ok := m.cacheSeries[result]; ok {
+		c.Inc()
+		return
+	}
+	m.gatewayCache.WithLabelValues(result).Inc()
+}
 
 // Minted counts a token created at CARTO by this replica.
 func (m *Metrics) Minted() { m.tokensMinted.Inc() }
