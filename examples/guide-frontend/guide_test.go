@@ -27,6 +27,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/tokenbroker/tokenbroker/server/brokertest"
+	"github.com/tokenbroker/tokenbroker/server/browsertest"
 )
 
 // appDir is the guide's frontend: an npm project (its own go.mod keeps its
@@ -94,7 +95,7 @@ func TestGuideFrontend(t *testing.T) {
 			t.Errorf("the emulator answered %d maps requests and refused %d for the tampered page, want 0 and 0", n, r)
 		}
 		t.Logf("tampered: instantiation HTTP %d, deck.gl error %q, no tile fetched", inst[0].status, loaded.Errors)
-		errs.check(t)
+		errs.Check(t)
 	})
 }
 
@@ -138,7 +139,7 @@ func drawsGroup(t *testing.T, b *brokertest.Broker, ctx context.Context, site st
 	if loaded.Features != want {
 		t.Errorf("deck.gl drew %d features, want %d", loaded.Features, want)
 	}
-	errs.check(t)
+	errs.Check(t)
 }
 
 // tamper is a script run before the app: it rewrites the @groupcity that
@@ -210,97 +211,32 @@ func serve(t *testing.T, dist string) string {
 	return srv.URL + "/"
 }
 
-// chromium finds Debian's Chromium. Without it the test is skipped, unless
-// TOKENBROKER_REQUIRE_BROWSER=1 (as .ci/run sets, after installing it).
-func chromium(t *testing.T) string {
-	for _, name := range []string{os.Getenv("TOKENBROKER_CHROMIUM"), "chromium", "chromium-browser", "google-chrome"} {
-		if name == "" {
-			continue
-		}
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	msg := "no Chromium here (apt-get install chromium, or set TOKENBROKER_CHROMIUM)"
-	if os.Getenv("TOKENBROKER_REQUIRE_BROWSER") == "1" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-	return ""
-}
-
-// browser starts a headless Chromium with demopage's flags, WebGL in
-// software (deck.gl and maplibre draw with it), and no host name resolving:
-// the page reaches loopback alone, so the basemap from CARTO's CDN fails at
-// once, as offline.
+// browser starts a headless Chromium with WebGL in software (deck.gl and
+// maplibre draw with it), and no host name resolving: the page reaches
+// loopback alone, so the basemap from CARTO's CDN fails at once, as
+// offline.
 func browser(t *testing.T) context.Context {
-	path := chromium(t)
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(path),
-		chromedp.NoSandbox, // root in CI containers
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("no-pings", true),
+	return browsertest.Start(t, 3*time.Minute,
 		chromedp.Flag("use-angle", "swiftshader"),
 		chromedp.Flag("enable-unsafe-swiftshader", true),
 		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"),
 		chromedp.WindowSize(1100, 800),
 	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelCtx := chromedp.NewContext(actx)
-	ctx, cancelTimeout := context.WithTimeout(ctx, 3*time.Minute)
-	t.Cleanup(func() { cancelTimeout(); cancelCtx(); cancelAlloc() })
-	if err := chromedp.Do(ctx); err != nil {
-		t.Fatalf("start %s: %v", path, err)
-	}
-	return ctx
 }
 
 // newTab opens a tab of the browser, with the log of its network and of its
 // script errors.
-func newTab(t *testing.T, browser context.Context) (context.Context, *netLog, *pageErrors) {
+func newTab(t *testing.T, browser context.Context) (context.Context, *netLog, *browsertest.Errors) {
 	tab, cancel := chromedp.NewContext(browser)
 	t.Cleanup(cancel)
 	net := &netLog{byID: map[network.RequestID]*exchange{}, changed: make(chan struct{})}
 	if err := chromedp.Listen(tab, net.event); err != nil {
 		t.Fatal(err)
 	}
-	errs := &pageErrors{}
-	messages := chromedp.Console(tab)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for m, err := range messages {
-			if err != nil {
-				return
-			}
-			// Refused requests and the basemap's failure are logged as
-			// errors (maplibre's, deck.gl's); an uncaught exception must
-			// not happen.
-			if m.IsException() {
-				errs.add(m.String())
-			}
-		}
-	}()
-	t.Cleanup(func() { cancel(); <-done })
+	// Refused requests and the basemap's failure are logged as errors
+	// (maplibre's, deck.gl's); an uncaught exception must not happen.
+	errs := browsertest.WatchConsole(t, tab, func(m chromedp.ConsoleMessage) bool { return m.IsException() })
 	return tab, net, errs
-}
-
-type pageErrors struct {
-	mu   sync.Mutex
-	list []string
-}
-
-func (p *pageErrors) add(s string) { p.mu.Lock(); p.list = append(p.list, s); p.mu.Unlock() }
-
-func (p *pageErrors) check(t *testing.T) {
-	t.Helper()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, e := range p.list {
-		t.Errorf("page exception: %s", e)
-	}
 }
 
 // login fills in the guide's login form and presses Login.

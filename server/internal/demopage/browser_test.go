@@ -7,98 +7,32 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 
 	"github.com/tokenbroker/tokenbroker/server/brokertest"
+	"github.com/tokenbroker/tokenbroker/server/browsertest"
 )
 
 var screenshots = flag.String("screenshots", "", "directory for the page's screenshots (default: a temporary one); docs/ holds the README's")
 
-// chromium finds Debian's Chromium. Without it the test is skipped, unless
-// TOKENBROKER_REQUIRE_BROWSER=1 (as .ci/run sets, after installing it).
-func chromium(t *testing.T) string {
-	for _, name := range []string{os.Getenv("TOKENBROKER_CHROMIUM"), "chromium", "chromium-browser", "google-chrome"} {
-		if name == "" {
-			continue
-		}
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	msg := "no Chromium here (apt-get install chromium, or set TOKENBROKER_CHROMIUM)"
-	if os.Getenv("TOKENBROKER_REQUIRE_BROWSER") == "1" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-	return ""
-}
-
-// browser starts a headless Chromium with nothing reaching beyond loopback:
-// no sync, no component updates, no background networking.
-func browser(t *testing.T) (context.Context, *pageErrors) {
-	path := chromium(t)
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(path),
-		chromedp.NoSandbox, // root in CI containers
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("no-pings", true),
-		chromedp.WindowSize(1100, 1000),
-	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelCtx := chromedp.NewContext(actx)
-	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
-	t.Cleanup(func() { cancelTimeout(); cancelCtx(); cancelAlloc() })
-
-	// The first Run starts the browser; the console is read from then on.
-	if err := chromedp.Do(ctx); err != nil {
-		t.Fatalf("start %s: %v", path, err)
-	}
-	errs := &pageErrors{}
-	messages := chromedp.Console(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for m, err := range messages {
-			if err != nil {
-				return
-			}
-			// Refused CARTO calls (401, 403) are the point of the page and
-			// are logged as network errors; a script error, a CSP violation
-			// or any other error must not happen.
-			if m.IsException() || (m.Type == chromedp.ConsoleError && m.Source != "network") {
-				errs.add(m.String())
-			}
-		}
-	}()
-	t.Cleanup(func() { cancelTimeout(); <-done })
+// browser starts a headless Chromium with nothing reaching beyond loopback,
+// and watches its console.
+func browser(t *testing.T) (context.Context, *browsertest.Errors) {
+	ctx := browsertest.Start(t, 90*time.Second, chromedp.WindowSize(1100, 1000))
+	// Refused CARTO calls (401, 403) are the point of the page and are
+	// logged as network errors; a script error, a CSP violation or any
+	// other error must not happen.
+	errs := browsertest.WatchConsole(t, ctx, func(m chromedp.ConsoleMessage) bool {
+		return m.IsException() || (m.Type == chromedp.ConsoleError && m.Source != "network")
+	})
 	return ctx, errs
-}
-
-type pageErrors struct {
-	mu   sync.Mutex
-	list []string
-}
-
-func (p *pageErrors) add(s string) { p.mu.Lock(); p.list = append(p.list, s); p.mu.Unlock() }
-
-func (p *pageErrors) check(t *testing.T) {
-	t.Helper()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, e := range p.list {
-		t.Errorf("page error: %s", e)
-	}
 }
 
 func screenshotDir(t *testing.T) string {
@@ -299,7 +233,7 @@ func TestDemoPage(t *testing.T) {
 			}
 		})
 	}
-	pageErrs.check(t)
+	pageErrs.Check(t)
 }
 
 // A wrong password is refused on the page, and the form stays.
@@ -319,7 +253,7 @@ func TestDemoPageWrongPassword(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pageErrs.check(t)
+	pageErrs.Check(t)
 }
 
 // At phone width the page has no sideways scrolling, and every control is
@@ -360,7 +294,7 @@ func TestDemoPagePhoneWidthAndLabels(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "demo-page-phone.png"), png, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	pageErrs.check(t)
+	pageErrs.Check(t)
 }
 
 // overflowJS lists the visible elements that stick out of the viewport.
