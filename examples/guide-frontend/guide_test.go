@@ -110,7 +110,7 @@ var demoUsers = []demoUser{
 // until deck.gl has loaded the view's tiles, and checks that the tiles hold
 // every store of the user's group and no other.
 func drawsGroup(t *testing.T, b *brokertest.Broker, ctx context.Context, site string, u demoUser) {
-	want := storesOf(t, b, u.group)
+	want := b.StoresOf(t, u.group)
 	tab, net, errs := newTab(t, ctx)
 	if err := chromedp.Do(tab, chromedp.Navigate(site), login(u.user, u.password)); err != nil {
 		t.Fatal(err)
@@ -274,21 +274,6 @@ func waitLoaded(t *testing.T, tab context.Context) loaded {
 		t.Fatal(err)
 	}
 	return l
-}
-
-// storesOf counts the emulator's stores of a city, straight from its table.
-func storesOf(t *testing.T, b *brokertest.Broker, city string) int {
-	t.Helper()
-	n := 0
-	for _, row := range b.Emulator.Rows() {
-		if row["city"] == city {
-			n++
-		}
-	}
-	if n == 0 {
-		t.Fatalf("the emulator has no stores in %s", city)
-	}
-	return n
 }
 
 // exchange is one request of the page and its response, from CDP events.

@@ -178,3 +178,20 @@ func loadCAs(file string) (*x509.CertPool, error) {
 	}
 	return pool, nil
 }
+
+// StoresOf counts the emulator's stores in city, straight from its table;
+// it fails t when there are none (a test of a group's rows would prove
+// nothing).
+func (b *Broker) StoresOf(t testing.TB, city string) int {
+	t.Helper()
+	n := 0
+	for _, row := range b.Emulator.Rows() {
+		if row["city"] == city {
+			n++
+		}
+	}
+	if n == 0 {
+		t.Fatalf("the emulator has no stores in %s", city)
+	}
+	return n
+}

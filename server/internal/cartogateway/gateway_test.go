@@ -247,12 +247,7 @@ func TestGatewayReadsOnlyTheCallersRows(t *testing.T) {
 		t.Fatalf("SQL API: %d %s", a.status, a.body)
 	}
 	rows := a.json(t)["rows"].([]any)
-	want := 0
-	for _, r := range b.Emulator.Rows() {
-		if r["city"] == "BOSTON" {
-			want++
-		}
-	}
+	want := b.StoresOf(t, "BOSTON")
 	if len(rows) != want {
 		t.Fatalf("SQL API: %d rows, want Boston's %d", len(rows), want)
 	}

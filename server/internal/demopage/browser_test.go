@@ -102,21 +102,6 @@ func login(user string) chromedp.Action[chromedp.Void] {
 	)
 }
 
-// storesOf counts the emulator's stores of a city, straight from its table.
-func storesOf(t *testing.T, b *brokertest.Broker, city string) int {
-	t.Helper()
-	n := 0
-	for _, row := range b.Emulator.Rows() {
-		if row["city"] == city {
-			n++
-		}
-	}
-	if n == 0 {
-		t.Fatalf("the emulator has no stores in %s", city)
-	}
-	return n
-}
-
 // revocations reads the broker's successful revocations of target from
 // /metrics.
 func revocations(t *testing.T, b *brokertest.Broker, target string) int {
@@ -151,7 +136,7 @@ func TestDemoPage(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.group, func(t *testing.T) {
-			want := storesOf(t, b, tc.group)
+			want := b.StoresOf(t, tc.group)
 			deletedBefore := b.Emulator.Stats().TokensDeleted
 			sessionsBefore := revocations(t, b, "session")
 
