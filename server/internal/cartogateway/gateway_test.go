@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/tokenbroker/tokenbroker/server/brokertest"
+	"github.com/tokenbroker/tokenbroker/server/internal/redistest"
 )
 
 // The guide's query, as its frontend sends it.
@@ -368,5 +369,32 @@ func TestGatewayPreflight(t *testing.T) {
 		!strings.Contains(h.Get("Access-Control-Allow-Headers"), "Authorization") || !strings.Contains(h.Get("Access-Control-Allow-Headers"), "Content-Type") ||
 		!strings.Contains(h.Get("Access-Control-Allow-Methods"), "POST") {
 		t.Fatalf("preflight: %d %v", a.status, h)
+	}
+}
+
+// Behind a load balancer, the browser's gateway call lands on any replica:
+// a token issued by one is accepted by another (it reads the shared store),
+// and a revocation on one is refused by the other at once.
+func TestGatewayAcrossReplicas(t *testing.T) {
+	rs := redistest.Start(t)
+	emu := brokertest.StartEmulator(t)
+	env := brokertest.Env(map[string]string{"REDIS_URL": rs.URL, "CARTO_GATEWAY_URL": "https://maps.example.com/carto"})
+	a := brokertest.Start(t, brokertest.DemoUsers(), brokertest.WithEmulator(emu), env)
+	b := brokertest.Start(t, brokertest.DemoUsers(), brokertest.WithEmulator(emu), env)
+
+	var login struct{ Token string }
+	post(t, a.RESTURL+"/login", "", `{"username":"user.boston@acme.com","password":"boston"}`, &login)
+	boston, base := cartoToken(t, a, "user.boston@acme.com", "boston")
+	if base != "https://maps.example.com/carto" {
+		t.Fatalf("api_base_url %q, want CARTO_GATEWAY_URL", base)
+	}
+	call := gwCall{token: boston, query: deckQuery(guideQuery, `{"groupcity":"BOSTON"}`)}
+	if r := do(t, b.RESTURL+"/carto", call); r.status != http.StatusOK {
+		t.Fatalf("replica B, token of replica A: %d %s", r.status, r.body)
+	}
+	var revoked map[string]any
+	post(t, a.RESTURL+"/v1/revoke", login.Token, `{"carto_token":"`+boston+`"}`, &revoked)
+	if r := do(t, b.RESTURL+"/carto", call); r.status != http.StatusUnauthorized {
+		t.Fatalf("replica B, after replica A revoked the token: %d %s; want 401", r.status, r.body)
 	}
 }
