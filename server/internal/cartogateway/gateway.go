@@ -157,6 +157,10 @@ func (g *Gateway) observe(api string, o Outcome) {
 // errUnauthenticated is a request without a token the broker holds.
 var errUnauthenticated = errors.New("unauthenticated")
 
+// errTokenStore is a token store that cannot be read: the gateway cannot
+// tell a held token from another, and refuses (fail closed).
+var errTokenStore = errors.New("the token store cannot be read")
+
 // serve authenticates, reads and binds the request, then answers it from
 // CARTO. An error is written by fail; an answer from CARTO, whatever its
 // status, is not an error.
@@ -262,7 +266,7 @@ func bearer(r *http.Request) (string, error) {
 func (g *Gateway) authenticate(ctx context.Context, token string) (store.Entry, policy.Policy, error) {
 	e, ok, err := g.cfg.Tokens.Lookup(ctx, token)
 	if err != nil {
-		return store.Entry{}, policy.Policy{}, fmt.Errorf("look the token up: %w", err)
+		return store.Entry{}, policy.Policy{}, fmt.Errorf("%w: %w", errTokenStore, err)
 	}
 	if !ok {
 		return store.Entry{}, policy.Policy{}, fmt.Errorf("%w: the token is not one this broker holds: unknown, revoked or expired", errUnauthenticated)
@@ -290,6 +294,9 @@ func (g *Gateway) fail(w http.ResponseWriter, r *http.Request, rt route, o Outco
 	case o == Refused:
 		status = http.StatusForbidden
 		msg = "Forbidden: " + msg
+	case errors.Is(err, errTokenStore):
+		status, msg = http.StatusServiceUnavailable, "The broker cannot check tokens right now; retry later"
+		w.Header().Set("Retry-After", "1")
 	case o == Unavailable && errors.Is(err, context.DeadlineExceeded):
 		status, msg = http.StatusGatewayTimeout, "CARTO did not answer in time"
 	case o == Unavailable:

@@ -397,4 +397,10 @@ func TestGatewayAcrossReplicas(t *testing.T) {
 	if r := do(t, b.RESTURL+"/carto", call); r.status != http.StatusUnauthorized {
 		t.Fatalf("replica B, after replica A revoked the token: %d %s; want 401", r.status, r.body)
 	}
+	// With the store gone, no token can be told from another: 503, closed.
+	rs.Kill()
+	r := do(t, b.RESTURL+"/carto", call)
+	if r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" || !strings.Contains(r.json(t)["error"].(string), "cannot check tokens") {
+		t.Fatalf("replica B without Redis: %d %v %s; want 503 with Retry-After", r.status, r.header, r.body)
+	}
 }
