@@ -145,7 +145,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.observe(rt.api, outcome)
 	if err != nil {
 		g.fail(w, r, rt, outcome, err)
+		return
 	}
+	g.cfg.Logger.DebugContext(r.Context(), "CARTO gateway request", "api", rt.api, "connection", rt.conn, "outcome", string(outcome))
 }
 
 func (g *Gateway) observe(api string, o Outcome) {

@@ -3,6 +3,7 @@ package cartogateway
 import (
 	"container/list"
 	"context"
+	"errors"
 	"net/http"
 	"sync"
 	"time"
@@ -50,6 +51,10 @@ type cached struct {
 	expires time.Time
 	size    int
 }
+
+// errFlightAborted is what waiters get when the call they shared ended
+// without an answer (it panicked).
+var errFlightAborted = errors.New("the shared call to CARTO ended without an answer")
 
 type flight struct {
 	done chan struct{}
@@ -105,14 +110,19 @@ func (c *instances) get(ctx context.Context, key string, fetch func(context.Cont
 	c.flights[key] = f
 	c.mu.Unlock()
 
+	// Whatever happens to fetch, even a panic, the flight ends: its waiters
+	// must not wait for an answer that will never come.
+	f.err = errFlightAborted
+	defer func() {
+		c.mu.Lock()
+		delete(c.flights, key)
+		if f.err == nil && keep(f.ans) {
+			c.addLocked(key, f.ans)
+		}
+		c.mu.Unlock()
+		close(f.done)
+	}()
 	f.ans, f.err = fetch(context.WithoutCancel(ctx))
-	c.mu.Lock()
-	delete(c.flights, key)
-	if f.err == nil && keep(f.ans) {
-		c.addLocked(key, f.ans)
-	}
-	c.mu.Unlock()
-	close(f.done)
 	return f.ans, CacheMiss, f.err
 }
 

@@ -133,3 +133,32 @@ func TestInstancesShareOneCall(t *testing.T) {
 		}
 	})
 }
+
+// A shared call that panics still ends: its waiters get an error, and the
+// next call tries again.
+func TestInstancesFlightEndsOnPanic(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newInstances(time.Minute, 1<<20, time.Now)
+		release := make(chan struct{})
+		boom := func(context.Context) (*answer, error) { <-release; panic("bug") }
+		go func() {
+			defer func() { _ = recover() }()
+			_, _, _ = c.get(t.Context(), "k", boom, keepAll)
+		}()
+		synctest.Wait()
+		waited := make(chan error, 1)
+		go func() {
+			_, _, err := c.get(t.Context(), "k", boom, keepAll)
+			waited <- err
+		}()
+		synctest.Wait()
+		close(release)
+		if err := <-waited; err != errFlightAborted {
+			t.Fatalf("waiter: err = %v, want errFlightAborted", err)
+		}
+		ok := func(context.Context) (*answer, error) { return &answer{status: 200}, nil }
+		if _, res, err := c.get(t.Context(), "k", ok, keepAll); err != nil || res != CacheMiss {
+			t.Fatalf("after the panic: %s, %v; want a new call", res, err)
+		}
+	})
+}
