@@ -185,14 +185,14 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt route) (Outco
 	}
 	// A map instantiation is cached under the request exactly as it came,
 	// with the token (so the group and its policy: a group's callers share
-	// its token) and the origin (CARTO checks it against the token's
-	// referers). An answer is only ever stored after its request was bound
+	// its token) and the browser's origin (CARTO checks it against the
+	// token's referers). An answer is only ever stored after its request was bound
 	// (below), and binding depends on nothing else, so a hit is served
 	// without reading the request again.
 	cached := rt.api == "maps" && g.instances != nil
 	var key string
 	if cached {
-		key = strings.Join([]string{store.TokenID(token), entry.Key.PolicyHash, rt.conn, r.Header.Get("Origin"), r.Method, r.URL.RawQuery, string(body)}, "\x00")
+		key = strings.Join([]string{store.TokenID(token), entry.Key.PolicyHash, rt.conn, browserOrigin(r), r.Method, r.URL.RawQuery, string(body)}, "\x00")
 		if ans, ok := g.instances.lookup(key); ok {
 			g.observeCache(CacheHit)
 			writeAnswer(w, ans)
@@ -238,6 +238,18 @@ func (g *Gateway) observeCache(r CacheResult) {
 	if g.cfg.Observer != nil {
 		g.cfg.Observer.GatewayCache(string(r))
 	}
+}
+
+// browserOrigin is the origin CARTO checks a token's referers against: the
+// Origin header, else the Referer's origin.
+func browserOrigin(r *http.Request) string {
+	if o := r.Header.Get("Origin"); o != "" {
+		return o
+	}
+	if u, err := url.Parse(r.Header.Get("Referer")); err == nil && u.Host != "" {
+		return u.Scheme + "://" + u.Host
+	}
+	return ""
 }
 
 // bearer is the caller's CARTO token: the Authorization header's, or else

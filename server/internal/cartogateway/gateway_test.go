@@ -404,3 +404,36 @@ func TestGatewayAcrossReplicas(t *testing.T) {
 		t.Fatalf("replica B without Redis: %d %v %s; want 503 with Retry-After", r.status, r.header, r.body)
 	}
 }
+
+// A policy's referers hold through the gateway: the browser's origin goes to
+// CARTO with the rewritten request, and is part of the cache's key, so an
+// answer given to an allowed origin is never served to another.
+func TestGatewayKeepsReferers(t *testing.T) {
+	const yaml = `
+users:
+  - {username: user.boston@acme.com, password_hash: "$2a$10$qN8jcbw5Vh/n23PA2JXl1OsgZNkQer1PUXFZZh75heal85AzWBkye", group: BOSTON}
+groups:
+  BOSTON:
+    grants: [{connection: carto_dw, source: "SELECT * FROM ` + "`carto-demo-data`" + `.demo_tables.retail_stores WHERE city = {{group}}"}]
+    allowed_apis: [maps]
+    referers: ["https://app.acme.com"]
+    bound_parameters: {groupcity: "{{group}}"}
+`
+	b := brokertest.Start(t, brokertest.Config(yaml), brokertest.Env(map[string]string{"CARTO_GATEWAY_URL": "https://maps.acme.com/carto"}))
+	boston, _ := cartoToken(t, b, "user.boston@acme.com", "boston")
+	call := func(origin string) gwAnswer {
+		return do(t, b.RESTURL+"/carto", gwCall{token: boston, query: deckQuery(guideQuery, `{"groupcity":"BOSTON"}`), headers: map[string]string{"Origin": origin}})
+	}
+	for _, step := range []struct {
+		origin string
+		status int
+	}{
+		{"https://app.acme.com", http.StatusOK},
+		{"https://app.acme.com", http.StatusOK}, // from the cache
+		{"https://evil.example", http.StatusForbidden},
+	} {
+		if a := call(step.origin); a.status != step.status {
+			t.Fatalf("from %s: %d %s, want %d", step.origin, a.status, a.body, step.status)
+		}
+	}
+}
