@@ -15,7 +15,7 @@ var layers = map[string]int{
 	"refusal": 0, "seal": 0, "policy": 0, "audit": 0, "metrics": 0, "telemetry": 0,
 	"carto": 0, "cartosim": 0, "apidoc": 0, "demopage": 0,
 	"clocktest": 0, "logtest": 0, "redistest": 0, "idptest": 0, "grpctest": 0,
-	"store": 1,
+	"store": 1, "namedquery": 1,
 	// The store's implementations, identity, and the token cache.
 	"store/memstore": 2, "store/boltstore": 2, "store/redisstore": 2, "auth": 2, "tokencache": 2,
 	// The domain, and the store's conformance suite (over every store).
