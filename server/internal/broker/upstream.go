@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tokenbroker/tokenbroker/server/internal/carto"
+	"github.com/tokenbroker/tokenbroker/server/internal/namedquery"
 	"github.com/tokenbroker/tokenbroker/server/internal/refusal"
 	"github.com/tokenbroker/tokenbroker/server/internal/store"
 	"github.com/tokenbroker/tokenbroker/server/internal/tokencache"
@@ -23,7 +24,8 @@ type CartoTokens interface {
 }
 
 // Upstream adapts the CARTO client to tokencache.Upstream: it mints a key's
-// token with the grants of the group's current policy.
+// token with the grants of the key's current policy (Mintable: a group's,
+// or a named-query audience's).
 type Upstream struct {
 	Carto      CartoTokens
 	Policies   Policies
@@ -52,7 +54,7 @@ func (u Upstream) Mint(ctx context.Context, key store.Key, expiresAt time.Time) 
 		AllowedAPIs: pol.AllowedAPIs,
 		Referers:    pol.Referers,
 		ExpiresAt:   expiresAt,
-		Name:        u.NamePrefix + key.Group + "/" + key.PolicyHash[:16],
+		Name:        u.NamePrefix + namedquery.DescribeKey(key.Group) + "/" + key.PolicyHash[:16],
 	})
 	if err != nil {
 		return "", err

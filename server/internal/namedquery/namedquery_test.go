@@ -232,3 +232,47 @@ func TestWhoMayRun(t *testing.T) {
 		}
 	}
 }
+
+func TestAudiencePolicies(t *testing.T) {
+	public := Query{Name: "public", Connection: "c", SQL: "SELECT 2", APIs: []string{APIMaps}, Public: true}
+	everyone := Query{Name: "everyone", Connection: "c", SQL: "SELECT 1", APIs: []string{APISQL}, Groups: []string{AllGroups}}
+	s, err := NewSet([]Query{storesByType(), everyone, public})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sources := func(key string) string {
+		p, err := s.Policy(key)
+		if err != nil {
+			return err.Error()
+		}
+		var out []string
+		for _, g := range p.Grants {
+			out = append(out, g.Source)
+		}
+		return strings.Join(out, " | ") + " apis " + strings.Join(p.AllowedAPIs, ",")
+	}
+	boston := AudienceKey(Caller{Group: "BOSTON"})
+	// Sorted by connection (c, carto_dw), then source.
+	if got, want := sources(boston), "SELECT 1 | SELECT * FROM `carto-demo-data`.demo_tables.retail_stores\nWHERE city = @city AND storetype = @storetype -- not @this\nLIMIT @n apis maps,sql"; got != want {
+		t.Errorf("BOSTON's query token: %q, want %q", got, want)
+	}
+	if got := sources(AudienceKey(Caller{Group: "CHICAGO"})); got != "SELECT 1 apis sql" {
+		t.Errorf("CHICAGO's query token: %q", got)
+	}
+	if got := sources(AudienceKey(Caller{})); got != "SELECT 2 apis maps" {
+		t.Errorf("the public query token: %q", got)
+	}
+	if _, err := s.Policy("BOSTON"); !errors.Is(err, ErrNoQueries) {
+		t.Errorf("a group's own key gave a query policy: %v", err)
+	}
+	// No group name can be a query audience's key: a key holds a control
+	// character, which no group may (its SQL literal is refused).
+	if !IsAudienceKey(boston) || IsAudienceKey("queries/BOSTON") || DescribeKey(boston) != "queries/BOSTON" {
+		t.Errorf("key %q: audience %v, described %q", boston, IsAudienceKey(boston), DescribeKey(boston))
+	}
+	only := Query{Name: "only", Connection: "c", SQL: "SELECT 3", APIs: []string{APISQL}, Groups: []string{"BOSTON"}}
+	s2, _ := NewSet([]Query{only})
+	if _, err := s2.Policy(AudienceKey(Caller{Group: "CHICAGO"})); !errors.Is(err, ErrNoQueries) {
+		t.Errorf("an audience without queries got a policy: %v", err)
+	}
+}

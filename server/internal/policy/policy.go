@@ -177,6 +177,24 @@ func (t Template) Render(group string) (Policy, error) {
 		p.Grants = append(p.Grants, Grant{Connection: g.Connection, Source: src})
 		p.Templates = append(p.Templates, t.templatesOf(g, src)...)
 	}
+	p.canonicalize(t.AllowedAPIs, t.Referers)
+	return p, nil
+}
+
+// New returns the policy of a token minted for key with exactly these
+// grants, APIs and referers (the broker's own tokens, such as those that run
+// named queries), sorted and hashed as rendered policies are.
+func New(key string, grants []Grant, apis, referers []string, ttl time.Duration) Policy {
+	p := Policy{Group: key, Grants: slices.Clone(grants), TokenTTL: ttl}
+	if p.TokenTTL == 0 {
+		p.TokenTTL = DefaultTokenTTL
+	}
+	p.canonicalize(apis, referers)
+	return p
+}
+
+// canonicalize sorts and dedupes the permissions, and hashes them.
+func (p *Policy) canonicalize(apis, referers []string) {
 	slices.SortFunc(p.Grants, func(a, b Grant) int {
 		if c := strings.Compare(a.Connection, b.Connection); c != 0 {
 			return c
@@ -184,10 +202,9 @@ func (t Template) Render(group string) (Policy, error) {
 		return strings.Compare(a.Source, b.Source)
 	})
 	p.Grants = slices.Compact(p.Grants)
-	p.AllowedAPIs = sortedUnique(t.AllowedAPIs)
-	p.Referers = sortedUnique(t.Referers)
-	p.Hash = hashOf(p)
-	return p, nil
+	p.AllowedAPIs = sortedUnique(apis)
+	p.Referers = sortedUnique(referers)
+	p.Hash = hashOf(*p)
 }
 
 func sortedUnique(s []string) []string {
