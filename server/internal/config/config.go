@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/tokenbroker/tokenbroker/server/internal/auth"
+	"github.com/tokenbroker/tokenbroker/server/internal/namedquery"
 	"github.com/tokenbroker/tokenbroker/server/internal/policy"
 )
 
@@ -82,6 +83,8 @@ type Config struct {
 	// identified by client certificates (TOKENBROKER_CONFIG).
 	IdentityProviders []auth.IdPConfig
 	Services          []auth.Service
+	// Queries are the named queries the broker runs itself (queries:).
+	Queries []namedquery.Query
 
 	// SessionAlg signs sessions: HS256 with JWT_SECRET, or EdDSA / ES256
 	// with keys the broker rotates every SessionKeyRotation and publishes at
@@ -163,7 +166,8 @@ func (g GatewayConfig) Path(demo bool) string {
 type Built struct {
 	Users    *auth.Users
 	Policies *policy.Set
-	Services *auth.Services // nil when no services: are configured
+	Services *auth.Services  // nil when no services: are configured
+	Queries  *namedquery.Set // the named queries (empty when none)
 }
 
 // GRPCLimits bounds the gRPC server's connections and streams (see

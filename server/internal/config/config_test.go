@@ -114,6 +114,25 @@ groups:
     referers: ["https://app.acme.com/"]
 `, []string{"not a bcrypt hash", "unknown placeholder", "unknown API \"tiles\"", "trailing slash", "group \"CHICAGO\", which has no policy"}},
 		{"no users", nil, "groups: {}\n", []string{"has no users"}},
+		{"bad queries", nil, `
+users:
+  - {username: a@acme.com, password_hash: "` + hash10 + `", group: BOSTON}
+queries:
+  - name: stores
+    connection: carto_dw
+    sql: "SELECT * FROM t WHERE city = @city AND kind = @kind"
+    apis: [sql]
+    groups: [BOSTON]
+    params:
+      - {name: city, bind: group}
+  - name: open
+    connection: carto_dw
+    sql: "SELECT * FROM t WHERE city = @city"
+    apis: [maps]
+    public: true
+    params:
+      - {name: city, bind: group}
+`, []string{`queries: query "stores": sql uses @kind, which is not declared under params`, `queries: query "open": parameter city: a public query has no caller: it cannot bind group`}},
 		{"gateway without a path of its own", map[string]string{"CARTO_GATEWAY_URL": "https://maps.example.com/", "CARTO_GATEWAY_CACHE_TTL": "1h"},
 			"", []string{"CARTO_GATEWAY_URL \"https://maps.example.com/\" needs a path of its own", "CARTO_GATEWAY_CACHE_TTL 1h0m0s is outside"}},
 		{"gateway on the API's path", map[string]string{"CARTO_GATEWAY_URL": "https://maps.example.com/v1/carto"}, "", []string{"path /v1/carto is the API's"}},

@@ -11,6 +11,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/tokenbroker/tokenbroker/server/internal/auth"
+	"github.com/tokenbroker/tokenbroker/server/internal/namedquery"
 	"github.com/tokenbroker/tokenbroker/server/internal/policy"
 )
 
@@ -24,6 +25,35 @@ type fileConfig struct {
 	Groups            map[string]filePolicy `yaml:"groups"`
 	IdentityProviders []fileIdP             `yaml:"identity_providers"`
 	Services          []fileService         `yaml:"services"`
+	Queries           []fileQuery           `yaml:"queries"`
+}
+
+// fileQuery is a named query the broker runs itself (namedquery.Query).
+type fileQuery struct {
+	Name       string        `yaml:"name"`
+	Connection string        `yaml:"connection"`
+	SQL        string        `yaml:"sql"`
+	APIs       []string      `yaml:"apis"`
+	Groups     []string      `yaml:"groups"`
+	Public     bool          `yaml:"public"`
+	CacheTTL   time.Duration `yaml:"cache_ttl"`
+	MaxRows    int           `yaml:"max_rows"`
+	MaxBytes   int64         `yaml:"max_bytes"`
+	Params     []fileParam   `yaml:"params"`
+}
+
+type fileParam struct {
+	Name      string   `yaml:"name"`
+	Bind      string   `yaml:"bind"`
+	Type      string   `yaml:"type"`
+	Required  bool     `yaml:"required"`
+	Default   *string  `yaml:"default"`
+	Allowed   []string `yaml:"allowed"`
+	Pattern   string   `yaml:"pattern"`
+	Min       string   `yaml:"min"`
+	Max       string   `yaml:"max"`
+	MinLength int      `yaml:"min_length"`
+	MaxLength int      `yaml:"max_length"`
 }
 
 type fileUser struct {
@@ -90,6 +120,7 @@ func readFile(c *Config, name, path string) error {
 	c.Groups, c.DefaultPolicy = fc.policies()
 	c.IdentityProviders = fc.identityProviders()
 	c.Services = fc.services()
+	c.Queries = fc.queries()
 	return err
 }
 
@@ -167,6 +198,23 @@ func (fc fileConfig) services() []auth.Service {
 	out := make([]auth.Service, len(fc.Services))
 	for i, s := range fc.Services {
 		out[i] = auth.Service{Name: s.Name, Identity: s.Identity, Groups: s.Groups}
+	}
+	return out
+}
+
+func (fc fileConfig) queries() []namedquery.Query {
+	out := make([]namedquery.Query, len(fc.Queries))
+	for i, q := range fc.Queries {
+		out[i] = namedquery.Query{
+			Name: q.Name, Connection: q.Connection, SQL: q.SQL, APIs: q.APIs, Groups: q.Groups, Public: q.Public,
+			CacheTTL: q.CacheTTL, MaxRows: q.MaxRows, MaxBytes: q.MaxBytes,
+		}
+		for _, p := range q.Params {
+			out[i].Params = append(out[i].Params, namedquery.Param{
+				Name: p.Name, Bind: p.Bind, Type: namedquery.Type(p.Type), Required: p.Required, Default: p.Default,
+				Allowed: p.Allowed, Pattern: p.Pattern, Min: p.Min, Max: p.Max, MinLength: p.MinLength, MaxLength: p.MaxLength,
+			})
+		}
 	}
 	return out
 }

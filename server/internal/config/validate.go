@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tokenbroker/tokenbroker/server/internal/auth"
+	"github.com/tokenbroker/tokenbroker/server/internal/namedquery"
 	"github.com/tokenbroker/tokenbroker/server/internal/policy"
 )
 
@@ -26,6 +27,7 @@ var checks = []func(c *Config) []error{
 	checkUsers,
 	checkPolicies,
 	checkServices,
+	checkQueries,
 	checkIdentityProviders,
 	checkLogin,
 	checkStore,
@@ -174,6 +176,16 @@ func checkPolicies(c *Config) []error {
 		}
 	}
 	return errs
+}
+
+// checkQueries: the named queries are sound (Built.Queries).
+func checkQueries(c *Config) []error {
+	set, err := namedquery.NewSet(c.Queries)
+	if err != nil {
+		return prefixed("queries", err)
+	}
+	c.Built.Queries = set
+	return nil
 }
 
 // checkServices: services are identified by client certificates, and the
