@@ -52,16 +52,22 @@ type Config struct {
 	// CallTimeout bounds each attempt of a call, within the caller's own
 	// deadline. 10 s when zero.
 	CallTimeout time.Duration
+	// QueryTimeout bounds each attempt of a query (QueryRows, each step of
+	// QueryGeoJSON), reading its answer included, within the caller's own
+	// deadline. 30 s when zero.
+	QueryTimeout time.Duration
 	// MaxAttempts is how many times a call is tried when a retry is safe
 	// (see retryPolicy). 3 when zero.
 	MaxAttempts int
 	// BreakerThreshold consecutive failures open the circuit breaker for
 	// BreakerCooldown: calls then fail at once instead of waiting on a CARTO
 	// that is down. 5 and 10 s when zero; a negative threshold disables it.
+	// The SQL and Maps APIs have a breaker of their own, with the same
+	// settings.
 	BreakerThreshold int
 	BreakerCooldown  time.Duration
 	// Observe, when set, is told about every attempt of a call: the
-	// endpoint (oauth, create, list, delete), its outcome (ok, rate_limited,
+	// endpoint (oauth, create, list, delete, sql, maps), its outcome (ok, rate_limited,
 	// server_error, client_error, transport_error, and, for calls not made,
 	// paused or circuit_open) and its duration.
 	Observe func(endpoint, outcome string, d time.Duration)
@@ -72,8 +78,10 @@ type Client struct {
 	cfg     Config
 	base    *url.URL
 	oauth   *oauthSource
-	breaker *breaker
-	pauses  *pauses
+	breaker *breaker // the OAuth and Tokens APIs
+	// dataBreaker is the SQL and Maps APIs' (see breakerFor).
+	dataBreaker *breaker
+	pauses      *pauses
 }
 
 // New validates cfg and returns a Client.
@@ -95,6 +103,9 @@ func New(cfg Config) (*Client, error) {
 	}
 	if cfg.CallTimeout <= 0 {
 		cfg.CallTimeout = 10 * time.Second
+	}
+	if cfg.QueryTimeout <= 0 {
+		cfg.QueryTimeout = 30 * time.Second
 	}
 	if cfg.MaxAttempts <= 0 {
 		cfg.MaxAttempts = 3
@@ -119,7 +130,10 @@ func New(cfg Config) (*Client, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	c := &Client{cfg: cfg, base: base, breaker: &breaker{threshold: cfg.BreakerThreshold, cooldown: cfg.BreakerCooldown, now: cfg.Now}, pauses: newPauses(cfg)}
+	c := &Client{cfg: cfg, base: base, pauses: newPauses(cfg),
+		breaker:     &breaker{threshold: cfg.BreakerThreshold, cooldown: cfg.BreakerCooldown, now: cfg.Now},
+		dataBreaker: &breaker{threshold: cfg.BreakerThreshold, cooldown: cfg.BreakerCooldown, now: cfg.Now},
+	}
 	c.oauth = newOAuthSource(c)
 	return c, nil
 }
@@ -272,7 +286,7 @@ func (c *Client) tokensCall(ctx context.Context, op string, policy retryPolicy, 
 				req.Header.Set("Content-Type", "application/json")
 			}
 			return req, nil
-		})
+		}, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -287,13 +301,49 @@ func (c *Client) tokensCall(ctx context.Context, op string, policy retryPolicy, 
 	}
 }
 
-// do sends req and reads at most maxResponse bytes of the answer.
-func (c *Client) do(req *http.Request) (int, []byte, http.Header, error) {
+// bodyReader reads the body of a 2xx answer (see send).
+type bodyReader func(body io.Reader, hdr http.Header) error
+
+// readVerdict carries the error a bodyReader returned about an answer it
+// read whole or refused: CARTO's answer, not a transport failure.
+type readVerdict struct{ err error }
+
+func (v *readVerdict) Error() string { return v.err.Error() }
+
+// readErrors remembers the first failure to read a body (other than its
+// end), so a bodyReader's error can be told from the transport's.
+type readErrors struct {
+	r   io.Reader
+	err error
+}
+
+func (r *readErrors) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil && err != io.EOF && r.err == nil {
+		r.err = err
+	}
+	return n, err
+}
+
+// do sends req and reads at most maxResponse bytes of the answer, or hands
+// a 2xx answer's body to read when it is not nil.
+func (c *Client) do(req *http.Request, read bodyReader) (int, []byte, http.Header, error) {
 	resp, err := c.cfg.HTTPClient.Do(req)
 	if err != nil {
 		return 0, nil, nil, err
 	}
 	defer resp.Body.Close()
+	if read != nil && resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		body := &readErrors{r: resp.Body}
+		err := read(body, resp.Header)
+		switch {
+		case body.err != nil:
+			return 0, nil, nil, body.err
+		case err != nil:
+			return resp.StatusCode, nil, resp.Header, &readVerdict{err}
+		}
+		return resp.StatusCode, nil, resp.Header, nil
+	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
 	if err != nil {
 		return 0, nil, nil, err
@@ -341,7 +391,10 @@ func statusError(op string, status int, body []byte, hdr http.Header) error {
 
 // upstreamMessage extracts CARTO's error text ({error, description} or the
 // OAuth {error, error_description}), bounded, for the operator's log.
-func upstreamMessage(body []byte) string {
+func upstreamMessage(body []byte) string { return bounded(upstreamText(body)) }
+
+// upstreamText is CARTO's error text, whole.
+func upstreamText(body []byte) string {
 	var m struct {
 		Error            string `json:"error"`
 		Description      string `json:"description"`
@@ -350,9 +403,13 @@ func upstreamMessage(body []byte) string {
 	if json.Unmarshal(body, &m) != nil {
 		return ""
 	}
-	msg := strings.TrimSpace(strings.Join([]string{m.Error, m.Description, m.ErrorDescription}, " "))
+	return strings.TrimSpace(strings.Join([]string{m.Error, m.Description, m.ErrorDescription}, " "))
+}
+
+// bounded cuts a message for a log line.
+func bounded(msg string) string {
 	if len(msg) > 200 {
-		msg = msg[:200] + "…"
+		msg = strings.ToValidUTF8(msg[:200], "") + "…"
 	}
 	return msg
 }

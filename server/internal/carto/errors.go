@@ -22,7 +22,30 @@ var (
 	ErrRejected = errors.New("CARTO rejected the request")
 	// ErrNotFound: CARTO does not know the token.
 	ErrNotFound = errors.New("token not found at CARTO")
+	// ErrTokenRefused: CARTO refused the API access token a query ran with:
+	// Error.Status 401 when it does not know it (deleted, expired), 403 when
+	// the token does not allow the API, the origin or the query. A token
+	// minted afresh for the same queries may be accepted; if it is refused
+	// too, the configuration is wrong.
+	ErrTokenRefused = errors.New("CARTO refused the API access token")
+	// ErrResultTooLarge: a query's result is beyond the limits of the
+	// request. A *LimitError says which.
+	ErrResultTooLarge = errors.New("the query result is too large")
 )
+
+// LimitError is a query result refused for a limit: Limit is "max_rows"
+// (rows or features) or "max_bytes" (of CARTO's answer), Value the limit.
+// It wraps ErrResultTooLarge.
+type LimitError struct {
+	Limit string
+	Value int64
+}
+
+func (e *LimitError) Error() string {
+	return fmt.Sprintf("carto: %v: more than %s %d", ErrResultTooLarge, e.Limit, e.Value)
+}
+
+func (e *LimitError) Unwrap() error { return ErrResultTooLarge }
 
 // Error describes one failed call to CARTO.
 type Error struct {

@@ -267,7 +267,7 @@ func (c *Client) fetchOAuth(ctx context.Context) (string, time.Duration, error) 
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		req.Header.Set("Accept", "application/json")
 		return req, nil
-	})
+	}, nil)
 	if err != nil {
 		return "", 0, err
 	}

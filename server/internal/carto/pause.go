@@ -70,7 +70,7 @@ type admission struct {
 }
 
 func newPauses(cfg Config) *pauses {
-	return &pauses{now: cfg.Now, shared: cfg.Pauses, probeTTL: cfg.CallTimeout + time.Second, log: cfg.Logger, state: map[string]*pauseState{}}
+	return &pauses{now: cfg.Now, shared: cfg.Pauses, probeTTL: max(cfg.CallTimeout, cfg.QueryTimeout) + time.Second, log: cfg.Logger, state: map[string]*pauseState{}}
 }
 
 func (p *pauses) get(endpoint string) *pauseState {

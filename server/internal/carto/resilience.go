@@ -29,8 +29,15 @@ const (
 // the caller's deadline, retried with exponential backoff and full jitter
 // as policy allows, refused at once while CARTO asked for a pause on the
 // endpoint (see pauses) or while the circuit breaker is open.
-func (c *Client) send(ctx context.Context, op string, policy retryPolicy, newReq func(ctx context.Context) (*http.Request, error)) (int, []byte, http.Header, error) {
+//
+// read, when not nil, reads the body of a 2xx answer within the attempt's
+// deadline, instead of it being buffered (at most maxResponse bytes); the
+// body is then not returned. A failure to read the body is a transport
+// error (retried as policy allows); any other error read returns is CARTO's
+// verdict on the call, returned as it is without a retry.
+func (c *Client) send(ctx context.Context, op string, policy retryPolicy, newReq func(ctx context.Context) (*http.Request, error), read bodyReader) (int, []byte, http.Header, error) {
 	endpoint := endpointOf(op)
+	brk := c.breakerFor(endpoint)
 	for attempt := 1; ; attempt++ {
 		adm, pause, refused := c.pauses.admit(ctx, endpoint)
 		if refused {
@@ -38,40 +45,47 @@ func (c *Client) send(ctx context.Context, op string, policy retryPolicy, newReq
 			return 0, nil, nil, &Error{Op: op, Kind: ErrRateLimited, RetryAfter: pause,
 				Detail: fmt.Sprintf("CARTO asked for a pause; not calling it for %s", pause.Round(time.Millisecond))}
 		}
-		if wait, open := c.breaker.allow(); open {
+		if wait, open := brk.allow(); open {
 			c.pauses.abandoned(adm)
 			c.observe(endpoint, "circuit_open", 0)
 			return 0, nil, nil, &Error{Op: op, Kind: ErrUnavailable, RetryAfter: wait,
 				Detail: fmt.Sprintf("%d calls failed in a row; not calling CARTO for %s", c.cfg.BreakerThreshold, wait.Round(time.Second))}
 		}
-		actx, cancel := context.WithTimeout(ctx, c.cfg.CallTimeout)
+		actx, cancel := context.WithTimeout(ctx, c.timeoutFor(endpoint))
 		req, err := newReq(actx)
 		if err != nil {
 			cancel()
-			c.breaker.release()
+			brk.release()
 			c.pauses.abandoned(adm)
 			return 0, nil, nil, fmt.Errorf("carto: %s: %w", op, err)
 		}
 		started := time.Now()
-		status, body, hdr, err := c.do(req)
+		status, body, hdr, err := c.do(req, read)
 		cancel()
 		c.observe(endpoint, outcomeOf(status, err), time.Since(started))
 
 		var retryable bool
 		var wait time.Duration
+		var verdict *readVerdict
 		switch {
+		case errors.As(err, &verdict):
+			// CARTO answered; what it answered is refused (too large,
+			// malformed). Asking again would get the same.
+			brk.success()
+			c.pauses.answered(ctx, adm)
+			return status, nil, hdr, verdict.err
 		case err != nil && ctx.Err() != nil:
 			// The caller gave up: no verdict on CARTO.
-			c.breaker.release()
+			brk.release()
 			c.pauses.abandoned(adm)
 			return 0, nil, nil, transportError(ctx, op, err)
 		case err != nil:
-			c.breaker.failure()
+			brk.failure()
 			c.pauses.answered(ctx, adm)
 			retryable = policy == idempotent || neverSent(err)
 			err = transportError(ctx, op, err)
 		case status >= 500:
-			c.breaker.failure()
+			brk.failure()
 			c.pauses.answered(ctx, adm)
 			retryable = policy == idempotent
 		case status == http.StatusTooManyRequests:
@@ -79,14 +93,14 @@ func (c *Client) send(ctx context.Context, op string, policy retryPolicy, newReq
 			// endpoint before then. A short wait is waited out here; a
 			// long one goes back to the caller with its delay, rather than
 			// holding the request (and its waiters) that long.
-			c.breaker.success()
+			brk.success()
 			if wait = retryAfter(hdr.Get("Retry-After")); wait == 0 {
 				wait = defaultPause
 			}
 			c.pauses.paused(ctx, adm, wait)
 			retryable = wait <= maxRetryWait
 		default:
-			c.breaker.success()
+			brk.success()
 			c.pauses.answered(ctx, adm)
 			return status, body, hdr, nil
 		}
@@ -122,8 +136,35 @@ func endpointOf(op string) string {
 		return "list"
 	case "delete token":
 		return "delete"
+	case opQueryRows:
+		return endpointSQL
+	case opInstantiate, opFetchGeoJSON:
+		return endpointMaps
 	}
 	return "other"
+}
+
+// dataEndpoint reports an endpoint of the SQL or Maps API, which runs
+// queries: it has its own circuit breaker and attempt timeout.
+func dataEndpoint(endpoint string) bool { return endpoint == endpointSQL || endpoint == endpointMaps }
+
+// breakerFor is the circuit breaker of an endpoint. The data endpoints have
+// their own: a warehouse that fails queries (a connection down, a slow
+// BigQuery) must not stop the broker minting tokens, nor the reverse.
+func (c *Client) breakerFor(endpoint string) *breaker {
+	if dataEndpoint(endpoint) {
+		return c.dataBreaker
+	}
+	return c.breaker
+}
+
+// timeoutFor bounds one attempt of a call to endpoint; for the data
+// endpoints it includes reading the answer.
+func (c *Client) timeoutFor(endpoint string) time.Duration {
+	if dataEndpoint(endpoint) {
+		return c.cfg.QueryTimeout
+	}
+	return c.cfg.CallTimeout
 }
 
 // observe reports an attempt to Config.Observe.
@@ -134,7 +175,10 @@ func (c *Client) observe(endpoint, outcome string, d time.Duration) {
 }
 
 func outcomeOf(status int, err error) string {
+	var verdict *readVerdict
 	switch {
+	case errors.As(err, &verdict):
+		return "ok" // CARTO answered; the broker refused the answer
 	case err != nil:
 		return "transport_error"
 	case status == http.StatusTooManyRequests:
