@@ -16,6 +16,7 @@ package tokenbrokerv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	structpb "google.golang.org/protobuf/types/known/structpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -734,11 +735,573 @@ func (x *HeldToken) GetExpiresAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// ListQueriesRequest asks for the named queries the caller may run.
+type ListQueriesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListQueriesRequest) Reset() {
+	*x = ListQueriesRequest{}
+	mi := &file_tokenbroker_v1_tokenbroker_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListQueriesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListQueriesRequest) ProtoMessage() {}
+
+func (x *ListQueriesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenbroker_v1_tokenbroker_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListQueriesRequest.ProtoReflect.Descriptor instead.
+func (*ListQueriesRequest) Descriptor() ([]byte, []int) {
+	return file_tokenbroker_v1_tokenbroker_proto_rawDescGZIP(), []int{10}
+}
+
+// ListQueriesResponse lists named queries.
+type ListQueriesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// By name.
+	Queries       []*NamedQuery `protobuf:"bytes,1,rep,name=queries,proto3" json:"queries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListQueriesResponse) Reset() {
+	*x = ListQueriesResponse{}
+	mi := &file_tokenbroker_v1_tokenbroker_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListQueriesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListQueriesResponse) ProtoMessage() {}
+
+func (x *ListQueriesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenbroker_v1_tokenbroker_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListQueriesResponse.ProtoReflect.Descriptor instead.
+func (*ListQueriesResponse) Descriptor() ([]byte, []int) {
+	return file_tokenbroker_v1_tokenbroker_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ListQueriesResponse) GetQueries() []*NamedQuery {
+	if x != nil {
+		return x.Queries
+	}
+	return nil
+}
+
+// NamedQuery describes a named query, without its SQL.
+type NamedQuery struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Its name, as RunQuery takes it.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The APIs it is served through: `sql` (RunQuery), `maps`
+	// (RunQueryGeoJSON).
+	Apis []string `protobuf:"bytes,2,rep,name=apis,proto3" json:"apis,omitempty"`
+	// Whether it runs without credentials.
+	Public bool `protobuf:"varint,3,opt,name=public,proto3" json:"public,omitempty"`
+	// Its parameters, in declaration order.
+	Parameters    []*QueryParameter `protobuf:"bytes,4,rep,name=parameters,proto3" json:"parameters,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NamedQuery) Reset() {
+	*x = NamedQuery{}
+	mi := &file_tokenbroker_v1_tokenbroker_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NamedQuery) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NamedQuery) ProtoMessage() {}
+
+func (x *NamedQuery) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenbroker_v1_tokenbroker_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NamedQuery.ProtoReflect.Descriptor instead.
+func (*NamedQuery) Descriptor() ([]byte, []int) {
+	return file_tokenbroker_v1_tokenbroker_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *NamedQuery) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *NamedQuery) GetApis() []string {
+	if x != nil {
+		return x.Apis
+	}
+	return nil
+}
+
+func (x *NamedQuery) GetPublic() bool {
+	if x != nil {
+		return x.Public
+	}
+	return false
+}
+
+func (x *NamedQuery) GetParameters() []*QueryParameter {
+	if x != nil {
+		return x.Parameters
+	}
+	return nil
+}
+
+// QueryParameter describes a parameter of a named query.
+type QueryParameter struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Its name, as RunQuery's `params` take it.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// What the parameter is bound to: `group`, `user` or `claim:<name>`, filled
+	// in from the caller; empty when the caller supplies it.
+	BoundTo string `protobuf:"bytes,2,opt,name=bound_to,json=boundTo,proto3" json:"bound_to,omitempty"`
+	// The type of a supplied value: string, integer, number, boolean, date
+	// (YYYY-MM-DD) or timestamp (RFC 3339).
+	Type string `protobuf:"bytes,3,opt,name=type,proto3" json:"type,omitempty"`
+	// Whether a value must be supplied.
+	Required bool `protobuf:"varint,4,opt,name=required,proto3" json:"required,omitempty"`
+	// The value used when none is supplied; empty when there is none.
+	DefaultValue string `protobuf:"bytes,5,opt,name=default_value,json=defaultValue,proto3" json:"default_value,omitempty"`
+	// The values allowed; empty when any value of the type is.
+	Allowed []string `protobuf:"bytes,6,rep,name=allowed,proto3" json:"allowed,omitempty"`
+	// A regular expression (RE2) a string value must match whole.
+	Pattern string `protobuf:"bytes,7,opt,name=pattern,proto3" json:"pattern,omitempty"`
+	// Bounds of an integer, number, date or timestamp value.
+	Min string `protobuf:"bytes,8,opt,name=min,proto3" json:"min,omitempty"`
+	// Bounds of an integer, number, date or timestamp value.
+	Max string `protobuf:"bytes,9,opt,name=max,proto3" json:"max,omitempty"`
+	// Bounds of a string value's length, in characters.
+	MinLength int32 `protobuf:"varint,10,opt,name=min_length,json=minLength,proto3" json:"min_length,omitempty"`
+	// Bounds of a string value's length, in characters.
+	MaxLength     int32 `protobuf:"varint,11,opt,name=max_length,json=maxLength,proto3" json:"max_length,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueryParameter) Reset() {
+	*x = QueryParameter{}
+	mi := &file_tokenbroker_v1_tokenbroker_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueryParameter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueryParameter) ProtoMessage() {}
+
+func (x *QueryParameter) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenbroker_v1_tokenbroker_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueryParameter.ProtoReflect.Descriptor instead.
+func (*QueryParameter) Descriptor() ([]byte, []int) {
+	return file_tokenbroker_v1_tokenbroker_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *QueryParameter) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *QueryParameter) GetBoundTo() string {
+	if x != nil {
+		return x.BoundTo
+	}
+	return ""
+}
+
+func (x *QueryParameter) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *QueryParameter) GetRequired() bool {
+	if x != nil {
+		return x.Required
+	}
+	return false
+}
+
+func (x *QueryParameter) GetDefaultValue() string {
+	if x != nil {
+		return x.DefaultValue
+	}
+	return ""
+}
+
+func (x *QueryParameter) GetAllowed() []string {
+	if x != nil {
+		return x.Allowed
+	}
+	return nil
+}
+
+func (x *QueryParameter) GetPattern() string {
+	if x != nil {
+		return x.Pattern
+	}
+	return ""
+}
+
+func (x *QueryParameter) GetMin() string {
+	if x != nil {
+		return x.Min
+	}
+	return ""
+}
+
+func (x *QueryParameter) GetMax() string {
+	if x != nil {
+		return x.Max
+	}
+	return ""
+}
+
+func (x *QueryParameter) GetMinLength() int32 {
+	if x != nil {
+		return x.MinLength
+	}
+	return 0
+}
+
+func (x *QueryParameter) GetMaxLength() int32 {
+	if x != nil {
+		return x.MaxLength
+	}
+	return 0
+}
+
+// RunQueryRequest runs a named query.
+type RunQueryRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The query's name. At most 64 bytes.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The values the caller supplies, by parameter name, as text (read as the
+	// parameter's type). Over REST, the query string's parameters.
+	Params        map[string]string `protobuf:"bytes,2,rep,name=params,proto3" json:"params,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunQueryRequest) Reset() {
+	*x = RunQueryRequest{}
+	mi := &file_tokenbroker_v1_tokenbroker_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunQueryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunQueryRequest) ProtoMessage() {}
+
+func (x *RunQueryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenbroker_v1_tokenbroker_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunQueryRequest.ProtoReflect.Descriptor instead.
+func (*RunQueryRequest) Descriptor() ([]byte, []int) {
+	return file_tokenbroker_v1_tokenbroker_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *RunQueryRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RunQueryRequest) GetParams() map[string]string {
+	if x != nil {
+		return x.Params
+	}
+	return nil
+}
+
+// RunQueryResponse holds a query's rows.
+type RunQueryResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The columns, in the query's order.
+	Columns []*QueryColumn `protobuf:"bytes,1,rep,name=columns,proto3" json:"columns,omitempty"`
+	// The rows, each an object of column name to value.
+	Rows          []*structpb.Struct `protobuf:"bytes,2,rep,name=rows,proto3" json:"rows,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunQueryResponse) Reset() {
+	*x = RunQueryResponse{}
+	mi := &file_tokenbroker_v1_tokenbroker_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunQueryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunQueryResponse) ProtoMessage() {}
+
+func (x *RunQueryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenbroker_v1_tokenbroker_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunQueryResponse.ProtoReflect.Descriptor instead.
+func (*RunQueryResponse) Descriptor() ([]byte, []int) {
+	return file_tokenbroker_v1_tokenbroker_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *RunQueryResponse) GetColumns() []*QueryColumn {
+	if x != nil {
+		return x.Columns
+	}
+	return nil
+}
+
+func (x *RunQueryResponse) GetRows() []*structpb.Struct {
+	if x != nil {
+		return x.Rows
+	}
+	return nil
+}
+
+// QueryColumn names a column of a result and its CARTO type.
+type QueryColumn struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The column's name.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Its type as CARTO reports it (string, number, boolean, date, geography…).
+	Type          string `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueryColumn) Reset() {
+	*x = QueryColumn{}
+	mi := &file_tokenbroker_v1_tokenbroker_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueryColumn) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueryColumn) ProtoMessage() {}
+
+func (x *QueryColumn) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenbroker_v1_tokenbroker_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueryColumn.ProtoReflect.Descriptor instead.
+func (*QueryColumn) Descriptor() ([]byte, []int) {
+	return file_tokenbroker_v1_tokenbroker_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *QueryColumn) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *QueryColumn) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+// RunQueryGeoJSONRequest runs a named query for its GeoJSON.
+type RunQueryGeoJSONRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The query's name. At most 64 bytes.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The values the caller supplies, as RunQueryRequest's.
+	Params        map[string]string `protobuf:"bytes,2,rep,name=params,proto3" json:"params,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunQueryGeoJSONRequest) Reset() {
+	*x = RunQueryGeoJSONRequest{}
+	mi := &file_tokenbroker_v1_tokenbroker_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunQueryGeoJSONRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunQueryGeoJSONRequest) ProtoMessage() {}
+
+func (x *RunQueryGeoJSONRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenbroker_v1_tokenbroker_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunQueryGeoJSONRequest.ProtoReflect.Descriptor instead.
+func (*RunQueryGeoJSONRequest) Descriptor() ([]byte, []int) {
+	return file_tokenbroker_v1_tokenbroker_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *RunQueryGeoJSONRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RunQueryGeoJSONRequest) GetParams() map[string]string {
+	if x != nil {
+		return x.Params
+	}
+	return nil
+}
+
+// RunQueryGeoJSONResponse holds a query's GeoJSON.
+type RunQueryGeoJSONResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A GeoJSON FeatureCollection.
+	FeatureCollection *structpb.Struct `protobuf:"bytes,1,opt,name=feature_collection,json=featureCollection,proto3" json:"feature_collection,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *RunQueryGeoJSONResponse) Reset() {
+	*x = RunQueryGeoJSONResponse{}
+	mi := &file_tokenbroker_v1_tokenbroker_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunQueryGeoJSONResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunQueryGeoJSONResponse) ProtoMessage() {}
+
+func (x *RunQueryGeoJSONResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenbroker_v1_tokenbroker_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunQueryGeoJSONResponse.ProtoReflect.Descriptor instead.
+func (*RunQueryGeoJSONResponse) Descriptor() ([]byte, []int) {
+	return file_tokenbroker_v1_tokenbroker_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *RunQueryGeoJSONResponse) GetFeatureCollection() *structpb.Struct {
+	if x != nil {
+		return x.FeatureCollection
+	}
+	return nil
+}
+
 var File_tokenbroker_v1_tokenbroker_proto protoreflect.FileDescriptor
 
 const file_tokenbroker_v1_tokenbroker_proto_rawDesc = "" +
 	"\n" +
-	" tokenbroker/v1/tokenbroker.proto\x12\x0etokenbroker.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"F\n" +
+	" tokenbroker/v1/tokenbroker.proto\x12\x0etokenbroker.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"F\n" +
 	"\fLoginRequest\x12\x1a\n" +
 	"\busername\x18\x01 \x01(\tR\busername\x12\x1a\n" +
 	"\bpassword\x18\x02 \x01(\tR\bpassword\"v\n" +
@@ -785,13 +1348,62 @@ const file_tokenbroker_v1_tokenbroker_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
-	"expires_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt2\xe4\x02\n" +
+	"expires_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\x14\n" +
+	"\x12ListQueriesRequest\"K\n" +
+	"\x13ListQueriesResponse\x124\n" +
+	"\aqueries\x18\x01 \x03(\v2\x1a.tokenbroker.v1.NamedQueryR\aqueries\"\x8c\x01\n" +
+	"\n" +
+	"NamedQuery\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04apis\x18\x02 \x03(\tR\x04apis\x12\x16\n" +
+	"\x06public\x18\x03 \x01(\bR\x06public\x12>\n" +
+	"\n" +
+	"parameters\x18\x04 \x03(\v2\x1e.tokenbroker.v1.QueryParameterR\n" +
+	"parameters\"\xaa\x02\n" +
+	"\x0eQueryParameter\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x19\n" +
+	"\bbound_to\x18\x02 \x01(\tR\aboundTo\x12\x12\n" +
+	"\x04type\x18\x03 \x01(\tR\x04type\x12\x1a\n" +
+	"\brequired\x18\x04 \x01(\bR\brequired\x12#\n" +
+	"\rdefault_value\x18\x05 \x01(\tR\fdefaultValue\x12\x18\n" +
+	"\aallowed\x18\x06 \x03(\tR\aallowed\x12\x18\n" +
+	"\apattern\x18\a \x01(\tR\apattern\x12\x10\n" +
+	"\x03min\x18\b \x01(\tR\x03min\x12\x10\n" +
+	"\x03max\x18\t \x01(\tR\x03max\x12\x1d\n" +
+	"\n" +
+	"min_length\x18\n" +
+	" \x01(\x05R\tminLength\x12\x1d\n" +
+	"\n" +
+	"max_length\x18\v \x01(\x05R\tmaxLength\"\xa5\x01\n" +
+	"\x0fRunQueryRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12C\n" +
+	"\x06params\x18\x02 \x03(\v2+.tokenbroker.v1.RunQueryRequest.ParamsEntryR\x06params\x1a9\n" +
+	"\vParamsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"v\n" +
+	"\x10RunQueryResponse\x125\n" +
+	"\acolumns\x18\x01 \x03(\v2\x1b.tokenbroker.v1.QueryColumnR\acolumns\x12+\n" +
+	"\x04rows\x18\x02 \x03(\v2\x17.google.protobuf.StructR\x04rows\"5\n" +
+	"\vQueryColumn\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04type\x18\x02 \x01(\tR\x04type\"\xb3\x01\n" +
+	"\x16RunQueryGeoJSONRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12J\n" +
+	"\x06params\x18\x02 \x03(\v22.tokenbroker.v1.RunQueryGeoJSONRequest.ParamsEntryR\x06params\x1a9\n" +
+	"\vParamsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"a\n" +
+	"\x17RunQueryGeoJSONResponse\x12F\n" +
+	"\x12feature_collection\x18\x01 \x01(\v2\x17.google.protobuf.StructR\x11featureCollection2\xef\x04\n" +
 	"\vTokenBroker\x12D\n" +
 	"\x05Login\x12\x1c.tokenbroker.v1.LoginRequest\x1a\x1d.tokenbroker.v1.LoginResponse\x12b\n" +
 	"\x0fIssueCartoToken\x12&.tokenbroker.v1.IssueCartoTokenRequest\x1a'.tokenbroker.v1.IssueCartoTokenResponse\x12V\n" +
 	"\vRevokeToken\x12\".tokenbroker.v1.RevokeTokenRequest\x1a#.tokenbroker.v1.RevokeTokenResponse\x12S\n" +
 	"\n" +
-	"ListTokens\x12!.tokenbroker.v1.ListTokensRequest\x1a\".tokenbroker.v1.ListTokensResponseBEZCgithub.com/tokenbroker/tokenbroker/gen/tokenbroker/v1;tokenbrokerv1b\x06proto3"
+	"ListTokens\x12!.tokenbroker.v1.ListTokensRequest\x1a\".tokenbroker.v1.ListTokensResponse\x12V\n" +
+	"\vListQueries\x12\".tokenbroker.v1.ListQueriesRequest\x1a#.tokenbroker.v1.ListQueriesResponse\x12M\n" +
+	"\bRunQuery\x12\x1f.tokenbroker.v1.RunQueryRequest\x1a .tokenbroker.v1.RunQueryResponse\x12b\n" +
+	"\x0fRunQueryGeoJSON\x12&.tokenbroker.v1.RunQueryGeoJSONRequest\x1a'.tokenbroker.v1.RunQueryGeoJSONResponseBEZCgithub.com/tokenbroker/tokenbroker/gen/tokenbroker/v1;tokenbrokerv1b\x06proto3"
 
 var (
 	file_tokenbroker_v1_tokenbroker_proto_rawDescOnce sync.Once
@@ -805,7 +1417,7 @@ func file_tokenbroker_v1_tokenbroker_proto_rawDescGZIP() []byte {
 	return file_tokenbroker_v1_tokenbroker_proto_rawDescData
 }
 
-var file_tokenbroker_v1_tokenbroker_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_tokenbroker_v1_tokenbroker_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_tokenbroker_v1_tokenbroker_proto_goTypes = []any{
 	(*LoginRequest)(nil),            // 0: tokenbroker.v1.LoginRequest
 	(*LoginResponse)(nil),           // 1: tokenbroker.v1.LoginResponse
@@ -817,29 +1429,54 @@ var file_tokenbroker_v1_tokenbroker_proto_goTypes = []any{
 	(*ListTokensRequest)(nil),       // 7: tokenbroker.v1.ListTokensRequest
 	(*ListTokensResponse)(nil),      // 8: tokenbroker.v1.ListTokensResponse
 	(*HeldToken)(nil),               // 9: tokenbroker.v1.HeldToken
-	(*timestamppb.Timestamp)(nil),   // 10: google.protobuf.Timestamp
+	(*ListQueriesRequest)(nil),      // 10: tokenbroker.v1.ListQueriesRequest
+	(*ListQueriesResponse)(nil),     // 11: tokenbroker.v1.ListQueriesResponse
+	(*NamedQuery)(nil),              // 12: tokenbroker.v1.NamedQuery
+	(*QueryParameter)(nil),          // 13: tokenbroker.v1.QueryParameter
+	(*RunQueryRequest)(nil),         // 14: tokenbroker.v1.RunQueryRequest
+	(*RunQueryResponse)(nil),        // 15: tokenbroker.v1.RunQueryResponse
+	(*QueryColumn)(nil),             // 16: tokenbroker.v1.QueryColumn
+	(*RunQueryGeoJSONRequest)(nil),  // 17: tokenbroker.v1.RunQueryGeoJSONRequest
+	(*RunQueryGeoJSONResponse)(nil), // 18: tokenbroker.v1.RunQueryGeoJSONResponse
+	nil,                             // 19: tokenbroker.v1.RunQueryRequest.ParamsEntry
+	nil,                             // 20: tokenbroker.v1.RunQueryGeoJSONRequest.ParamsEntry
+	(*timestamppb.Timestamp)(nil),   // 21: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),         // 22: google.protobuf.Struct
 }
 var file_tokenbroker_v1_tokenbroker_proto_depIdxs = []int32{
-	10, // 0: tokenbroker.v1.LoginResponse.expires_at:type_name -> google.protobuf.Timestamp
-	10, // 1: tokenbroker.v1.IssueCartoTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	21, // 0: tokenbroker.v1.LoginResponse.expires_at:type_name -> google.protobuf.Timestamp
+	21, // 1: tokenbroker.v1.IssueCartoTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
 	3,  // 2: tokenbroker.v1.IssueCartoTokenResponse.grants:type_name -> tokenbroker.v1.Grant
-	10, // 3: tokenbroker.v1.RevokeTokenResponse.revoked_until:type_name -> google.protobuf.Timestamp
+	21, // 3: tokenbroker.v1.RevokeTokenResponse.revoked_until:type_name -> google.protobuf.Timestamp
 	9,  // 4: tokenbroker.v1.ListTokensResponse.tokens:type_name -> tokenbroker.v1.HeldToken
-	10, // 5: tokenbroker.v1.HeldToken.created_at:type_name -> google.protobuf.Timestamp
-	10, // 6: tokenbroker.v1.HeldToken.expires_at:type_name -> google.protobuf.Timestamp
-	0,  // 7: tokenbroker.v1.TokenBroker.Login:input_type -> tokenbroker.v1.LoginRequest
-	2,  // 8: tokenbroker.v1.TokenBroker.IssueCartoToken:input_type -> tokenbroker.v1.IssueCartoTokenRequest
-	5,  // 9: tokenbroker.v1.TokenBroker.RevokeToken:input_type -> tokenbroker.v1.RevokeTokenRequest
-	7,  // 10: tokenbroker.v1.TokenBroker.ListTokens:input_type -> tokenbroker.v1.ListTokensRequest
-	1,  // 11: tokenbroker.v1.TokenBroker.Login:output_type -> tokenbroker.v1.LoginResponse
-	4,  // 12: tokenbroker.v1.TokenBroker.IssueCartoToken:output_type -> tokenbroker.v1.IssueCartoTokenResponse
-	6,  // 13: tokenbroker.v1.TokenBroker.RevokeToken:output_type -> tokenbroker.v1.RevokeTokenResponse
-	8,  // 14: tokenbroker.v1.TokenBroker.ListTokens:output_type -> tokenbroker.v1.ListTokensResponse
-	11, // [11:15] is the sub-list for method output_type
-	7,  // [7:11] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	21, // 5: tokenbroker.v1.HeldToken.created_at:type_name -> google.protobuf.Timestamp
+	21, // 6: tokenbroker.v1.HeldToken.expires_at:type_name -> google.protobuf.Timestamp
+	12, // 7: tokenbroker.v1.ListQueriesResponse.queries:type_name -> tokenbroker.v1.NamedQuery
+	13, // 8: tokenbroker.v1.NamedQuery.parameters:type_name -> tokenbroker.v1.QueryParameter
+	19, // 9: tokenbroker.v1.RunQueryRequest.params:type_name -> tokenbroker.v1.RunQueryRequest.ParamsEntry
+	16, // 10: tokenbroker.v1.RunQueryResponse.columns:type_name -> tokenbroker.v1.QueryColumn
+	22, // 11: tokenbroker.v1.RunQueryResponse.rows:type_name -> google.protobuf.Struct
+	20, // 12: tokenbroker.v1.RunQueryGeoJSONRequest.params:type_name -> tokenbroker.v1.RunQueryGeoJSONRequest.ParamsEntry
+	22, // 13: tokenbroker.v1.RunQueryGeoJSONResponse.feature_collection:type_name -> google.protobuf.Struct
+	0,  // 14: tokenbroker.v1.TokenBroker.Login:input_type -> tokenbroker.v1.LoginRequest
+	2,  // 15: tokenbroker.v1.TokenBroker.IssueCartoToken:input_type -> tokenbroker.v1.IssueCartoTokenRequest
+	5,  // 16: tokenbroker.v1.TokenBroker.RevokeToken:input_type -> tokenbroker.v1.RevokeTokenRequest
+	7,  // 17: tokenbroker.v1.TokenBroker.ListTokens:input_type -> tokenbroker.v1.ListTokensRequest
+	10, // 18: tokenbroker.v1.TokenBroker.ListQueries:input_type -> tokenbroker.v1.ListQueriesRequest
+	14, // 19: tokenbroker.v1.TokenBroker.RunQuery:input_type -> tokenbroker.v1.RunQueryRequest
+	17, // 20: tokenbroker.v1.TokenBroker.RunQueryGeoJSON:input_type -> tokenbroker.v1.RunQueryGeoJSONRequest
+	1,  // 21: tokenbroker.v1.TokenBroker.Login:output_type -> tokenbroker.v1.LoginResponse
+	4,  // 22: tokenbroker.v1.TokenBroker.IssueCartoToken:output_type -> tokenbroker.v1.IssueCartoTokenResponse
+	6,  // 23: tokenbroker.v1.TokenBroker.RevokeToken:output_type -> tokenbroker.v1.RevokeTokenResponse
+	8,  // 24: tokenbroker.v1.TokenBroker.ListTokens:output_type -> tokenbroker.v1.ListTokensResponse
+	11, // 25: tokenbroker.v1.TokenBroker.ListQueries:output_type -> tokenbroker.v1.ListQueriesResponse
+	15, // 26: tokenbroker.v1.TokenBroker.RunQuery:output_type -> tokenbroker.v1.RunQueryResponse
+	18, // 27: tokenbroker.v1.TokenBroker.RunQueryGeoJSON:output_type -> tokenbroker.v1.RunQueryGeoJSONResponse
+	21, // [21:28] is the sub-list for method output_type
+	14, // [14:21] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_tokenbroker_v1_tokenbroker_proto_init() }
@@ -858,7 +1495,7 @@ func file_tokenbroker_v1_tokenbroker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tokenbroker_v1_tokenbroker_proto_rawDesc), len(file_tokenbroker_v1_tokenbroker_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -30,6 +30,9 @@ const (
 	TokenBroker_IssueCartoToken_FullMethodName = "/tokenbroker.v1.TokenBroker/IssueCartoToken"
 	TokenBroker_RevokeToken_FullMethodName     = "/tokenbroker.v1.TokenBroker/RevokeToken"
 	TokenBroker_ListTokens_FullMethodName      = "/tokenbroker.v1.TokenBroker/ListTokens"
+	TokenBroker_ListQueries_FullMethodName     = "/tokenbroker.v1.TokenBroker/ListQueries"
+	TokenBroker_RunQuery_FullMethodName        = "/tokenbroker.v1.TokenBroker/RunQuery"
+	TokenBroker_RunQueryGeoJSON_FullMethodName = "/tokenbroker.v1.TokenBroker/RunQueryGeoJSON"
 )
 
 // TokenBrokerClient is the client API for TokenBroker service.
@@ -73,6 +76,30 @@ type TokenBrokerClient interface {
 	// values masked. Admins only; everyone else gets PERMISSION_DENIED.
 	// REST: `GET /v1/tokens`.
 	ListTokens(ctx context.Context, in *ListTokensRequest, opts ...grpc.CallOption) (*ListTokensResponse, error)
+	// ListQueries lists the named queries the caller may run (those of its
+	// group, and the public ones), with their parameters, so a frontend can
+	// build its controls. Without credentials it lists the public ones.
+	// REST: `GET /v1/queries`.
+	ListQueries(ctx context.Context, in *ListQueriesRequest, opts ...grpc.CallOption) (*ListQueriesResponse, error)
+	// RunQuery runs a named query through CARTO's SQL API and returns its rows.
+	// The broker runs it with a CARTO token it never hands out, whose grants
+	// are exactly the named queries' SQL; the values reach CARTO only as query
+	// parameters. Identity-bound parameters come from the caller alone.
+	//
+	// Errors: NOT_FOUND for an unknown query; PERMISSION_DENIED for a query not
+	// open to the caller; INVALID_ARGUMENT naming the parameter and the rule for
+	// a value outside its declaration, an unknown or identity-bound parameter
+	// supplied, or a required one missing; RESOURCE_EXHAUSTED when the result
+	// passes the query's row or byte limit; UNAVAILABLE (with a `retry-after`)
+	// when CARTO cannot answer. The SQL never appears in an answer or error.
+	// REST: `GET /v1/queries/{name}`, the parameters in the query string.
+	RunQuery(ctx context.Context, in *RunQueryRequest, opts ...grpc.CallOption) (*RunQueryResponse, error)
+	// RunQueryGeoJSON runs a named query through CARTO's Maps API and returns
+	// its GeoJSON FeatureCollection (as a Struct; over REST, the
+	// FeatureCollection itself as `application/geo+json`, so a map can load it
+	// by URL). Errors as RunQuery's.
+	// REST: `GET /v1/queries/{name}/geojson`, the parameters in the query string.
+	RunQueryGeoJSON(ctx context.Context, in *RunQueryGeoJSONRequest, opts ...grpc.CallOption) (*RunQueryGeoJSONResponse, error)
 }
 
 type tokenBrokerClient struct {
@@ -123,6 +150,36 @@ func (c *tokenBrokerClient) ListTokens(ctx context.Context, in *ListTokensReques
 	return out, nil
 }
 
+func (c *tokenBrokerClient) ListQueries(ctx context.Context, in *ListQueriesRequest, opts ...grpc.CallOption) (*ListQueriesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListQueriesResponse)
+	err := c.cc.Invoke(ctx, TokenBroker_ListQueries_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *tokenBrokerClient) RunQuery(ctx context.Context, in *RunQueryRequest, opts ...grpc.CallOption) (*RunQueryResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RunQueryResponse)
+	err := c.cc.Invoke(ctx, TokenBroker_RunQuery_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *tokenBrokerClient) RunQueryGeoJSON(ctx context.Context, in *RunQueryGeoJSONRequest, opts ...grpc.CallOption) (*RunQueryGeoJSONResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RunQueryGeoJSONResponse)
+	err := c.cc.Invoke(ctx, TokenBroker_RunQueryGeoJSON_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // TokenBrokerServer is the server API for TokenBroker service.
 // All implementations must embed UnimplementedTokenBrokerServer
 // for forward compatibility.
@@ -164,6 +221,30 @@ type TokenBrokerServer interface {
 	// values masked. Admins only; everyone else gets PERMISSION_DENIED.
 	// REST: `GET /v1/tokens`.
 	ListTokens(context.Context, *ListTokensRequest) (*ListTokensResponse, error)
+	// ListQueries lists the named queries the caller may run (those of its
+	// group, and the public ones), with their parameters, so a frontend can
+	// build its controls. Without credentials it lists the public ones.
+	// REST: `GET /v1/queries`.
+	ListQueries(context.Context, *ListQueriesRequest) (*ListQueriesResponse, error)
+	// RunQuery runs a named query through CARTO's SQL API and returns its rows.
+	// The broker runs it with a CARTO token it never hands out, whose grants
+	// are exactly the named queries' SQL; the values reach CARTO only as query
+	// parameters. Identity-bound parameters come from the caller alone.
+	//
+	// Errors: NOT_FOUND for an unknown query; PERMISSION_DENIED for a query not
+	// open to the caller; INVALID_ARGUMENT naming the parameter and the rule for
+	// a value outside its declaration, an unknown or identity-bound parameter
+	// supplied, or a required one missing; RESOURCE_EXHAUSTED when the result
+	// passes the query's row or byte limit; UNAVAILABLE (with a `retry-after`)
+	// when CARTO cannot answer. The SQL never appears in an answer or error.
+	// REST: `GET /v1/queries/{name}`, the parameters in the query string.
+	RunQuery(context.Context, *RunQueryRequest) (*RunQueryResponse, error)
+	// RunQueryGeoJSON runs a named query through CARTO's Maps API and returns
+	// its GeoJSON FeatureCollection (as a Struct; over REST, the
+	// FeatureCollection itself as `application/geo+json`, so a map can load it
+	// by URL). Errors as RunQuery's.
+	// REST: `GET /v1/queries/{name}/geojson`, the parameters in the query string.
+	RunQueryGeoJSON(context.Context, *RunQueryGeoJSONRequest) (*RunQueryGeoJSONResponse, error)
 	mustEmbedUnimplementedTokenBrokerServer()
 }
 
@@ -185,6 +266,15 @@ func (UnimplementedTokenBrokerServer) RevokeToken(context.Context, *RevokeTokenR
 }
 func (UnimplementedTokenBrokerServer) ListTokens(context.Context, *ListTokensRequest) (*ListTokensResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListTokens not implemented")
+}
+func (UnimplementedTokenBrokerServer) ListQueries(context.Context, *ListQueriesRequest) (*ListQueriesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListQueries not implemented")
+}
+func (UnimplementedTokenBrokerServer) RunQuery(context.Context, *RunQueryRequest) (*RunQueryResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RunQuery not implemented")
+}
+func (UnimplementedTokenBrokerServer) RunQueryGeoJSON(context.Context, *RunQueryGeoJSONRequest) (*RunQueryGeoJSONResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RunQueryGeoJSON not implemented")
 }
 func (UnimplementedTokenBrokerServer) mustEmbedUnimplementedTokenBrokerServer() {}
 func (UnimplementedTokenBrokerServer) testEmbeddedByValue()                     {}
@@ -279,6 +369,60 @@ func _TokenBroker_ListTokens_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _TokenBroker_ListQueries_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListQueriesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TokenBrokerServer).ListQueries(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TokenBroker_ListQueries_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TokenBrokerServer).ListQueries(ctx, req.(*ListQueriesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _TokenBroker_RunQuery_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RunQueryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TokenBrokerServer).RunQuery(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TokenBroker_RunQuery_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TokenBrokerServer).RunQuery(ctx, req.(*RunQueryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _TokenBroker_RunQueryGeoJSON_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RunQueryGeoJSONRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TokenBrokerServer).RunQueryGeoJSON(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TokenBroker_RunQueryGeoJSON_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TokenBrokerServer).RunQueryGeoJSON(ctx, req.(*RunQueryGeoJSONRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // TokenBroker_ServiceDesc is the grpc.ServiceDesc for TokenBroker service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -301,6 +445,18 @@ var TokenBroker_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListTokens",
 			Handler:    _TokenBroker_ListTokens_Handler,
+		},
+		{
+			MethodName: "ListQueries",
+			Handler:    _TokenBroker_ListQueries_Handler,
+		},
+		{
+			MethodName: "RunQuery",
+			Handler:    _TokenBroker_RunQuery_Handler,
+		},
+		{
+			MethodName: "RunQueryGeoJSON",
+			Handler:    _TokenBroker_RunQueryGeoJSON_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

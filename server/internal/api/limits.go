@@ -16,6 +16,13 @@ const (
 	// MaxTokenLen bounds a CARTO token given back to the broker; CARTO's
 	// are JWTs of about 1 KiB.
 	MaxTokenLen = 4096
+	// MaxQueryNameLen bounds a named query's name.
+	MaxQueryNameLen = 64
+	// MaxParamLen bounds a supplied query parameter's value (its name is
+	// bounded by defaultMaxLen).
+	MaxParamLen = 4096
+	// MaxParams bounds how many values one run may supply.
+	MaxParams = 64
 	// defaultMaxLen bounds a string field that maxLen does not list.
 	defaultMaxLen = 256
 )
@@ -29,6 +36,14 @@ var maxLen = map[protoreflect.FullName]int{
 	"tokenbroker.v1.RevokeTokenRequest.carto_token": MaxTokenLen,
 	"tokenbroker.v1.RevokeTokenRequest.group":       MaxGroupLen,
 	"tokenbroker.v1.ListTokensRequest.group":        MaxGroupLen,
+	// A named query's name, and the values a caller supplies to it (each
+	// parameter's declaration bounds it further).
+	"tokenbroker.v1.RunQueryRequest.name":                     MaxQueryNameLen,
+	"tokenbroker.v1.RunQueryRequest.ParamsEntry.key":          defaultMaxLen,
+	"tokenbroker.v1.RunQueryGeoJSONRequest.ParamsEntry.key":   defaultMaxLen,
+	"tokenbroker.v1.RunQueryRequest.ParamsEntry.value":        MaxParamLen,
+	"tokenbroker.v1.RunQueryGeoJSONRequest.name":              MaxQueryNameLen,
+	"tokenbroker.v1.RunQueryGeoJSONRequest.ParamsEntry.value": MaxParamLen,
 }
 
 // checkLengths refuses a request with a string (or bytes) field over its

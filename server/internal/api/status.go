@@ -17,6 +17,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/server/internal/auth"
 	"github.com/tokenbroker/tokenbroker/server/internal/broker"
 	"github.com/tokenbroker/tokenbroker/server/internal/carto"
+	"github.com/tokenbroker/tokenbroker/server/internal/namedquery"
 	"github.com/tokenbroker/tokenbroker/server/internal/policy"
 	"github.com/tokenbroker/tokenbroker/server/internal/store"
 	"github.com/tokenbroker/tokenbroker/server/internal/tokencache"
@@ -47,7 +48,14 @@ var mapping = []outcome{
 	{err: auth.ErrBusy, code: codes.ResourceExhausted, msg: "too many logins at once", callerMessage: true},
 	{err: auth.ErrRevocationUnavailable, code: codes.Unavailable, msg: "the session cannot be checked right now; retry shortly"},
 	{err: auth.ErrUnauthenticated, code: codes.Unauthenticated, msg: "unauthenticated", callerMessage: true},
+	{err: namedquery.ErrInvalidParameter, code: codes.InvalidArgument, msg: "invalid query parameter", callerMessage: true},
 	{err: broker.ErrPermissionDenied, code: codes.PermissionDenied, msg: "permission denied", callerMessage: true},
+	{err: namedquery.ErrNoIdentity, code: codes.PermissionDenied, msg: "the query needs an identity value the caller lacks", callerMessage: true},
+	{err: broker.ErrNoSuchQuery, code: codes.NotFound, msg: "no such query", callerMessage: true},
+	{err: broker.ErrPublicRateLimited, code: codes.ResourceExhausted, msg: "too many public queries from this address", callerMessage: true},
+	{err: broker.ErrResultTooLarge, code: codes.ResourceExhausted, msg: "the result passes the query's limit", callerMessage: true},
+	{err: broker.ErrTokenRefused, code: codes.Unavailable, msg: "CARTO refused the broker's query token twice; retry shortly"},
+	{err: broker.ErrQueryRejected, code: codes.Internal, msg: "CARTO refused the named query; contact the broker's operator"},
 	{err: auth.ErrNoGroup, code: codes.PermissionDenied, msg: "your identity token carries no group the broker can use"},
 	{err: policy.ErrNoPolicy, code: codes.PermissionDenied, msg: "no CARTO token policy is configured for your group"},
 	{err: policy.ErrUnsafeValue, code: codes.PermissionDenied, msg: "your group's name cannot be used in a CARTO grant"},
@@ -105,7 +113,10 @@ func retryAfter(err error) time.Duration {
 	var le *auth.LockoutError
 	var be *auth.BusyError
 	var qe *tokencache.QuotaError
+	var pe *broker.PublicRateError
 	switch {
+	case errors.As(err, &pe):
+		return pe.RetryAfter
 	case errors.As(err, &ce):
 		return ce.RetryAfter
 	case errors.As(err, &le):

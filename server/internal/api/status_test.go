@@ -19,6 +19,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/server/internal/auth"
 	"github.com/tokenbroker/tokenbroker/server/internal/broker"
 	"github.com/tokenbroker/tokenbroker/server/internal/carto"
+	"github.com/tokenbroker/tokenbroker/server/internal/namedquery"
 	"github.com/tokenbroker/tokenbroker/server/internal/policy"
 	"github.com/tokenbroker/tokenbroker/server/internal/refusal"
 	"github.com/tokenbroker/tokenbroker/server/internal/store"
@@ -53,6 +54,13 @@ func TestStatus(t *testing.T) {
 		{"no group in the IdP token", fmt.Errorf("verify: %w", auth.ErrNoGroup), codes.PermissionDenied, "your identity token carries no group the broker can use", false, ""},
 		{"no policy", fmt.Errorf("%w %q", policy.ErrNoPolicy, "X"), codes.PermissionDenied, "no CARTO token policy is configured for your group", false, ""},
 		{"unsafe group name", fmt.Errorf("%w: %q", policy.ErrUnsafeValue, "X'; DROP"), codes.PermissionDenied, "your group's name cannot be used in a CARTO grant", false, ""},
+		{"query parameter", refusal.New(namedquery.ErrInvalidParameter, "parameter storetype must be one of: Supermarket"), codes.InvalidArgument, "parameter storetype must be one of: Supermarket", false, ""},
+		{"query identity", refusal.New(namedquery.ErrNoIdentity, "query q needs the caller's group, which this caller does not have"), codes.PermissionDenied, "query q needs the caller's group, which this caller does not have", false, ""},
+		{"no such query", refusal.New(broker.ErrNoSuchQuery, `no query is named "x"`), codes.NotFound, `no query is named "x"`, false, ""},
+		{"public rate", &broker.PublicRateError{PerMinute: 60, RetryAfter: 1500 * time.Millisecond}, codes.ResourceExhausted, "more than 60 public queries a minute from this address; retry after 2s", false, "2"},
+		{"result too large", refusal.New(broker.ErrResultTooLarge, "the result passes the query's max_rows of 10"), codes.ResourceExhausted, "the result passes the query's max_rows of 10", false, ""},
+		{"query token refused twice", fmt.Errorf("%w: %w", broker.ErrTokenRefused, &carto.Error{Op: "sql query", Status: 401, Kind: carto.ErrTokenRefused, Detail: "internal-detail-xyz"}), codes.Unavailable, "CARTO refused the broker's query token twice; retry shortly", true, ""},
+		{"query rejected", fmt.Errorf("%w: %w", broker.ErrQueryRejected, &carto.Error{Op: "sql query", Status: 400, Kind: carto.ErrRejected, Detail: "internal-detail-xyz"}), codes.Internal, "CARTO refused the named query; contact the broker's operator", true, ""},
 		{"not found", tokencache.ErrNotFound, codes.NotFound, "no token of your group matches", false, ""},
 		{"quota", &tokencache.QuotaError{Limit: "the broker's limit of 2 live CARTO tokens"}, codes.ResourceExhausted, "the broker's limit of 2 live CARTO tokens is reached", false, ""},
 		{"quota with a retry", &tokencache.QuotaError{Limit: "group BOSTON's limit of 5 CARTO token creations per 1h0m0s", RetryAfter: 90 * time.Second}, codes.ResourceExhausted,

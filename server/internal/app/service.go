@@ -29,7 +29,11 @@ func (a *App) newService(id identity) (*api.Service, io.Closer, error) {
 		Cache:      a.cache,
 		APIBaseURL: a.carto.BaseURL(),
 		GatewayURL: a.gatewayURL(),
-		Logger:     log,
+		Queries:    cfg.Built.Queries,
+		Runner:     broker.CartoRunner{Carto: a.carto},
+		// Public named queries, per client address.
+		PublicQueriesPerMinute: cfg.PublicQueriesPerMinute,
+		Logger:                 log,
 		Guard: auth.NewGuard(auth.GuardConfig{
 			Counter:         a.store,
 			MaxUserFailures: cfg.LoginMaxUserFailures,

@@ -43,7 +43,10 @@ func (a *App) newCartoClient() (*carto.Client, error) {
 // the reconciler that deletes at CARTO the tokens no policy explains.
 func (a *App) newTokenCache(ctx context.Context) (*tokencache.Cache, *broker.Reconciler, error) {
 	cfg, policies := a.cfg, a.cfg.Built.Policies
-	upstream := broker.Upstream{Carto: a.carto, Policies: policies, NamePrefix: broker.TokenNamePrefix(cfg.Deployment)}
+	// Tokens are minted and reconciled under every policy: the groups' and
+	// the named queries' audiences'.
+	mintable := broker.Mintable{Groups: policies, Queries: cfg.Built.Queries}
+	upstream := broker.Upstream{Carto: a.carto, Policies: mintable, NamePrefix: broker.TokenNamePrefix(cfg.Deployment)}
 	cache := tokencache.New(tokencache.Config{
 		Store:         a.store,
 		Upstream:      upstream,
@@ -64,7 +67,7 @@ func (a *App) newTokenCache(ctx context.Context) (*tokencache.Cache, *broker.Rec
 	reconciler := broker.NewReconciler(broker.ReconcilerConfig{
 		Cache:      cache,
 		Store:      a.store,
-		Policies:   policies,
+		Policies:   mintable,
 		Carto:      a.carto,
 		Upstream:   upstream,
 		NamePrefix: broker.TokenNamePrefix(cfg.Deployment),

@@ -23,6 +23,7 @@ const (
 	ActionIssue  Action = "issue"  // a CARTO token handed out
 	ActionRevoke Action = "revoke" // a session, a CARTO token or a group's tokens
 	ActionList   Action = "list"   // the CARTO tokens held
+	ActionQuery  Action = "query"  // a named query run (Detail: its name)
 )
 
 // Outcome is how an action ended, from the gRPC code answered.

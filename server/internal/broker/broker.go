@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tokenbroker/tokenbroker/server/internal/auth"
+	"github.com/tokenbroker/tokenbroker/server/internal/namedquery"
 	"github.com/tokenbroker/tokenbroker/server/internal/policy"
 	"github.com/tokenbroker/tokenbroker/server/internal/refusal"
 	"github.com/tokenbroker/tokenbroker/server/internal/store"
@@ -51,6 +52,13 @@ type Config struct {
 	Policies   Policies
 	Cache      *tokencache.Cache
 	APIBaseURL string // the CARTO API base URL tokens are valid for
+	// Queries are the named queries the broker runs itself with Runner
+	// (nil: none).
+	Queries *namedquery.Set
+	Runner  QueryRunner
+	// PublicQueriesPerMinute bounds the public queries one client address
+	// runs without credentials (0: no bound).
+	PublicQueriesPerMinute int
 	// GatewayURL is the broker's CARTO gateway, when it serves one: the
 	// API base URL of the groups whose policy has bound parameters.
 	GatewayURL string
@@ -67,7 +75,8 @@ type Config struct {
 
 // Broker implements the TokenBroker operations.
 type Broker struct {
-	cfg Config
+	cfg    Config
+	public *publicLimiter
 }
 
 // New returns a Broker.
@@ -75,7 +84,7 @@ func New(cfg Config) *Broker {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Broker{cfg: cfg}
+	return &Broker{cfg: cfg, public: newPublicLimiter(cfg.PublicQueriesPerMinute)}
 }
 
 // Session is a signed-in user's session token.

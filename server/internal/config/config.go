@@ -85,6 +85,9 @@ type Config struct {
 	Services          []auth.Service
 	// Queries are the named queries the broker runs itself (queries:).
 	Queries []namedquery.Query
+	// PublicQueriesPerMinute bounds the public queries one client address
+	// runs without credentials (0: no bound).
+	PublicQueriesPerMinute int
 
 	// SessionAlg signs sessions: HS256 with JWT_SECRET, or EdDSA / ES256
 	// with keys the broker rotates every SessionKeyRotation and publishes at

@@ -96,6 +96,8 @@ var settings = []setting{
 		parse: into(func(c *Config) *string { return &c.Gateway.URL }, text)},
 	{env: "CARTO_GATEWAY_CACHE_TTL", def: "1m", doc: "how long the CARTO gateway reuses a map instantiation answer (0: not at all; at most 10m)",
 		parse: into(func(c *Config) *time.Duration { return &c.Gateway.CacheTTL }, duration)},
+	{env: "PUBLIC_QUERIES_PER_MINUTE", def: "60", doc: "public named queries one client address may run a minute without credentials (0: no bound)",
+		parse: into(func(c *Config) *int { return &c.PublicQueriesPerMinute }, count)},
 	{env: "LOG_FORMAT", flag: "log-format", def: "text", doc: "text or json",
 		parse: into(func(c *Config) *string { return &c.LogFormat }, lower)},
 	{env: "LOG_LEVEL", flag: "log-level", def: "info", doc: "debug, info, warn or error",

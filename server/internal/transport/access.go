@@ -22,6 +22,10 @@ const (
 	// not an admin (PERMISSION_DENIED), so the refusal is audited like any
 	// other. A test of package api checks that it does, for every Admin row.
 	Admin
+	// Optional methods take a caller when credentials come, checked as for
+	// Authenticated (bad ones are refused), and run without one otherwise:
+	// the named queries, of which the public ones need no credentials.
+	Optional
 )
 
 func (a Access) String() string {
@@ -32,6 +36,8 @@ func (a Access) String() string {
 		return "authenticated"
 	case Admin:
 		return "admin"
+	case Optional:
+		return "optional"
 	}
 	return "unknown"
 }
@@ -51,6 +57,9 @@ var access = []struct {
 	{tokenbrokerv1.TokenBroker_IssueCartoToken_FullMethodName, Authenticated},
 	{tokenbrokerv1.TokenBroker_RevokeToken_FullMethodName, Authenticated},
 	{tokenbrokerv1.TokenBroker_ListTokens_FullMethodName, Admin},
+	{tokenbrokerv1.TokenBroker_ListQueries_FullMethodName, Optional},
+	{tokenbrokerv1.TokenBroker_RunQuery_FullMethodName, Optional},
+	{tokenbrokerv1.TokenBroker_RunQueryGeoJSON_FullMethodName, Optional},
 }
 
 // AccessOf is who may call fullMethod. A method the table does not list

@@ -82,11 +82,28 @@ func NewChain(cfg ChainConfig) Chain {
 	}
 	unary = append(unary,
 		unaryUnless(notLogged, logCall(log)),
-		unaryUnless(public, grpcauth.UnaryServerInterceptor(authFn)))
+		unaryUnless(public, optionalAuth(cfg.Services, grpcauth.UnaryServerInterceptor(authFn))))
 	stream = append(stream,
 		streamUnless(notLogged, logging.StreamServerInterceptor(logger, logOpts...)),
 		streamUnless(public, grpcauth.StreamServerInterceptor(authFn)))
 	return Chain{Unary: chainUnary(unary...), Stream: chainStream(stream...)}
+}
+
+// optionalAuth runs auth, except for an Optional method called without
+// credentials, which runs without a caller.
+func optionalAuth(services *auth.Services, auth grpc.UnaryServerInterceptor) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		if AccessOf(info.FullMethod) == Optional && !hasCredentials(ctx, services) {
+			return h(ctx, req)
+		}
+		return auth(ctx, req, info, h)
+	}
+}
+
+// hasCredentials reports whether the call carries an authorization value or
+// a verified client certificate the broker identifies services by.
+func hasCredentials(ctx context.Context, services *auth.Services) bool {
+	return len(metadata.ValueFromIncomingContext(ctx, "authorization")) > 0 || (services != nil && clientCert(ctx) != nil)
 }
 
 // unaryUnless runs ic except for the methods skip names.

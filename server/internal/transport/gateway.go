@@ -63,6 +63,7 @@ func NewGateway(ctx context.Context, cfg GatewayConfig) (http.Handler, error) {
 			}
 			return runtime.DefaultHeaderMatcher(key)
 		}),
+		runtime.WithForwardResponseOption(geoJSONContentType),
 		runtime.WithOutgoingHeaderMatcher(func(key string) (string, bool) {
 			if h, ok := plainHeaders[key]; ok {
 				return h, true
@@ -80,10 +81,10 @@ func NewGateway(ctx context.Context, cfg GatewayConfig) (http.Handler, error) {
 			return nil, fmt.Errorf("register %s: %w", path, err)
 		}
 	}
-	var inner http.Handler = mux
+	var inner http.Handler = queryParamsInQueryString(mux)
 	if len(cfg.Mounts) > 0 {
 		top := http.NewServeMux()
-		top.Handle("/", mux)
+		top.Handle("/", inner)
 		for prefix, h := range cfg.Mounts {
 			top.Handle(prefix+"/", http.StripPrefix(prefix, h))
 		}
@@ -132,6 +133,18 @@ func (s intercepted) RevokeToken(ctx context.Context, r *tokenbrokerv1.RevokeTok
 
 func (s intercepted) ListTokens(ctx context.Context, r *tokenbrokerv1.ListTokensRequest) (*tokenbrokerv1.ListTokensResponse, error) {
 	return invoke(ctx, s, tokenbrokerv1.TokenBroker_ListTokens_FullMethodName, r, s.next.ListTokens)
+}
+
+func (s intercepted) ListQueries(ctx context.Context, r *tokenbrokerv1.ListQueriesRequest) (*tokenbrokerv1.ListQueriesResponse, error) {
+	return invoke(ctx, s, tokenbrokerv1.TokenBroker_ListQueries_FullMethodName, r, s.next.ListQueries)
+}
+
+func (s intercepted) RunQuery(ctx context.Context, r *tokenbrokerv1.RunQueryRequest) (*tokenbrokerv1.RunQueryResponse, error) {
+	return invoke(ctx, s, tokenbrokerv1.TokenBroker_RunQuery_FullMethodName, r, s.next.RunQuery)
+}
+
+func (s intercepted) RunQueryGeoJSON(ctx context.Context, r *tokenbrokerv1.RunQueryGeoJSONRequest) (*tokenbrokerv1.RunQueryGeoJSONResponse, error) {
+	return invoke(ctx, s, tokenbrokerv1.TokenBroker_RunQueryGeoJSON_FullMethodName, r, s.next.RunQueryGeoJSON)
 }
 
 func invoke[Req, Resp any](ctx context.Context, s intercepted, method string, req Req, h func(context.Context, Req) (Resp, error)) (Resp, error) {

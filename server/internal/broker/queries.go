@@ -1,0 +1,162 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/tokenbroker/tokenbroker/server/internal/auth"
+	"github.com/tokenbroker/tokenbroker/server/internal/namedquery"
+	"github.com/tokenbroker/tokenbroker/server/internal/refusal"
+	"github.com/tokenbroker/tokenbroker/server/internal/store"
+)
+
+var (
+	// ErrNoSuchQuery reports a named query that is not configured.
+	ErrNoSuchQuery = errors.New("no such query")
+	// ErrResultTooLarge reports a result past its query's max_rows or
+	// max_bytes (the QueryRunner refuses it, naming the limit).
+	ErrResultTooLarge = errors.New("result too large")
+	// ErrQueryRejected reports CARTO refusing a named query (a bad grant,
+	// bad SQL): the operator's configuration, not the caller's doing.
+	ErrQueryRejected = errors.New("CARTO rejected a named query")
+)
+
+// DataQuery is one run of SQL at CARTO, with a token of the broker's own.
+type DataQuery struct {
+	Token      string
+	Connection string
+	SQL        string
+	Params     map[string]any // queryParameters; nil for none
+	MaxRows    int
+	MaxBytes   int64
+}
+
+// Column is a column of a result: its name and CARTO's type for it.
+type Column struct{ Name, Type string }
+
+// Rows is a query's result through the SQL API.
+type Rows struct {
+	Columns []Column
+	Rows    []map[string]any
+}
+
+// QueryRunner runs SQL at CARTO (carto.Client, through an adapter). A token
+// CARTO refuses (deleted or expired there) is reported as ErrTokenRefused.
+type QueryRunner interface {
+	Rows(ctx context.Context, q DataQuery) (Rows, error)
+	GeoJSON(ctx context.Context, q DataQuery) ([]byte, error)
+}
+
+// ErrTokenRefused reports a query token CARTO no longer accepts: the broker
+// drops it and runs the query once more with a new one.
+var ErrTokenRefused = errors.New("CARTO refused the query token")
+
+// Queries lists the named queries p may run (nil p: an anonymous caller).
+func (b *Broker) Queries(p *auth.Principal) []*namedquery.Query {
+	if b.cfg.Queries == nil {
+		return nil
+	}
+	return b.cfg.Queries.Visible(callerOf(p))
+}
+
+// QueryRows runs the named query through the SQL API for p (nil: an
+// anonymous caller, from the client address addr) with the values it
+// supplied.
+func (b *Broker) QueryRows(ctx context.Context, p *auth.Principal, addr, name string, supplied map[string]string) (Rows, error) {
+	var out Rows
+	err := b.runQuery(ctx, p, addr, name, supplied, namedquery.APISQL, func(ctx context.Context, q DataQuery) error {
+		var err error
+		out, err = b.cfg.Runner.Rows(ctx, q)
+		return err
+	})
+	return out, err
+}
+
+// QueryGeoJSON runs the named query through the Maps API and returns its
+// FeatureCollection.
+func (b *Broker) QueryGeoJSON(ctx context.Context, p *auth.Principal, addr, name string, supplied map[string]string) ([]byte, error) {
+	var out []byte
+	err := b.runQuery(ctx, p, addr, name, supplied, namedquery.APIMaps, func(ctx context.Context, q DataQuery) error {
+		var err error
+		out, err = b.cfg.Runner.GeoJSON(ctx, q)
+		return err
+	})
+	return out, err
+}
+
+// runQuery checks that p may run the query through api, binds its
+// parameters, and calls run with the audience's query token; a token CARTO
+// refuses is evicted and the query run once more with a new one.
+func (b *Broker) runQuery(ctx context.Context, p *auth.Principal, addr, name string, supplied map[string]string, api string, run func(context.Context, DataQuery) error) error {
+	var q *namedquery.Query
+	ok := false
+	if b.cfg.Queries != nil {
+		q, ok = b.cfg.Queries.Get(name)
+	}
+	if !ok {
+		return refusal.Newf(ErrNoSuchQuery, "no query is named %q", shorten(name))
+	}
+	c := callerOf(p)
+	if !q.Allows(c) {
+		return refusal.Newf(ErrPermissionDenied, "query %s is not open to the caller's group", q.Name)
+	}
+	if !slices.Contains(q.APIs, api) {
+		return refusal.Newf(ErrInvalidArgument, "query %s is not served through the %s API (it is through: %s)", q.Name, api, strings.Join(q.APIs, ", "))
+	}
+	r, err := q.Bind(c, supplied)
+	if err != nil {
+		return err
+	}
+	if p == nil {
+		// Without credentials, each address runs a bounded number.
+		if err := b.public.allow(addr, time.Now()); err != nil {
+			return err
+		}
+	}
+	audience := namedquery.AudienceKey(c)
+	if q.Public {
+		audience = namedquery.AudienceKey(namedquery.Caller{})
+	}
+	pol, err := b.cfg.Queries.Policy(audience)
+	if err != nil {
+		return fmt.Errorf("query token policy: %w", err)
+	}
+	key := store.Key{Group: audience, PolicyHash: pol.Hash}
+	maxRows, maxBytes := q.Limits()
+	for attempt := 0; ; attempt++ {
+		e, _, err := b.cfg.Cache.Get(ctx, key, pol.TokenTTL)
+		if err != nil {
+			return err
+		}
+		err = run(ctx, DataQuery{Token: e.Token, Connection: q.Connection, SQL: q.SQL, Params: r.Params, MaxRows: maxRows, MaxBytes: maxBytes})
+		if !errors.Is(err, ErrTokenRefused) || attempt > 0 {
+			return err
+		}
+		// CARTO no longer knows the token (deleted there, or expired early):
+		// forget it, so the next Get mints one.
+		b.cfg.Logger.WarnContext(ctx, "CARTO refused a query token; minting a new one", "audience", namedquery.DescribeKey(audience))
+		if err := b.cfg.Cache.Evict(ctx, e); err != nil {
+			return fmt.Errorf("drop the refused query token: %w", err)
+		}
+	}
+}
+
+// callerOf is who runs a query: p's group and user, or no one.
+func callerOf(p *auth.Principal) namedquery.Caller {
+	if p == nil {
+		return namedquery.Caller{}
+	}
+	return namedquery.Caller{Group: p.Group, User: p.Subject}
+}
+
+// shorten cuts a caller's string for a message.
+func shorten(s string) string {
+	if len(s) <= 64 {
+		return s
+	}
+	return strings.ToValidUTF8(s[:64], "") + "…"
+}

@@ -1,0 +1,102 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/tokenbroker/tokenbroker/server/internal/auth"
+	"github.com/tokenbroker/tokenbroker/server/internal/carto"
+	"github.com/tokenbroker/tokenbroker/server/internal/namedquery"
+	"github.com/tokenbroker/tokenbroker/server/internal/store/memstore"
+	"github.com/tokenbroker/tokenbroker/server/internal/tokencache"
+)
+
+// numberedCarto mints tok-1, tok-2… and remembers what it was asked.
+type numberedCarto struct {
+	mu      sync.Mutex
+	created []carto.CreateTokenRequest
+}
+
+func (f *numberedCarto) CreateToken(_ context.Context, req carto.CreateTokenRequest) (carto.APIToken, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.created = append(f.created, req)
+	return carto.APIToken{Token: fmt.Sprintf("tok-%d", len(f.created))}, nil
+}
+
+func (f *numberedCarto) DeleteToken(context.Context, string) error { return nil }
+
+// refusingRunner refuses the tokens listed, and answers one row otherwise.
+type refusingRunner struct {
+	refused map[string]bool
+	seen    []DataQuery
+}
+
+func (r *refusingRunner) Rows(_ context.Context, q DataQuery) (Rows, error) {
+	r.seen = append(r.seen, q)
+	if r.refused[q.Token] {
+		return Rows{}, fmt.Errorf("sql query: %w", ErrTokenRefused)
+	}
+	return Rows{Columns: []Column{{Name: "city", Type: "string"}}, Rows: []map[string]any{{"city": q.Params["city"]}}}, nil
+}
+
+func (r *refusingRunner) GeoJSON(context.Context, DataQuery) ([]byte, error) {
+	return nil, errors.New("not used")
+}
+
+func TestRunQueryMintsItsOwnTokenAndReplacesARefusedOne(t *testing.T) {
+	queries, err := namedquery.NewSet([]namedquery.Query{{
+		Name: "mine", Connection: "carto_dw", SQL: "SELECT city FROM t WHERE city = @city", APIs: []string{namedquery.APISQL},
+		Groups: []string{namedquery.AllGroups}, Params: []namedquery.Param{{Name: "city", Bind: namedquery.BindGroup}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := &numberedCarto{}
+	mint := Mintable{Groups: policies(t), Queries: queries}
+	b := New(Config{
+		Policies: policies(t), Queries: queries,
+		Cache: tokencache.New(tokencache.Config{Store: memstore.New(memstore.Config{}),
+			Upstream: Upstream{Carto: up, Policies: mint, NamePrefix: TokenNamePrefix("test")}}),
+	})
+	p := &auth.Principal{Kind: auth.KindUser, Subject: "u", Group: "BOSTON"}
+
+	tests := []struct {
+		name    string
+		refused map[string]bool
+		want    error
+		token   string // the token the answer came with
+		minted  int    // tokens minted in all, after the step
+	}{
+		{name: "first run mints the audience's token", token: "tok-1", minted: 1},
+		{name: "the next run reuses it", token: "tok-1", minted: 1},
+		{name: "a refused token is replaced once", refused: map[string]bool{"tok-1": true}, token: "tok-2", minted: 2},
+		{name: "refused twice: an error", refused: map[string]bool{"tok-2": true, "tok-3": true}, want: ErrTokenRefused, minted: 3},
+	}
+	for _, tt := range tests {
+		r := &refusingRunner{refused: tt.refused}
+		b.cfg.Runner = r
+		rows, err := b.QueryRows(context.Background(), p, "", "mine", nil)
+		if tt.want != nil {
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("%s: %v, want %v", tt.name, err, tt.want)
+			}
+		} else if err != nil || rows.Rows[0]["city"] != "BOSTON" || r.seen[len(r.seen)-1].Token != tt.token {
+			t.Fatalf("%s: %+v, %v; want BOSTON's row with %s", tt.name, rows, err, tt.token)
+		}
+		if len(up.created) != tt.minted {
+			t.Fatalf("%s: %d tokens minted, want %d", tt.name, len(up.created), tt.minted)
+		}
+	}
+	// What was minted: the query's SQL, parameters and all, through its
+	// APIs, under a name that tells it from the groups' tokens.
+	req := up.created[0]
+	if len(req.Grants) != 1 || req.Grants[0].Source != "SELECT city FROM t WHERE city = @city" || strings.Join(req.AllowedAPIs, ",") != "sql" ||
+		!strings.HasPrefix(req.Name, "tokenbroker/test/queries/BOSTON/") {
+		t.Fatalf("minted %+v", req)
+	}
+}
