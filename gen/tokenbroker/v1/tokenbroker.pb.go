@@ -636,7 +636,8 @@ func (x *ListTokensResponse) GetTokens() []*HeldToken {
 // value.
 type HeldToken struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The group it was issued for.
+	// The group it was issued for; `queries/<group>` or `queries/public` for
+	// the tokens the broker keeps to run named queries (never handed out).
 	Group string `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
 	// The token with all but its first 4 and last 4 characters masked.
 	MaskedToken string `protobuf:"bytes,2,opt,name=masked_token,json=maskedToken,proto3" json:"masked_token,omitempty"`

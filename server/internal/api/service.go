@@ -17,6 +17,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/server/internal/audit"
 	"github.com/tokenbroker/tokenbroker/server/internal/auth"
 	"github.com/tokenbroker/tokenbroker/server/internal/broker"
+	"github.com/tokenbroker/tokenbroker/server/internal/namedquery"
 	"github.com/tokenbroker/tokenbroker/server/internal/store"
 )
 
@@ -206,7 +207,7 @@ func (s *Service) ListTokens(ctx context.Context, req *tokenbrokerv1.ListTokensR
 	out := &tokenbrokerv1.ListTokensResponse{Tokens: make([]*tokenbrokerv1.HeldToken, len(held))}
 	for i, h := range held {
 		out.Tokens[i] = &tokenbrokerv1.HeldToken{
-			Group:       h.Key.Group,
+			Group:       namedquery.DescribeKey(h.Key.Group), // a query audience's as queries/<group>
 			MaskedToken: mask(h.Token),
 			TokenId:     audit.Fingerprint(h.Token),
 			Policy:      h.Key.PolicyHash[:min(12, len(h.Key.PolicyHash))],

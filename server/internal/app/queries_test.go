@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -286,4 +287,26 @@ func grepLines(b []byte, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// The token a group's queries run with is the broker's own: admins see it
+// listed as queries/<group>, and it is never issued to anyone.
+func TestQueryTokensAreListedNotIssued(t *testing.T) {
+	withAdmin := strings.Replace(queriesConfig, "queries:\n", `  - {username: admin@acme.com, password_hash: "$2a$10$CSDv.pz71OZsrXdSbh6LleEZqrXo9L3wHqVcoHNKV.9pRnnDqhHyS", group: BOSTON, admin: true}
+queries:
+`, 1)
+	b := startBroker(t, brokertest.Config(withAdmin))
+	boston := b.login("user.boston@acme.com", "boston")
+	if code, _, body := restQuery(t, b, "/v1/queries/my-stores", boston); code != 200 {
+		t.Fatalf("%d %s", code, body)
+	}
+	admin := b.login("admin@acme.com", "admin")
+	code, _, body := restQuery(t, b, "/v1/tokens", admin)
+	if code != 200 || !strings.Contains(string(body), `"group":"queries/BOSTON"`) {
+		t.Fatalf("the tokens held: %d %s", code, body)
+	}
+	_, issued := b.post("/carto-token", boston, "")
+	if issued["group"] != "BOSTON" || strings.Contains(fmt.Sprint(issued["grants"]), "@city") {
+		t.Fatalf("Boston was issued %v", issued)
+	}
 }
