@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -19,6 +20,7 @@ import (
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
 	"github.com/tokenbroker/tokenbroker/server/brokertest"
+	"github.com/tokenbroker/tokenbroker/server/internal/cartosim"
 )
 
 // queriesConfig: the demo's two users, a query of every group's own stores,
@@ -308,5 +310,47 @@ queries:
 	_, issued := b.post("/carto-token", boston, "")
 	if issued["group"] != "BOSTON" || strings.Contains(fmt.Sprint(issued["grants"]), "@city") {
 		t.Fatalf("Boston was issued %v", issued)
+	}
+}
+
+// CARTO's faults reach the caller through the one error table: an outage
+// or a rate limit is UNAVAILABLE (with retry-after for the latter), and
+// neither shows the SQL. (A query CARTO refuses, INTERNAL, is TestStatus's
+// and the carto package's.)
+func TestNamedQueryCartoFaults(t *testing.T) {
+	b := startBroker(t, brokertest.Config(strings.Replace(queriesConfig, "cache_ttl: 1m", "cache_ttl: 0s", 1)),
+		brokertest.Env(map[string]string{"CARTO_CALL_TIMEOUT": "500ms", "CARTO_BREAKER_COOLDOWN": "100ms"}))
+	boston := b.login("user.boston@acme.com", "boston")
+	// Mint the query token while CARTO answers.
+	if code, _, body := restQuery(t, b, "/v1/queries/my-stores", boston); code != 200 {
+		t.Fatalf("%d %s", code, body)
+	}
+	tests := []struct {
+		name       string
+		faults     cartosim.Faults
+		status     int
+		retryAfter bool
+		says       string
+	}{
+		{name: "down", faults: cartosim.Faults{Outage: cartosim.OutageUnavailable, Scope: cartosim.ScopeData}, status: 503, says: "CARTO cannot be reached"},
+		// Last: the Retry-After pauses the SQL API for every caller.
+		{name: "rate limited", faults: cartosim.Faults{RateLimit: true, RetryAfter: 7 * time.Second, Scope: cartosim.ScopeData}, status: 503, retryAfter: true, says: "CARTO is rate limiting the broker"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b.sim.SetFaults(tt.faults)
+			defer b.sim.SetFaults(cartosim.Faults{})
+			req, _ := http.NewRequest(http.MethodGet, b.rest+"/v1/queries/my-stores?storetype=Drugstore", nil)
+			req.Header.Set("Authorization", "Bearer "+boston)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tt.status || (resp.Header.Get("Retry-After") != "") != tt.retryAfter || !strings.Contains(string(body), tt.says) || strings.Contains(string(body), "SELECT") {
+				t.Fatalf("%d (Retry-After %q) %s; want %d saying %q", resp.StatusCode, resp.Header.Get("Retry-After"), body, tt.status, tt.says)
+			}
+		})
 	}
 }
