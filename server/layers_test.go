@@ -13,7 +13,7 @@ import (
 var layers = map[string]int{
 	// Leaves: no import of the module's own packages (but store's of seal).
 	"refusal": 0, "seal": 0, "policy": 0, "audit": 0, "metrics": 0, "telemetry": 0,
-	"carto": 0, "cartosim": 0, "apidoc": 0, "demopage": 0,
+	"carto": 0, "cartosim": 0, "apidoc": 0, "demopage": 0, "flightcache": 0,
 	"clocktest": 0, "logtest": 0, "redistest": 0, "idptest": 0, "grpctest": 0,
 	"store": 1, "namedquery": 1,
 	// The store's implementations, identity, and the token cache.

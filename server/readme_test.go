@@ -67,25 +67,90 @@ func tool(t *testing.T, name string) string {
 // ones). A line marked "# fails: X" must fail with X; every other must
 // succeed.
 func TestCookbook(t *testing.T) {
+	lines, want, outputs, dir := runShellBlock(t, "grpcurl cookbook")
+	vars, _ := os.ReadFile(dir + "/vars")
+	if f := strings.Fields(string(vars)); len(f) != 3 || slices.Contains(f, "0") {
+		t.Errorf("TOKEN, CARTO, ADMIN lengths %q: a command did not yield a token", vars)
+	}
+	for i, line := range lines {
+		checks := map[string]string{"ListTokens": "maskedToken", "/readyz": `"status":"ready"`, "/metrics": "grpc_server_handled_total", "x-request-id": "my-trace-42"}
+		for cue, wantOut := range checks {
+			if strings.Contains(line, cue) && want[i] == "" && !strings.Contains(outputs[i], wantOut) && !(cue == "ListTokens" && strings.Contains(line, "$TOKEN")) {
+				t.Errorf("line %d output lacks %q: %s", i+1, wantOut, line)
+			}
+		}
+	}
+}
+
+// TestNamedQueriesExample runs the README's named-query example against a
+// demo broker and checks what each line answers.
+func TestNamedQueriesExample(t *testing.T) {
+	lines, _, outputs, _ := runShellBlock(t, "Named queries")
+	// A cue picks the lines that hold line (that end with it, for atEnd).
+	cues := []struct {
+		line, want, not string
+		atEnd           bool
+	}{
+		{line: "8000/v1/queries", want: `"stores-by-city"`, not: `"my-stores"`, atEnd: true},
+		{line: "city=CHICAGO&storetype=Drugstore", want: `"store_id":"3003"`},
+		{line: "/geojson?city=MIAMI", want: `"FeatureCollection"`, not: "NEW YORK"},
+		{line: "my-stores?storetype=Drugstore", want: `"store_id":"1006"`, not: "NEW YORK"},
+		{line: "my-stores?city=CHICAGO", want: "parameter city is the caller's group"},
+		{line: "TokenBroker/RunQuery", want: `"SEATTLE"`, not: "FeatureCollection", atEnd: true},
+		{line: "RunQueryGeoJSON", want: `"BOSTON"`, not: "NEW YORK"},
+	}
+	for _, c := range cues {
+		found := false
+		for i, line := range lines {
+			if !strings.Contains(line, c.line) || (c.atEnd && !strings.HasSuffix(line, c.line)) {
+				continue
+			}
+			found = true
+			out := strings.ReplaceAll(strings.ReplaceAll(outputs[i], "\n", ""), " ", "")
+			want, not := strings.ReplaceAll(c.want, " ", ""), strings.ReplaceAll(c.not, " ", "")
+			if !strings.Contains(out, want) || (not != "" && strings.Contains(out, not)) {
+				t.Errorf("line %d: output lacks %q or holds %q: %s\n%s", i+1, c.want, c.not, line, outputs[i])
+			}
+		}
+		if !found {
+			t.Errorf("no line of the example holds %q", c.line)
+		}
+	}
+	for i, out := range outputs {
+		if strings.Contains(out, "SELECT") {
+			t.Errorf("line %d shows the SQL: %s", i+1, out)
+		}
+	}
+}
+
+// runShellBlock runs the first sh block of a README section line by line in
+// one shell against a demo broker (its ports put in place of the default
+// ones), and returns the lines, what each was marked to fail with ("# fails:
+// X"), their output, and the folder of the run. A line that fails unmarked,
+// or succeeds marked, fails t.
+func runShellBlock(t *testing.T, heading string) (lines, want, outputs []string, dir string) {
+	t.Helper()
 	grpcurl := tool(t, "grpcurl")
 	if _, err := exec.LookPath("curl"); err != nil {
 		t.Skip("curl is not installed")
 	}
-	block := section(t, readme(t), "grpcurl cookbook")
+	block := section(t, readme(t), heading)
 	start := strings.Index(block, "```sh\n")
 	end := strings.Index(block[start+6:], "```")
-	lines := strings.Split(strings.TrimSpace(block[start+6:start+6+end]), "\n")
+	lines = strings.Split(strings.TrimSpace(block[start+6:start+6+end]), "\n")
 
 	b := brokertest.Start(t)
 	rest, _ := url.Parse(b.RESTURL)
-	dir := t.TempDir()
+	dir = t.TempDir()
 	var script strings.Builder
 	script.WriteString("PATH=" + filepath.Dir(grpcurl) + ":$PATH\n")
-	want := make([]string, len(lines))
+	want = make([]string, len(lines))
 	for i, line := range lines {
 		cmd := line
 		if j := strings.Index(line, "# fails: "); j >= 0 {
 			cmd, want[i] = strings.TrimSpace(line[:j]), strings.TrimSpace(line[j+len("# fails: "):])
+		} else if j := strings.Index(line, "  # "); j >= 0 {
+			cmd = strings.TrimSpace(line[:j]) // a comment for the reader
 		}
 		cmd = strings.ReplaceAll(cmd, "localhost:9090", b.GRPCAddr)
 		cmd = strings.ReplaceAll(cmd, "localhost:8000", rest.Host)
@@ -93,14 +158,16 @@ func TestCookbook(t *testing.T) {
 	}
 	fmt.Fprintf(&script, "echo ${#TOKEN} ${#CARTO} ${#ADMIN} >%s/vars\n", dir)
 	if out, err := exec.Command("bash", "-c", script.String()).CombinedOutput(); err != nil {
-		t.Fatalf("cookbook script: %v\n%s", err, out)
+		t.Fatalf("%s script: %v\n%s", heading, err, out)
 	}
 	read := func(name string, i int) string {
 		b, _ := os.ReadFile(fmt.Sprintf("%s/%s%d", dir, name, i))
 		return strings.TrimSpace(string(b))
 	}
+	outputs = make([]string, len(lines))
 	for i, line := range lines {
 		rc, out := read("rc", i), read("out", i)+read("err", i)
+		outputs[i] = out
 		switch {
 		case want[i] == "" && rc != "0":
 			t.Errorf("line %d failed (exit %s): %s\n%s", i+1, rc, line, out)
@@ -108,19 +175,7 @@ func TestCookbook(t *testing.T) {
 			t.Errorf("line %d should fail with %s (exit %s): %s\n%s", i+1, want[i], rc, line, out)
 		}
 	}
-	vars, _ := os.ReadFile(dir + "/vars")
-	if f := strings.Fields(string(vars)); len(f) != 3 || slices.Contains(f, "0") {
-		t.Errorf("TOKEN, CARTO, ADMIN lengths %q: a command did not yield a token", vars)
-	}
-	for i, line := range lines {
-		out := read("out", i) + read("err", i)
-		checks := map[string]string{"ListTokens": "maskedToken", "/readyz": `"status":"ready"`, "/metrics": "grpc_server_handled_total", "x-request-id": "my-trace-42"}
-		for cue, wantOut := range checks {
-			if strings.Contains(line, cue) && want[i] == "" && !strings.Contains(out, wantOut) && !(cue == "ListTokens" && strings.Contains(line, "$TOKEN")) {
-				t.Errorf("line %d output lacks %q: %s", i+1, wantOut, line)
-			}
-		}
-	}
+	return lines, want, outputs, dir
 }
 
 // TestSecurityTable: every test the README's security table names exists, so

@@ -6,7 +6,10 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"regexp"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -30,6 +33,7 @@ queries:
     sql: "SELECT * FROM ` + "`carto-demo-data`" + `.demo_tables.retail_stores WHERE city = @city AND storetype = @storetype"
     apis: [sql, maps]
     groups: ["*"]
+    cache_ttl: 1m
     params:
       - {name: city, bind: group}
       - {name: storetype, type: string, default: Supermarket, allowed: [Supermarket, Drugstore, Department Store]}
@@ -239,4 +243,47 @@ func TestNamedQueriesOverGRPC(t *testing.T) {
 			t.Errorf("%s: %v, want %v", name, err, tc.code)
 		}
 	}
+}
+
+// Identical requests at once cost CARTO one query; the metrics say so.
+func TestNamedQueryResultsAreShared(t *testing.T) {
+	b := startBroker(t, brokertest.Config(queriesConfig))
+	boston := b.login("user.boston@acme.com", "boston")
+	before := b.sim.Stats().SQLQueries
+	const callers = 20
+	var wg sync.WaitGroup
+	for range callers {
+		wg.Go(func() {
+			if code, _, body := restQuery(t, b, "/v1/queries/my-stores?storetype=Department%20Store", boston); code != 200 {
+				t.Errorf("%d %s", code, body)
+			}
+		})
+	}
+	wg.Wait()
+	if n := b.sim.Stats().SQLQueries - before; n != 1 {
+		t.Fatalf("%d identical requests cost CARTO %d queries, want 1", callers, n)
+	}
+	_, _, metrics := restQuery(t, b, "/metrics", "")
+	hits := 0
+	for _, how := range []string{"hit", "shared"} {
+		m := regexp.MustCompile(`tokenbroker_query_results_total\{result="` + how + `"\} (\d+)`).FindSubmatch(metrics)
+		if m != nil {
+			n, _ := strconv.Atoi(string(m[1]))
+			hits += n
+		}
+	}
+	if hits != callers-1 || !strings.Contains(string(metrics), `tokenbroker_query_results_total{result="miss"} 1`) ||
+		!strings.Contains(string(metrics), "tokenbroker_query_cache_bytes") {
+		t.Fatalf("metrics: %d hits and shared, want %d:\n%s", hits, callers-1, grepLines(metrics, "tokenbroker_query"))
+	}
+}
+
+func grepLines(b []byte, sub string) string {
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -33,6 +33,9 @@ func (a *App) newService(id identity) (*api.Service, io.Closer, error) {
 		Runner:     broker.CartoRunner{Carto: a.carto},
 		// Public named queries, per client address.
 		PublicQueriesPerMinute: cfg.PublicQueriesPerMinute,
+		QueryCacheBytes:        cfg.QueryCacheBytes,
+		QueryObserver:          a.metrics,
+		OnQueryEvict:           a.metrics.QueryEvicted,
 		Logger:                 log,
 		Guard: auth.NewGuard(auth.GuardConfig{
 			Counter:         a.store,
@@ -47,6 +50,7 @@ func (a *App) newService(id identity) (*api.Service, io.Closer, error) {
 		}),
 		AdminsRevokeCartoTokens: cfg.AdminsRevokeCartoTokens,
 	})
+	a.metrics.WatchQueryCache(b.QueryCacheSize)
 	svc := api.NewService(api.Config{Broker: b, Logger: log, Audit: auditLog, Recorder: a.metrics})
 	return svc, auditFile, nil
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tokenbroker/tokenbroker/server/internal/auth"
+	"github.com/tokenbroker/tokenbroker/server/internal/flightcache"
 	"github.com/tokenbroker/tokenbroker/server/internal/namedquery"
 	"github.com/tokenbroker/tokenbroker/server/internal/policy"
 	"github.com/tokenbroker/tokenbroker/server/internal/refusal"
@@ -59,6 +60,16 @@ type Config struct {
 	// PublicQueriesPerMinute bounds the public queries one client address
 	// runs without credentials (0: no bound).
 	PublicQueriesPerMinute int
+	// QueryCacheBytes bounds the named queries' result cache (0: no
+	// cache); each query's cache_ttl says how long its results are kept.
+	QueryCacheBytes int
+	// QueryObserver, when set, is told how queries are answered.
+	QueryObserver QueryObserver
+	// OnQueryEvict, when set, is told of each result evicted for room.
+	OnQueryEvict func()
+	// Now is the clock of the result cache and of the public queries' rate
+	// (time.Now when nil).
+	Now func() time.Time
 	// GatewayURL is the broker's CARTO gateway, when it serves one: the
 	// API base URL of the groups whose policy has bound parameters.
 	GatewayURL string
@@ -75,8 +86,9 @@ type Config struct {
 
 // Broker implements the TokenBroker operations.
 type Broker struct {
-	cfg    Config
-	public *publicLimiter
+	cfg     Config
+	public  *publicLimiter
+	results *flightcache.Cache[result] // nil without QueryCacheBytes
 }
 
 // New returns a Broker.
@@ -84,7 +96,14 @@ func New(cfg Config) *Broker {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Broker{cfg: cfg, public: newPublicLimiter(cfg.PublicQueriesPerMinute)}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	b := &Broker{cfg: cfg, public: newPublicLimiter(cfg.PublicQueriesPerMinute)}
+	if cfg.QueryCacheBytes > 0 {
+		b.results = flightcache.New[result](flightcache.Config{MaxBytes: cfg.QueryCacheBytes, OnEvict: cfg.OnQueryEvict, Now: cfg.Now})
+	}
+	return b
 }
 
 // Session is a signed-in user's session token.
@@ -267,6 +286,11 @@ func (b *Broker) RevokeGroup(ctx context.Context, p auth.Principal, group string
 		if h.ExpiresAt.After(until) {
 			until = h.ExpiresAt
 		}
+	}
+	// The group's named-query results go too: whoever revokes a group's
+	// access wants its data read afresh, if at all.
+	if b.results != nil {
+		b.results.Drop(namedquery.AudienceKey(namedquery.Caller{Group: group}))
 	}
 	if len(errs) > 0 {
 		return revoked, until, fmt.Errorf("%d of the group's tokens not revoked: %w", len(errs), errors.Join(errs...))

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tokenbroker/tokenbroker/server/internal/auth"
+	"github.com/tokenbroker/tokenbroker/server/internal/flightcache"
 	"github.com/tokenbroker/tokenbroker/server/internal/namedquery"
 	"github.com/tokenbroker/tokenbroker/server/internal/refusal"
 	"github.com/tokenbroker/tokenbroker/server/internal/store"
@@ -42,6 +43,7 @@ type Column struct{ Name, Type string }
 type Rows struct {
 	Columns []Column
 	Rows    []map[string]any
+	Bytes   int64 // the size of CARTO's answer
 }
 
 // QueryRunner runs SQL at CARTO (carto.Client, through an adapter). A token
@@ -67,54 +69,61 @@ func (b *Broker) Queries(p *auth.Principal) []*namedquery.Query {
 // anonymous caller, from the client address addr) with the values it
 // supplied.
 func (b *Broker) QueryRows(ctx context.Context, p *auth.Principal, addr, name string, supplied map[string]string) (Rows, error) {
-	var out Rows
-	err := b.runQuery(ctx, p, addr, name, supplied, namedquery.APISQL, func(ctx context.Context, q DataQuery) error {
-		var err error
-		out, err = b.cfg.Runner.Rows(ctx, q)
-		return err
-	})
-	return out, err
+	res, err := b.runQuery(ctx, p, addr, name, supplied, namedquery.APISQL)
+	return res.rows, err
 }
 
 // QueryGeoJSON runs the named query through the Maps API and returns its
 // FeatureCollection.
 func (b *Broker) QueryGeoJSON(ctx context.Context, p *auth.Principal, addr, name string, supplied map[string]string) ([]byte, error) {
-	var out []byte
-	err := b.runQuery(ctx, p, addr, name, supplied, namedquery.APIMaps, func(ctx context.Context, q DataQuery) error {
-		var err error
-		out, err = b.cfg.Runner.GeoJSON(ctx, q)
-		return err
-	})
-	return out, err
+	res, err := b.runQuery(ctx, p, addr, name, supplied, namedquery.APIMaps)
+	return res.geojson, err
 }
 
-// runQuery checks that p may run the query through api, binds its
-// parameters, and calls run with the audience's query token; a token CARTO
-// refuses is evicted and the query run once more with a new one.
-func (b *Broker) runQuery(ctx context.Context, p *auth.Principal, addr, name string, supplied map[string]string, api string, run func(context.Context, DataQuery) error) error {
+// result is a named query's answer through one API, as it is kept.
+type result struct {
+	rows    Rows
+	geojson []byte
+	size    int
+}
+
+// QueryObserver is told how named queries are answered, for metrics.
+type QueryObserver interface {
+	// QueryResult: from the result cache (hit), shared with an identical
+	// run in flight (shared), or run at CARTO (miss).
+	QueryResult(how string)
+	// QueryUpstream: one run at CARTO through api, and how long it took.
+	QueryUpstream(api string, d time.Duration, ok bool)
+}
+
+// runQuery checks that p may run the query through api and binds its
+// parameters; then answers from the result cache, or runs it at CARTO with
+// the audience's query token (a token CARTO refuses is evicted and the
+// query run once more with a new one).
+func (b *Broker) runQuery(ctx context.Context, p *auth.Principal, addr, name string, supplied map[string]string, api string) (result, error) {
 	var q *namedquery.Query
 	ok := false
 	if b.cfg.Queries != nil {
 		q, ok = b.cfg.Queries.Get(name)
 	}
 	if !ok {
-		return refusal.Newf(ErrNoSuchQuery, "no query is named %q", shorten(name))
+		return result{}, refusal.Newf(ErrNoSuchQuery, "no query is named %q", shorten(name))
 	}
 	c := callerOf(p)
 	if !q.Allows(c) {
-		return refusal.Newf(ErrPermissionDenied, "query %s is not open to the caller's group", q.Name)
+		return result{}, refusal.Newf(ErrPermissionDenied, "query %s is not open to the caller's group", q.Name)
 	}
 	if !slices.Contains(q.APIs, api) {
-		return refusal.Newf(ErrInvalidArgument, "query %s is not served through the %s API (it is through: %s)", q.Name, api, strings.Join(q.APIs, ", "))
+		return result{}, refusal.Newf(ErrInvalidArgument, "query %s is not served through the %s API (it is through: %s)", q.Name, api, strings.Join(q.APIs, ", "))
 	}
 	r, err := q.Bind(c, supplied)
 	if err != nil {
-		return err
+		return result{}, err
 	}
 	if p == nil {
 		// Without credentials, each address runs a bounded number.
-		if err := b.public.allow(addr, time.Now()); err != nil {
-			return err
+		if err := b.public.allow(addr, b.cfg.Now()); err != nil {
+			return result{}, err
 		}
 	}
 	audience := namedquery.AudienceKey(c)
@@ -123,26 +132,67 @@ func (b *Broker) runQuery(ctx context.Context, p *auth.Principal, addr, name str
 	}
 	pol, err := b.cfg.Queries.Policy(audience)
 	if err != nil {
-		return fmt.Errorf("query token policy: %w", err)
+		return result{}, fmt.Errorf("query token policy: %w", err)
 	}
-	key := store.Key{Group: audience, PolicyHash: pol.Hash}
+	run := func(ctx context.Context) (result, error) {
+		return b.runAtCarto(ctx, q, api, r, store.Key{Group: audience, PolicyHash: pol.Hash}, pol.TokenTTL)
+	}
+	if q.CacheTTL == 0 || b.results == nil {
+		return run(ctx)
+	}
+	// Kept per API, the audience's grants (their hash: a policy change is
+	// another key) and every value after binding (the group's included),
+	// tagged with the audience so a revocation of the group drops them.
+	key := api + "\x00" + pol.Hash + "\x00" + r.Key
+	res, how, err := b.results.Get(ctx, key, audience, func(ctx context.Context) (result, flightcache.Keep, error) {
+		res, err := run(ctx)
+		return res, flightcache.Keep{TTL: q.CacheTTL, Size: res.size}, err
+	})
+	if b.cfg.QueryObserver != nil {
+		b.cfg.QueryObserver.QueryResult(string(how))
+	}
+	return res, err
+}
+
+// runAtCarto runs a bound query at CARTO with the token of key.
+func (b *Broker) runAtCarto(ctx context.Context, q *namedquery.Query, api string, r namedquery.Run, key store.Key, ttl time.Duration) (result, error) {
 	maxRows, maxBytes := q.Limits()
 	for attempt := 0; ; attempt++ {
-		e, _, err := b.cfg.Cache.Get(ctx, key, pol.TokenTTL)
+		e, _, err := b.cfg.Cache.Get(ctx, key, ttl)
 		if err != nil {
-			return err
+			return result{}, err
 		}
-		err = run(ctx, DataQuery{Token: e.Token, Connection: q.Connection, SQL: q.SQL, Params: r.Params, MaxRows: maxRows, MaxBytes: maxBytes})
+		dq := DataQuery{Token: e.Token, Connection: q.Connection, SQL: q.SQL, Params: r.Params, MaxRows: maxRows, MaxBytes: maxBytes}
+		start := time.Now()
+		var res result
+		if api == namedquery.APISQL {
+			res.rows, err = b.cfg.Runner.Rows(ctx, dq)
+			res.size = int(res.rows.Bytes)
+		} else {
+			res.geojson, err = b.cfg.Runner.GeoJSON(ctx, dq)
+			res.size = len(res.geojson)
+		}
+		if b.cfg.QueryObserver != nil {
+			b.cfg.QueryObserver.QueryUpstream(api, time.Since(start), err == nil)
+		}
 		if !errors.Is(err, ErrTokenRefused) || attempt > 0 {
-			return err
+			return res, err
 		}
 		// CARTO no longer knows the token (deleted there, or expired early):
 		// forget it, so the next Get mints one.
-		b.cfg.Logger.WarnContext(ctx, "CARTO refused a query token; minting a new one", "audience", namedquery.DescribeKey(audience))
+		b.cfg.Logger.WarnContext(ctx, "CARTO refused a query token; minting a new one", "audience", namedquery.DescribeKey(key.Group))
 		if err := b.cfg.Cache.Evict(ctx, e); err != nil {
-			return fmt.Errorf("drop the refused query token: %w", err)
+			return result{}, fmt.Errorf("drop the refused query token: %w", err)
 		}
 	}
+}
+
+// QueryCacheSize is what the result cache holds: answers and bytes.
+func (b *Broker) QueryCacheSize() (entries, bytes int) {
+	if b.results == nil {
+		return 0, 0
+	}
+	return b.results.Size()
 }
 
 // callerOf is who runs a query: p's group and user, or no one.

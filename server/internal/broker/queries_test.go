@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"github.com/tokenbroker/tokenbroker/server/internal/auth"
 	"github.com/tokenbroker/tokenbroker/server/internal/carto"
@@ -99,4 +102,93 @@ func TestRunQueryMintsItsOwnTokenAndReplacesARefusedOne(t *testing.T) {
 		!strings.HasPrefix(req.Name, "tokenbroker/test/queries/BOSTON/") {
 		t.Fatalf("minted %+v", req)
 	}
+}
+
+// countingRunner answers every run with the caller's city, counting runs;
+// each run waits for release when it is set.
+type countingRunner struct {
+	runs    atomic.Int32
+	release chan struct{}
+}
+
+func (r *countingRunner) Rows(_ context.Context, q DataQuery) (Rows, error) {
+	r.runs.Add(1)
+	if r.release != nil {
+		<-r.release
+	}
+	return Rows{Columns: []Column{{Name: "city"}}, Rows: []map[string]any{{"city": q.Params["city"]}}, Bytes: 20}, nil
+}
+
+func (r *countingRunner) GeoJSON(context.Context, DataQuery) ([]byte, error) {
+	r.runs.Add(1)
+	return []byte(`{"type":"FeatureCollection","features":[]}`), nil
+}
+
+func TestQueryResultsAreCachedShared(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		queries, err := namedquery.NewSet([]namedquery.Query{{
+			Name: "mine", Connection: "carto_dw", SQL: "SELECT city FROM t WHERE city = @city", APIs: []string{namedquery.APISQL, namedquery.APIMaps},
+			Groups: []string{namedquery.AllGroups}, CacheTTL: time.Minute, Params: []namedquery.Param{{Name: "city", Bind: namedquery.BindGroup}},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := &countingRunner{release: make(chan struct{})}
+		b := New(Config{
+			Policies: policies(t), Queries: queries, Runner: r, QueryCacheBytes: 1 << 20,
+			Cache: tokencache.New(tokencache.Config{Store: memstore.New(memstore.Config{}),
+				Upstream: Upstream{Carto: &numberedCarto{}, Policies: Mintable{Groups: policies(t), Queries: queries}}}),
+		})
+		boston := &auth.Principal{Kind: auth.KindUser, Subject: "u", Group: "BOSTON", Admin: true}
+		ny := &auth.Principal{Kind: auth.KindUser, Subject: "v", Group: "NEW YORK"}
+		run := func(p *auth.Principal) string {
+			rows, err := b.QueryRows(context.Background(), p, "", "mine", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return rows.Rows[0]["city"].(string)
+		}
+
+		// Twenty identical runs at once: one at CARTO.
+		var wg sync.WaitGroup
+		for range 20 {
+			wg.Go(func() {
+				if city := run(boston); city != "BOSTON" {
+					t.Errorf("Boston's run answered %s", city)
+				}
+			})
+		}
+		synctest.Wait()
+		close(r.release)
+		wg.Wait()
+		if n := r.runs.Load(); n != 1 {
+			t.Fatalf("20 identical runs at once made %d at CARTO, want 1", n)
+		}
+		steps := []struct {
+			name string
+			do   func()
+			p    *auth.Principal
+			runs int32 // at CARTO so far
+			city string
+		}{
+			{name: "another group is another result", p: ny, runs: 2, city: "NEW YORK"},
+			{name: "within the lifetime: kept", do: func() { time.Sleep(time.Minute - time.Second) }, p: boston, runs: 2, city: "BOSTON"},
+			{name: "after it: run again", do: func() { time.Sleep(time.Second) }, p: boston, runs: 3, city: "BOSTON"},
+			{name: "the other group's ended too", p: ny, runs: 4, city: "NEW YORK"},
+			{name: "the group's tokens revoked: its results dropped", do: func() {
+				if _, _, err := b.RevokeGroup(context.Background(), *boston, "BOSTON"); err != nil {
+					t.Fatal(err)
+				}
+			}, p: boston, runs: 5, city: "BOSTON"},
+			{name: "another group's results stay", p: ny, runs: 5, city: "NEW YORK"},
+		}
+		for _, s := range steps {
+			if s.do != nil {
+				s.do()
+			}
+			if city := run(s.p); city != s.city || r.runs.Load() != s.runs {
+				t.Fatalf("%s: %s with %d runs at CARTO, want %s with %d", s.name, city, r.runs.Load(), s.city, s.runs)
+			}
+		}
+	})
 }

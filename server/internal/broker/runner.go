@@ -32,7 +32,7 @@ func (r CartoRunner) Rows(ctx context.Context, q DataQuery) (Rows, error) {
 	if err != nil {
 		return Rows{}, dataError(err)
 	}
-	out := Rows{Columns: make([]Column, len(res.Columns)), Rows: make([]map[string]any, len(res.Rows))}
+	out := Rows{Columns: make([]Column, len(res.Columns)), Rows: make([]map[string]any, len(res.Rows)), Bytes: res.Bytes}
 	for i, c := range res.Columns {
 		out.Columns[i] = Column{Name: c.Name, Type: c.Type}
 	}

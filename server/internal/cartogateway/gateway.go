@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tokenbroker/tokenbroker/server/internal/flightcache"
 	"github.com/tokenbroker/tokenbroker/server/internal/policy"
 	"github.com/tokenbroker/tokenbroker/server/internal/store"
 )
@@ -50,7 +51,7 @@ const (
 // Observer is told what the gateway does.
 type Observer interface {
 	GatewayRequest(api, outcome string) // an Outcome; api "" for an unknown route
-	GatewayCache(result string)         // a CacheResult
+	GatewayCache(result string)         // a flightcache.Result
 }
 
 // Config configures a Gateway.
@@ -77,7 +78,7 @@ type Config struct {
 type Gateway struct {
 	cfg       Config
 	upstream  *url.URL
-	instances *instances
+	instances *flightcache.Cache[*answer] // nil when CacheTTL is 0
 }
 
 // maxAnswer bounds an instantiation answer held for the cache and for the
@@ -107,7 +108,7 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	g := &Gateway{cfg: cfg, upstream: u}
 	if cfg.CacheTTL > 0 {
-		g.instances = newInstances(cfg.CacheTTL, cfg.CacheBytes, cfg.Now)
+		g.instances = flightcache.New[*answer](flightcache.Config{MaxBytes: cfg.CacheBytes, Now: cfg.Now})
 	}
 	return g, nil
 }
@@ -193,8 +194,8 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt route) (Outco
 	var key string
 	if cached {
 		key = strings.Join([]string{store.TokenID(token), entry.Key.PolicyHash, rt.conn, browserOrigin(r), r.Method, r.URL.RawQuery, string(body)}, "\x00")
-		if ans, ok := g.instances.lookup(key); ok {
-			g.observeCache(CacheHit)
+		if ans, ok := g.instances.Lookup(key); ok {
+			g.observeCache(flightcache.Hit)
 			writeAnswer(w, ans)
 			return Rewritten, nil
 		}
@@ -221,11 +222,17 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt route) (Outco
 	if !cached {
 		return Rewritten, g.stream(w, r.Context(), up)
 	}
-	ans, res, err := g.instances.get(r.Context(), key, func(ctx context.Context) (*answer, error) {
+	ans, res, err := g.instances.Get(r.Context(), key, "", func(ctx context.Context) (*answer, flightcache.Keep, error) {
 		ctx, cancel := context.WithTimeout(ctx, g.cfg.Timeout)
 		defer cancel()
-		return g.fetch(ctx, up)
-	}, func(a *answer) bool { return a.status == http.StatusOK && !strings.Contains(string(a.body), token) })
+		a, err := g.fetch(ctx, up)
+		// Only an instantiation that worked, and does not hold the
+		// caller's token, is kept.
+		if err != nil || a.status != http.StatusOK || strings.Contains(string(a.body), token) {
+			return a, flightcache.Keep{}, err
+		}
+		return a, flightcache.Keep{TTL: g.cfg.CacheTTL, Size: len(a.body)}, nil
+	})
 	g.observeCache(res)
 	if err != nil {
 		return Unavailable, err
@@ -234,7 +241,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt route) (Outco
 	return Rewritten, nil
 }
 
-func (g *Gateway) observeCache(r CacheResult) {
+func (g *Gateway) observeCache(r flightcache.Result) {
 	if g.cfg.Observer != nil {
 		g.cfg.Observer.GatewayCache(string(r))
 	}

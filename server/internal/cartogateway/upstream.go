@@ -11,6 +11,14 @@ import (
 	"net/url"
 )
 
+// answer is an upstream answer held whole: an instantiation is small (a
+// schema and a few URLs).
+type answer struct {
+	status int
+	header http.Header // the headers passed on (passedHeaders)
+	body   []byte
+}
+
 // upstreamCall is a rewritten request, as it goes to CARTO.
 type upstreamCall struct {
 	route           route

@@ -88,6 +88,8 @@ type Config struct {
 	// PublicQueriesPerMinute bounds the public queries one client address
 	// runs without credentials (0: no bound).
 	PublicQueriesPerMinute int
+	// QueryCacheBytes bounds the named queries' result cache (0: none).
+	QueryCacheBytes int
 
 	// SessionAlg signs sessions: HS256 with JWT_SECRET, or EdDSA / ES256
 	// with keys the broker rotates every SessionKeyRotation and publishes at

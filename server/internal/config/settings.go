@@ -98,6 +98,8 @@ var settings = []setting{
 		parse: into(func(c *Config) *time.Duration { return &c.Gateway.CacheTTL }, duration)},
 	{env: "PUBLIC_QUERIES_PER_MINUTE", def: "60", doc: "public named queries one client address may run a minute without credentials (0: no bound)",
 		parse: into(func(c *Config) *int { return &c.PublicQueriesPerMinute }, count)},
+	{env: "QUERY_CACHE_BYTES", def: "67108864", defDoc: "64 MiB", doc: "bound of the named queries' result cache, per replica (0: no cache; a query's cache_ttl says how long its results are kept)",
+		parse: into(func(c *Config) *int { return &c.QueryCacheBytes }, count)},
 	{env: "LOG_FORMAT", flag: "log-format", def: "text", doc: "text or json",
 		parse: into(func(c *Config) *string { return &c.LogFormat }, lower)},
 	{env: "LOG_LEVEL", flag: "log-level", def: "info", doc: "debug, info, warn or error",

@@ -2,18 +2,23 @@ package demopage_test
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
 	"github.com/tokenbroker/tokenbroker/server/brokertest"
@@ -93,13 +98,146 @@ func read(t *testing.T, ctx context.Context) drawn {
 	return d
 }
 
+// login logs in as user and waits for the page to settle: the stores of
+// the granted query drawn, and the named query answered with its default.
 func login(user string) chromedp.Action[chromedp.Void] {
 	return chromedp.Steps(
 		chromedp.WaitVisible(chromedp.CSS("#login-form")),
 		chromedp.Click(chromedp.CSS(`button[data-username="`+user+`"]`)),
 		chromedp.Click(chromedp.CSS("#login-button")),
 		chromedp.WaitVisible(chromedp.CSS("#points g.store")),
+		chromedp.WaitReady(chromedp.CSS(`#named[data-state="done"]`)),
 	)
+}
+
+// The demo's my-stores query: its storetype parameter's allowed values, and
+// its default.
+var (
+	storeTypes       = []string{"Supermarket", "Convenience Store", "Department Store", "Drugstore", "Discount Store"}
+	defaultStoreType = "Supermarket"
+)
+
+// choose picks value in the select sel as a user does: the value, then a
+// change event.
+func choose(sel, value string) chromedp.Action[chromedp.Void] {
+	s, _ := json.Marshal(sel)
+	v, _ := json.Marshal(value)
+	return chromedp.Steps(
+		chromedp.WaitEnabled(chromedp.CSS(sel)),
+		chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`((sel, value) => {
+	const s = document.querySelector(sel);
+	if (![...s.options].some(o => o.value === value)) throw new Error('no option ' + value);
+	s.value = value;
+	s.dispatchEvent(new Event('change', {bubbles: true}));
+})(%s, %s)`, s, v)),
+	)
+}
+
+// namedAnswered waits, on the page's mutations, until the named query's
+// panel shows storetype's answer; it fails at once if the page shows an
+// error instead.
+func namedAnswered(storetype string) chromedp.Action[chromedp.Void] {
+	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+		got, err := chromedp.PollFunction[string](`(want) => {
+	const p = document.getElementById('named');
+	if (p.dataset.state === 'error') return 'error: ' + document.getElementById('error').textContent;
+	return p.dataset.state === 'done' && p.dataset.shown === want ? 'done' : false;
+}`, chromedp.WithPollingMutation(), chromedp.WithPollingArgs(storetype))(ctx, t)
+		if err != nil {
+			return chromedp.Void{}, fmt.Errorf("waiting for the named query's %s stores: %w", storetype, err)
+		}
+		if got != "done" {
+			return chromedp.Void{}, fmt.Errorf("the named query with %s: %s", storetype, got)
+		}
+		return chromedp.Void{}, nil
+	}
+}
+
+// named is what the named query's panel shows.
+type named struct {
+	Options  []string `json:"options"`
+	Selected string   `json:"selected"`
+	Points   []string `json:"points"` // store_id/city/storetype of each point
+	List     []string `json:"list"`   // the same of each list item
+	Count    string   `json:"count"`
+	Bound    string   `json:"bound"`
+	Request  string   `json:"request"`
+}
+
+const readNamed = `(() => {
+	const id = (el) => el.dataset.storeId + '/' + el.dataset.city + '/' + el.dataset.storetype;
+	const sel = document.getElementById('named-storetype');
+	return {
+		options: [...sel.options].map(o => o.value),
+		selected: sel.value,
+		points: [...document.querySelectorAll('#named-points g.store')].map(id),
+		list: [...document.querySelectorAll('#named-list li')].map(id),
+		count: document.getElementById('named-count').textContent,
+		bound: document.getElementById('named-bound').textContent,
+		request: document.getElementById('named-request').textContent,
+	};
+})()`
+
+// storesOfType lists the emulator's stores of city and storetype as
+// store_id/city/storetype, sorted: what my-stores must answer.
+func storesOfType(b *brokertest.Broker, city, storetype string) []string {
+	var out []string
+	for _, row := range b.Emulator.Rows() {
+		if row["city"] == city && row["storetype"] == storetype {
+			out = append(out, fmt.Sprintf("%v/%v/%v", row["store_id"], city, storetype))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// requests records the URLs of the requests a page makes, with whether
+// each carried a bearer (never the bearer itself), from the browser's
+// network events.
+type requests struct {
+	mu   sync.Mutex
+	list []sentRequest
+}
+
+type sentRequest struct {
+	url    *url.URL
+	bearer bool
+}
+
+func watchRequests(t *testing.T, ctx context.Context) *requests {
+	t.Helper()
+	r := &requests{}
+	err := chromedp.Listen(ctx, func(ev any) {
+		e, ok := ev.(*network.EventRequestWillBeSent)
+		if !ok || e.Request == nil {
+			return
+		}
+		u, err := url.Parse(e.Request.URL + e.Request.URLFragment)
+		if err != nil {
+			u = &url.URL{Opaque: e.Request.URL}
+		}
+		auth, _ := e.Request.Headers["Authorization"].(string)
+		r.mu.Lock()
+		r.list = append(r.list, sentRequest{u, strings.HasPrefix(auth, "Bearer ")})
+		r.mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// since returns the requests made after the first n.
+func (r *requests) since(n int) []sentRequest {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.list[n:])
+}
+
+func (r *requests) len() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.list)
 }
 
 // revocations reads the broker's successful revocations of target from
@@ -126,6 +264,7 @@ func revocations(t *testing.T, b *brokertest.Broker, target string) int {
 func TestDemoPage(t *testing.T) {
 	b := brokertest.Start(t)
 	ctx, pageErrs := browser(t)
+	sent := watchRequests(t, ctx)
 	dir := screenshotDir(t)
 
 	cases := []struct {
@@ -139,6 +278,7 @@ func TestDemoPage(t *testing.T) {
 			want := b.StoresOf(t, tc.group)
 			deletedBefore := b.Emulator.Stats().TokensDeleted
 			sessionsBefore := revocations(t, b, "session")
+			sentBefore := sent.len()
 
 			err := chromedp.Do(ctx,
 				chromedp.Navigate(b.RESTURL+"/"),
@@ -160,6 +300,19 @@ func TestDemoPage(t *testing.T) {
 					t.Errorf("a store of %q drawn for %s", c, tc.group)
 				}
 			}
+
+			// The named query: the select is the parameter's allowed values
+			// with its default chosen and answered; each store type chosen
+			// draws exactly the group's stores of that type (Boston has no
+			// Discount Store), the city bound by the broker.
+			checkNamed(t, ctx, b, tc.group, defaultStoreType)
+			for _, st := range []string{"Drugstore", "Discount Store", "Supermarket"} {
+				if err := chromedp.Do(ctx, choose("#named-storetype", st), namedAnswered(st)); err != nil {
+					t.Fatal(err)
+				}
+				checkNamed(t, ctx, b, tc.group, st)
+			}
+			checkRequests(t, sent.since(sentBefore), []string{defaultStoreType, "Drugstore", "Discount Store", "Supermarket"})
 
 			// The other city's query, with the same token: refused by CARTO.
 			err = chromedp.Do(ctx,
@@ -216,7 +369,96 @@ func TestDemoPage(t *testing.T) {
 			if n := revocations(t, b, "session") - sessionsBefore; n != 1 {
 				t.Errorf("%d session revocations recorded, want 1", n)
 			}
+			if err := chromedp.Do(ctx, chromedp.WaitNotVisible(chromedp.CSS("#named"))); err != nil {
+				t.Fatal(err)
+			}
 		})
+	}
+	pageErrs.Check(t)
+}
+
+// checkNamed checks the named query's panel shows exactly group's stores of
+// storetype, and says the broker bound the city to the group.
+func checkNamed(t *testing.T, ctx context.Context, b *brokertest.Broker, group, storetype string) {
+	t.Helper()
+	got, err := chromedp.Run(ctx, chromedp.Evaluate[named](readNamed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := storesOfType(b, group, storetype)
+	slices.Sort(got.Points)
+	slices.Sort(got.List)
+	if !slices.Equal(got.Points, want) || !slices.Equal(got.List, want) {
+		t.Errorf("%s: points %v, list %v, want %v", storetype, got.Points, got.List, want)
+	}
+	if !slices.Equal(got.Options, storeTypes) || got.Selected != storetype {
+		t.Errorf("select: options %q, %q chosen, want %q of %q", got.Options, got.Selected, storetype, storeTypes)
+	}
+	if !strings.HasPrefix(got.Count, strconv.Itoa(len(want))+" "+storetype+" store") {
+		t.Errorf("count %q, want %d %s stores", got.Count, len(want), storetype)
+	}
+	if got.Bound != "city = your group, "+group+" (not sent by the page)" {
+		t.Errorf("bound parameters shown as %q", got.Bound)
+	}
+	wantReq := "GET /v1/queries/my-stores/geojson?" + url.Values{"storetype": {storetype}}.Encode()
+	if got.Request != wantReq {
+		t.Errorf("request shown as %q, want %q", got.Request, wantReq)
+	}
+	t.Logf("%s, %s: %d stores drawn and listed, as in the emulator's table", group, storetype, len(want))
+}
+
+// checkRequests checks that no request the page made carries a city
+// parameter, that the queries were listed and my-stores run with the
+// session once for each store type of storetypes, in that order, and with
+// nothing else.
+func checkRequests(t *testing.T, sent []sentRequest, storetypes []string) {
+	t.Helper()
+	var listed int
+	var ran []string
+	for _, r := range sent {
+		if r.url.Query().Has("city") {
+			t.Errorf("the page sent a city: %s", r.url.Redacted())
+		}
+		switch r.url.Path {
+		case "/v1/queries":
+			listed++
+			if !r.bearer {
+				t.Errorf("%s without the session", r.url.Path)
+			}
+		case "/v1/queries/my-stores/geojson":
+			q := r.url.Query()
+			ran = append(ran, q.Get("storetype"))
+			if len(q) != 1 || !r.bearer {
+				t.Errorf("my-stores run as %s, bearer %v: want storetype only, with the session", r.url.RawQuery, r.bearer)
+			}
+		}
+	}
+	if listed != 1 || !slices.Equal(ran, storetypes) {
+		t.Errorf("queries listed %d times, my-stores run with %q; want once, and %q", listed, ran, storetypes)
+	}
+	t.Logf("%d requests, none with a city; my-stores run %d times with storetype only", len(sent), len(ran))
+}
+
+// The broker's refusal of a named query shows in the page's error area,
+// and the panel draws nothing: a store type outside the allowed list (put
+// in the select behind the page's back) is answered 400 naming the
+// parameter.
+func TestDemoPageNamedQueryRefused(t *testing.T) {
+	b := brokertest.Start(t)
+	ctx, pageErrs := browser(t)
+	err := chromedp.Do(ctx,
+		chromedp.Navigate(b.RESTURL+"/"),
+		login(brokertest.BostonUser),
+		namedAnswered(defaultStoreType),
+		chromedp.Evaluate[chromedp.Void](`document.getElementById('named-storetype').add(new Option('Hypermarket', 'Hypermarket'))`),
+		choose("#named-storetype", "Hypermarket"),
+		waitText("#error", regexp.MustCompile(`^The named query my-stores failed \(HTTP 400\): parameter storetype must be one of: Supermarket, `)),
+		chromedp.WaitReady(chromedp.CSS(`#named[data-state="error"]`)),
+		chromedp.WaitNotPresent(chromedp.CSS("#named-points g.store")),
+		waitText("#named-count", regexp.MustCompile(`^No answer\.$`)),
+	)
+	if err != nil {
+		t.Fatal(err)
 	}
 	pageErrs.Check(t)
 }
@@ -293,11 +535,11 @@ const overflowJS = `(() => {
 	return out;
 })()`
 
-// unlabelledJS lists the inputs without a label, the buttons without text,
+// unlabelledJS lists the inputs and selects without a label, the buttons without text,
 // and an SVG map without a name.
 const unlabelledJS = `(() => {
 	const out = [];
-	for (const i of document.querySelectorAll('input')) if (!i.labels || i.labels.length === 0) out.push('input#' + i.id);
+	for (const i of document.querySelectorAll('input, select')) if (!i.labels || i.labels.length === 0) out.push(i.tagName.toLowerCase() + '#' + i.id);
 	for (const b of document.querySelectorAll('button')) if (!b.textContent.trim() && !b.id.match(/other-city/)) out.push('button#' + b.id);
 	const svg = document.querySelector('svg#map');
 	if (!svg || svg.getAttribute('role') !== 'img' || !svg.getAttribute('aria-labelledby')) out.push('svg#map');

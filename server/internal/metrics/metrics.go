@@ -29,6 +29,10 @@ type Metrics struct {
 	tokensMinted prometheus.Counter
 	gateway      *prometheus.CounterVec
 	gatewayCache *prometheus.CounterVec
+	queryResults *prometheus.CounterVec
+	queryEvicted prometheus.Counter
+	queryLatency *prometheus.HistogramVec
+	queryRuns    *prometheus.CounterVec
 	// The gateway's series, resolved once: a cache hit is a few µs, and
 	// WithLabelValues hashes its labels on every call.
 	gatewaySeries map[[2]string]prometheus.Counter
@@ -82,6 +86,20 @@ func New(g Gauges) *Metrics {
 	m.gatewayCache = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tokenbroker_gateway_instantiations_total", Help: "Map instantiations through the CARTO gateway by how they were answered: hit (cached), shared (an identical call in flight), miss (sent to CARTO).",
 	}, []string{"result"})
+	m.queryResults = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tokenbroker_query_results_total", Help: "Named-query answers by how they were made: hit (the result cache), shared (an identical run in flight), miss (run at CARTO).",
+	}, []string{"result"})
+	m.queryEvicted = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tokenbroker_query_cache_evictions_total", Help: "Named-query results evicted from the result cache to make room (QUERY_CACHE_BYTES).",
+	})
+	m.queryLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "tokenbroker_query_upstream_seconds", Help: "Latency of named-query runs at CARTO, by API (sql, maps).",
+		Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+	}, []string{"api"})
+	m.queryRuns = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tokenbroker_query_upstream_total", Help: "Named-query runs at CARTO, by API and outcome (ok, error).",
+	}, []string{"api", "outcome"})
+	reg.MustRegister(m.queryResults, m.queryEvicted, m.queryLatency, m.queryRuns)
 	m.gatewaySeries, m.cacheSeries = map[[2]string]prometheus.Counter{}, map[string]prometheus.Counter{}
 	for _, api := range []string{"", "maps", "sql"} {
 		for _, o := range []string{"rewritten", "passed", "refused", "unauthenticated", "invalid", "unavailable"} {
@@ -143,6 +161,35 @@ func (m *Metrics) Issued(minted bool) {
 		return
 	}
 	m.hits.Inc()
+}
+
+// QueryResult counts how a named query was answered.
+func (m *Metrics) QueryResult(how string) { m.queryResults.WithLabelValues(how).Inc() }
+
+// QueryUpstream counts a named-query run at CARTO and its latency.
+func (m *Metrics) QueryUpstream(api string, d time.Duration, ok bool) {
+	m.queryLatency.WithLabelValues(api).Observe(d.Seconds())
+	outcome := "ok"
+	if !ok {
+		outcome = "error"
+	}
+	m.queryRuns.WithLabelValues(api, outcome).Inc()
+}
+
+// QueryEvicted counts a result evicted from the result cache.
+func (m *Metrics) QueryEvicted() { m.queryEvicted.Inc() }
+
+// WatchQueryCache exports what the result cache holds, read at scrape time.
+func (m *Metrics) WatchQueryCache(size func() (entries, bytes int)) {
+	m.Registry.MustRegister(
+		gaugeFunc("tokenbroker_query_cache_bytes", "Bytes the named-query result cache holds (of QUERY_CACHE_BYTES).", func(context.Context) (float64, error) {
+			_, b := size()
+			return float64(b), nil
+		}),
+		gaugeFunc("tokenbroker_query_cache_entries", "Results the named-query result cache holds.", func(context.Context) (float64, error) {
+			n, _ := size()
+			return float64(n), nil
+		}))
 }
 
 // GatewayRequest counts a CARTO gateway request.

@@ -13,9 +13,8 @@ import (
 // Caller is who runs a query: the caller's identity, or none for a public
 // query run without credentials.
 type Caller struct {
-	Group  string
-	User   string
-	Claims map[string]string // an IdP caller's claims, by name
+	Group string
+	User  string
 }
 
 // The kinds of refusal Bind returns (refusal.Error wraps them; the caller's
@@ -25,7 +24,7 @@ var (
 	// bound parameter supplied, a required one missing.
 	ErrInvalidParameter = errors.New("invalid query parameter")
 	// ErrNoIdentity: the caller lacks the identity value a bound
-	// parameter holds (a claim its token does not carry, say).
+	// parameter holds (a service has no group, say).
 	ErrNoIdentity = errors.New("the caller lacks an identity value the query binds")
 )
 
@@ -117,14 +116,9 @@ func (q *Query) describe() string {
 
 // value is the identity value p is bound to.
 func (c Caller) value(p *Param) (string, bool) {
-	var v string
-	switch {
-	case p.Bind == BindGroup:
+	v := c.User
+	if p.Bind == BindGroup {
 		v = c.Group
-	case p.Bind == BindUser:
-		v = c.User
-	default:
-		v = c.Claims[p.identifier]
 	}
 	return v, v != ""
 }

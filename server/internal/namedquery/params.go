@@ -105,12 +105,14 @@ func (p *Param) check(public bool) []error {
 		add("%q is not a parameter name (letters, digits, _)", p.Name)
 	}
 	if p.Bind != "" {
-		switch claim, isClaim := strings.CutPrefix(p.Bind, BindClaim); {
+		switch {
 		case p.Bind == BindGroup, p.Bind == BindUser:
-		case isClaim && paramName.MatchString(strings.ReplaceAll(claim, ".", "_")):
-			p.identifier = claim
+		case strings.HasPrefix(p.Bind, "claim:"):
+			// An IdP caller's claims do not reach the broker's principal
+			// yet: such a parameter could never be bound.
+			add("bind %q: binding to an identity provider's claim is not supported yet; bind to %s or %s", p.Bind, BindGroup, BindUser)
 		default:
-			add("bind %q: bind to %s, %s or %s<name>", p.Bind, BindGroup, BindUser, BindClaim)
+			add("bind %q: bind to %s or %s", p.Bind, BindGroup, BindUser)
 		}
 		if public {
 			add("a public query has no caller: it cannot bind %s", p.Bind)

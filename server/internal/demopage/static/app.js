@@ -1,5 +1,6 @@
 // The demo page: log in, get a CARTO token, read the group's stores with
-// exactly the granted query, show that another query is refused, revoke.
+// exactly the granted query, show that another query is refused, revoke;
+// and run a named query through the broker, the city bound by it.
 // Plain JS, no dependencies; the session lives in this page's memory only.
 'use strict';
 
@@ -10,8 +11,13 @@
   let session = null; // {token, group, username}
   let carto = null; // the IssueCartoToken answer
 
-  // request fetches url and returns {ok, status, data}, data being the JSON
-  // body ({} if none); a network failure is status 0 with data {message}.
+  // The named query the page shows, and its one parameter the page sends.
+  const NAMED = 'my-stores';
+  const NAMED_PARAM = 'storetype';
+
+  // request fetches url and returns {ok, status, data, retryAfter}, data
+  // being the JSON body ({} if none); a network failure is status 0 with
+  // data {message}.
   async function request(url, init, unreachable) {
     let r;
     try {
@@ -20,7 +26,7 @@
       return { ok: false, status: 0, data: { message: unreachable, error: unreachable } };
     }
     const data = await r.json().catch(() => ({}));
-    return { ok: r.ok, status: r.status, data };
+    return { ok: r.ok, status: r.status, data, retryAfter: r.headers.get('Retry-After') };
   }
 
   // broker calls the broker's REST API.
@@ -28,6 +34,11 @@
     const headers = { 'Content-Type': 'application/json' };
     if (bearer) headers.Authorization = 'Bearer ' + bearer;
     return request(path, { method: 'POST', headers, body: JSON.stringify(body) }, 'the broker cannot be reached');
+  }
+
+  // brokerGet reads the broker's REST API with the session.
+  function brokerGet(path) {
+    return request(path, { headers: { Authorization: 'Bearer ' + session.token } }, 'the broker cannot be reached');
   }
 
   // cartoGet calls CARTO's API with the API access token.
@@ -47,12 +58,13 @@
 
   const say = (msg) => { $('status').textContent = msg; };
   const fail = (msg) => { $('error').textContent = msg; };
-  const brokerError = (what, res) => fail(what + ' failed (HTTP ' + res.status + '): ' + (res.data.message || 'unknown error'));
+  const brokerError = (what, res) => fail(what + ' failed (HTTP ' + res.status + '): ' + (res.data.message || 'unknown error') +
+    (res.retryAfter ? ' (try again in ' + res.retryAfter + ' s)' : ''));
   const cartoError = (res) => 'HTTP ' + res.status + ': ' + (res.data.description || res.data.error || 'unknown error');
 
   function show(id, visible) { $(id).hidden = !visible; }
   function busy(on) {
-    for (const b of document.querySelectorAll('button')) b.disabled = on;
+    for (const b of document.querySelectorAll('button, select')) b.disabled = on;
     document.body.setAttribute('aria-busy', on ? 'true' : 'false');
   }
   async function step(fn) {
@@ -84,6 +96,7 @@
       $('who').textContent = username;
       show('login', false);
       await issue();
+      await loadNamed();
       $('token-title').focus();
     });
   }
@@ -171,6 +184,7 @@
       session = null;
       carto = null;
       clearStores();
+      clearNamed();
       show('token', false);
       show('login', true);
       say('Logged out: the session is revoked until it would have expired.');
@@ -184,25 +198,104 @@
     $('revoke').disabled = carto.revoked;
   }
 
+  // loadNamed lists the queries the session may run (GET /v1/queries),
+  // builds the store-type select from the named query's parameter (its
+  // allowed values, its default chosen), and runs it.
+  async function loadNamed() {
+    clearNamed();
+    const res = await brokerGet('/v1/queries');
+    if (!res.ok) {
+      brokerError('Listing the named queries', res);
+      return;
+    }
+    const q = (res.data.queries || []).find((x) => x.name === NAMED);
+    const params = (q && q.parameters) || [];
+    const p = params.find((x) => x.name === NAMED_PARAM && !x.bound_to && (x.allowed || []).length > 0);
+    if (!p) {
+      fail('The broker lists no ' + NAMED + ' query with a list of ' + NAMED_PARAM + ' values for you.');
+      return;
+    }
+    $('named-storetype').replaceChildren(...p.allowed.map((v) => new Option(v, v, v === p.default_value, v === p.default_value)));
+    // What the broker binds from the session: the page never sends these.
+    $('named-bound').textContent = params.filter((x) => x.bound_to).map((x) => x.name + ' = your ' + x.bound_to +
+      (x.bound_to === 'group' ? ', ' + session.group : '') + ' (not sent by the page)').join('; ') || 'nothing';
+    show('named', true);
+    await runNamed();
+  }
+
+  // runNamed runs the named query for its GeoJSON with the chosen store type
+  // and the session, and draws the stores.
+  async function runNamed() {
+    const type = $('named-storetype').value;
+    const path = '/v1/queries/' + encodeURIComponent(NAMED) + '/geojson?' + new URLSearchParams({ [NAMED_PARAM]: type });
+    const panel = $('named');
+    panel.dataset.state = 'loading';
+    $('named-request').textContent = 'GET ' + path;
+    $('named-count').textContent = 'Asking the broker…';
+    const res = await brokerGet(path);
+    if (!res.ok) {
+      clearView(views.named);
+      $('named-count').textContent = 'No answer.';
+      panel.dataset.state = 'error';
+      brokerError('The named query ' + NAMED, res);
+      return;
+    }
+    const features = res.data.features || [];
+    const n = plot(views.named, features, type + ' stores');
+    const cities = [...new Set(features.map((f) => (f.properties || {}).city))];
+    $('named-count').textContent = n + ' ' + type + (n === 1 ? ' store' : ' stores') +
+      (cities.length > 0 ? ', in ' + cities.join(', ') : '') + '.';
+    panel.dataset.shown = type;
+    panel.dataset.state = 'done';
+  }
+
+  function clearNamed() {
+    clearView(views.named);
+    $('named-storetype').replaceChildren();
+    for (const id of ['named-request', 'named-bound', 'named-count']) $(id).textContent = '';
+    delete $('named').dataset.shown;
+    delete $('named').dataset.state;
+    show('named', false);
+  }
+
+  // The two drawings of stores: the granted query's and the named query's.
+  const views = {
+    stores: { points: 'points', grid: 'grid', list: 'store-list', desc: 'map-desc', caption: 'map-caption' },
+    named: { points: 'named-points', grid: 'named-grid', list: 'named-list', desc: 'named-map-desc', caption: 'named-map-caption' },
+  };
+
+  function clearView(v) {
+    for (const id of [v.points, v.grid, v.list]) $(id).replaceChildren();
+    $(v.desc).textContent = '';
+    $(v.caption).textContent = '';
+  }
+
   function clearStores() {
-    $('points').replaceChildren();
-    $('grid').replaceChildren();
-    $('store-list').replaceChildren();
+    clearView(views.stores);
     show('stores', false);
   }
 
-  // draw puts the stores on the map (an equirectangular projection fitted to
-  // them, with a graticule) and in the list, numbered alike.
+  // draw shows the granted query's stores.
   function draw(features) {
     clearStores();
+    const n = plot(views.stores, features, 'stores of ' + carto.group);
+    $('stores-heading').textContent = 'Stores of ' + carto.group + ' (' + n + ')';
+    show('stores', true);
+  }
+
+  // plot puts the stores of features on the view's map (an equirectangular
+  // projection fitted to them, with a graticule) and in its list, numbered
+  // alike, and returns how many it drew; what names them for the map's
+  // description.
+  function plot(v, features, what) {
+    clearView(v);
     const pts = features
       .filter((f) => f.geometry && f.geometry.type === 'Point')
       .map((f) => ({ lon: f.geometry.coordinates[0], lat: f.geometry.coordinates[1], p: f.properties || {} }));
-    $('stores-heading').textContent = 'Stores of ' + carto.group + ' (' + pts.length + ')';
-    show('stores', true);
     if (pts.length === 0) {
-      $('map-desc').textContent = 'No stores.';
-      return;
+      $(v.desc).textContent = 'No ' + what + '.';
+      $(v.caption).textContent = 'No stores to draw.';
+      return 0;
     }
     const W = 400, H = 300, pad = 30;
     let minLon = Math.min(...pts.map((x) => x.lon)), maxLon = Math.max(...pts.map((x) => x.lon));
@@ -214,7 +307,7 @@
     const x = (lon) => W / 2 + (lon - cx) * k * scale;
     const y = (lat) => H / 2 - (lat - cy) * scale;
 
-    const grid = $('grid');
+    const grid = $(v.grid);
     const stepDeg = 0.02;
     for (let lon = Math.floor((cx - W / 2 / k / scale) / stepDeg) * stepDeg; lon <= cx + W / 2 / k / scale; lon += stepDeg) {
       grid.append(line(x(lon), 0, x(lon), H));
@@ -223,8 +316,8 @@
       grid.append(line(0, y(lat), W, y(lat)));
     }
 
-    const points = $('points');
-    const list = $('store-list');
+    const points = $(v.points);
+    const list = $(v.list);
     pts.forEach((s, i) => {
       const n = String(i + 1);
       const label = (s.p.storetype || 'Store') + ', ' + (s.p.address || '') + ', ' + (s.p.city || '');
@@ -232,6 +325,7 @@
       g.setAttribute('class', 'store');
       g.dataset.city = s.p.city || '';
       g.dataset.storeId = s.p.store_id || '';
+      g.dataset.storetype = s.p.storetype || '';
       const c = document.createElementNS(svgNS, 'circle');
       c.setAttribute('cx', x(s.lon).toFixed(1));
       c.setAttribute('cy', y(s.lat).toFixed(1));
@@ -247,12 +341,15 @@
 
       const li = document.createElement('li');
       li.dataset.city = s.p.city || '';
+      li.dataset.storeId = s.p.store_id || '';
+      li.dataset.storetype = s.p.storetype || '';
       li.textContent = label + (s.p.revenue ? ' (revenue $' + Math.round(s.p.revenue).toLocaleString('en-US') + ')' : '');
       list.append(li);
     });
-    $('map-desc').textContent = pts.length + ' stores of ' + carto.group + ', numbered as in the list.';
-    $('map-caption').textContent = 'Longitude ' + minLon.toFixed(3) + ' to ' + maxLon.toFixed(3) +
+    $(v.desc).textContent = pts.length + ' ' + what + ', numbered as in the list.';
+    $(v.caption).textContent = 'Longitude ' + minLon.toFixed(3) + ' to ' + maxLon.toFixed(3) +
       ', latitude ' + minLat.toFixed(3) + ' to ' + maxLat.toFixed(3) + '; grid every ' + stepDeg + '°.';
+    return pts.length;
   }
 
   function line(x1, y1, x2, y2) {
@@ -277,6 +374,7 @@
     $('revoke').addEventListener('click', revoke);
     $('new-token').addEventListener('click', newToken);
     $('logout').addEventListener('click', logout);
+    $('named-storetype').addEventListener('change', () => step(runNamed));
     $('token-title').tabIndex = -1;
     document.body.dataset.ready = 'true';
   });
