@@ -21,6 +21,25 @@
 //	}
 //	req.Header.Set("Authorization", "Bearer "+tok.Token) // to CARTO's APIs
 //
+// # Named queries
+//
+// The broker also runs the named queries of its configuration itself, with
+// a CARTO token it never hands out: [Client.Queries] lists those the caller
+// may run, with their parameters; [Client.Query] returns a query's rows
+// (through CARTO's SQL API) and [Client.QueryGeoJSON] its GeoJSON
+// FeatureCollection (through the Maps API), given the values of its
+// parameters as text. Parameters bound to the caller's identity (its group,
+// say) are filled in by the broker and cannot be supplied:
+//
+//	res, err := c.Query(ctx, "my-stores", map[string]string{"storetype": "Drugstore"})
+//	for _, row := range res.Rows { // column name to value
+//		fmt.Println(row["store_id"], row["address"])
+//	}
+//
+// A client without credentials (a Config with only Addr, and TLS when
+// needed) runs the public queries, which the broker bounds per client
+// address (RESOURCE_EXHAUSTED past the bound, not retried).
+//
 // # Credentials
 //
 // The bearer (a session made by [Client.Login], or [Config.Token]) is

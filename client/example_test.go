@@ -2,10 +2,14 @@ package client_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log"
 	"os"
+	"strings"
 	"testing"
+
+	"google.golang.org/grpc/status"
 
 	"github.com/tokenbroker/tokenbroker/client"
 	"github.com/tokenbroker/tokenbroker/server/brokertest"
@@ -125,4 +129,74 @@ func ExampleNew_withToken() {
 	fmt.Println(sess.Group, tok.Group, tok.AllowedAPIs)
 	// Output:
 	// NEW YORK NEW YORK [maps]
+}
+
+func ExampleClient_Query() {
+	ctx := context.Background()
+	// No credentials: the client may run the broker's public queries.
+	c, err := client.New(ctx, client.Config{Addr: brokerAddr})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+
+	res, err := c.Query(ctx, "stores-by-city", map[string]string{"city": "BOSTON", "storetype": "Supermarket"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	var names []string
+	for _, col := range res.Columns {
+		names = append(names, col.Name)
+	}
+	fmt.Println(strings.Join(names, " "))
+	for _, row := range res.Rows {
+		fmt.Println(row["store_id"], row["address"])
+	}
+
+	// A value outside the query's declaration is refused, naming the rule.
+	_, err = c.Query(ctx, "stores-by-city", map[string]string{"city": "BOSTON", "storetype": "Bakery"})
+	fmt.Println(status.Code(err), status.Convert(err).Message())
+	// Output:
+	// store_id storetype address city geom
+	// 1001 181 Cambridge St
+	// 1002 60 Everett St
+	// 1004 33 Kilmarnock St
+	// InvalidArgument parameter storetype must be one of: Supermarket, Convenience Store, Department Store, Drugstore, Discount Store
+}
+
+func ExampleClient_QueryGeoJSON() {
+	ctx := context.Background()
+	c, err := client.New(ctx, client.Config{
+		Addr:     brokerAddr,
+		Username: brokertest.NYUser,
+		Password: brokertest.NYPassword,
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+
+	// The caller's own stores: the broker binds the query's city to the
+	// caller's group.
+	fc, err := c.QueryGeoJSON(ctx, "my-stores", map[string]string{"storetype": "Drugstore"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	// fc is a FeatureCollection, ready to serve as application/geo+json.
+	var stores struct {
+		Features []struct {
+			Properties struct {
+				City    string `json:"city"`
+				Address string `json:"address"`
+			} `json:"properties"`
+		} `json:"features"`
+	}
+	if err := json.Unmarshal(fc, &stores); err != nil {
+		log.Fatal(err)
+	}
+	for _, f := range stores.Features {
+		fmt.Println(f.Properties.City, f.Properties.Address)
+	}
+	// Output:
+	// NEW YORK 1 Penn Plaza
 }

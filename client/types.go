@@ -152,3 +152,50 @@ func formatTime(t time.Time) string {
 	}
 	return t.Format(time.RFC3339)
 }
+
+// NamedQuery describes a named query the caller may run, without its SQL
+// (tokenbroker.v1.NamedQuery).
+type NamedQuery struct {
+	Name       string           // as Query and QueryGeoJSON take it
+	APIs       []string         // how it is served: "sql" ([Client.Query]), "maps" ([Client.QueryGeoJSON])
+	Public     bool             // it runs without credentials
+	Parameters []QueryParameter // in declaration order
+}
+
+// Serves reports whether q is served through api ("sql" or "maps").
+func (q NamedQuery) Serves(api string) bool { return slices.Contains(q.APIs, api) }
+
+// QueryParameter describes a parameter of a named query
+// (tokenbroker.v1.QueryParameter). A parameter with BoundTo set is filled in
+// by the broker from the caller's identity and must not be supplied; the
+// others are supplied, as text, in the params of [Client.Query].
+type QueryParameter struct {
+	Name    string
+	BoundTo string // "group", "user" or "claim:<name>"; empty when the caller supplies it
+	// Type of a supplied value: string, integer, number, boolean, date
+	// (YYYY-MM-DD) or timestamp (RFC 3339).
+	Type      string
+	Required  bool     // a value must be supplied
+	Default   string   // the value used when none is supplied; empty: none
+	Allowed   []string // the values allowed; empty: any of the type
+	Pattern   string   // a regular expression (RE2) a string value must match whole; empty: none
+	Min, Max  string   // bounds of an integer, number, date or timestamp value; empty: none
+	MinLength int      // bounds of a string value's length in characters; 0: none
+	MaxLength int
+}
+
+// QueryColumn is a column of a query's result.
+type QueryColumn struct {
+	Name string
+	Type string // as CARTO reports it: string, number, boolean, date, geography…
+}
+
+// QueryResult holds the rows of a named query ([Client.Query]).
+type QueryResult struct {
+	// Columns in the query's order.
+	Columns []QueryColumn
+	// Rows, each column name to value, with the types of encoding/json's
+	// decoding into any: string, float64 (every number), bool, nil,
+	// map[string]any (a geography is a GeoJSON geometry) and []any.
+	Rows []map[string]any
+}

@@ -1,5 +1,6 @@
 // Command tokenbroker-cli calls a TokenBroker from the command line, for
-// operators: sign in, fetch a CARTO API token, revoke, list the tokens held.
+// operators: sign in, fetch a CARTO API token, revoke, list the tokens held,
+// list and run named queries.
 //
 // Usage:
 //
@@ -13,6 +14,9 @@
 //	revoke carto-token <token>  revokes a CARTO token issued to your group
 //	revoke group <G>            revokes every CARTO token of group G (admins)
 //	list [--group G]            lists the CARTO tokens the broker holds (admins)
+//	queries                     lists the named queries you may run (without a bearer: the public ones)
+//	query [--geojson] NAME [param=value ...]
+//	                            prints a named query's rows (--geojson: its GeoJSON FeatureCollection, one line)
 //
 // Global flags:
 //
@@ -29,6 +33,13 @@
 // the terminal's echo off.
 //
 //	pass show broker/boston | tokenbroker-cli login --username user.boston@acme.com
+//
+// A named query's parameters are given as param=value arguments, each at
+// most once; those bound to the caller (its group, say) are filled in by the
+// broker. --json is a global flag, given before the command:
+//
+//	tokenbroker-cli query stores-by-city city=BOSTON storetype=Supermarket
+//	tokenbroker-cli --json query my-stores storetype=Drugstore
 //
 // Exit status: 0 on success; 1 when the broker (or the connection to it)
 // answered with an error, printed as "error: <code>: <message>"; 2 on a
@@ -72,6 +83,9 @@ commands:
   revoke carto-token <token>  revokes a CARTO token issued to your group
   revoke group <G>            revokes every CARTO token of group G (admins)
   list [--group G]            lists the CARTO tokens the broker holds (admins)
+  queries                     lists the named queries you may run (without a bearer: the public ones)
+  query [--geojson] NAME [param=value ...]
+                              prints a named query's rows (--geojson: its GeoJSON FeatureCollection, one line)
 
 global flags:
 `
@@ -126,6 +140,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = g.revoke(ctx, cmdArgs)
 	case "list":
 		err = g.list(ctx, cmdArgs)
+	case "queries":
+		err = g.queries(ctx, cmdArgs)
+	case "query":
+		err = g.query(ctx, cmdArgs)
 	case "help":
 		fs.SetOutput(stdout)
 		fs.Usage()

@@ -184,6 +184,14 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{"", []string{"revoke", "everything"}},
 		{"", []string{"revoke", "session"}}, // no --token
 		{"", []string{"list", "--group"}},
+		{"", []string{"queries", "extra"}},
+		{"", []string{"query"}},
+		{"", []string{"query", "--geojson"}},
+		{"", []string{"query", "my-stores", "storetype"}},                  // not param=value
+		{"", []string{"query", "my-stores", "=Drugstore"}},                 // no name
+		{"", []string{"query", "my-stores", "storetype=a", "storetype=b"}}, // twice
+		{"", []string{"query", "my-stores", "--no-such-flag"}},
+		{"", []string{"query", "--", "my-stores", "--geojson"}}, // no flags after --
 		{"", []string{"--ca", notPEM, "token"}},
 		{"", []string{"--ca", filepath.Join(dir, "missing.pem"), "list"}},
 		{"", []string{"--cert", notPEM, "token"}}, // without --key
@@ -193,7 +201,7 @@ func TestUsageErrorsExit2(t *testing.T) {
 			t.Errorf("%q: exit %d, stdout %q, stderr %q; want 2 and a message", tc.args, r.code, r.stdout, r.stderr)
 		}
 	}
-	for _, args := range [][]string{{"-h"}, {"help"}, {"login", "-h"}} {
+	for _, args := range [][]string{{"-h"}, {"help"}, {"login", "-h"}, {"query", "-h"}, {"queries", "-h"}} {
 		if r := c.run("", args...); r.code != 0 {
 			t.Errorf("%q: exit %d", args, r.code)
 		}
