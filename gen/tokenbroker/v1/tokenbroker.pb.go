@@ -898,7 +898,7 @@ type QueryParameter struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Its name, as RunQuery's `params` take it.
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	// What the parameter is bound to: `group` or `user`, filled
+	// What the parameter is bound to: `group`, `user` or `claim:<name>`, filled
 	// in from the caller; empty when the caller supplies it.
 	BoundTo string `protobuf:"bytes,2,opt,name=bound_to,json=boundTo,proto3" json:"bound_to,omitempty"`
 	// The type of a supplied value: string, integer, number, boolean, date

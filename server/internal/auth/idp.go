@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -316,7 +317,23 @@ func (p *IdP) Verify(ctx context.Context, token string) (Principal, error) {
 		Admin:         p.admin(claims),
 		SessionID:     idpSessionID(p.issuer, jti, token),
 		SessionExpiry: exp.Time.Add(p.leeway),
+		Claims:        stringClaims(claims),
 	}, nil
+}
+
+// stringClaims keeps the top-level string claims of a verified token, by
+// name, within MaxClaims and MaxClaimLen: what a named query may bind.
+func stringClaims(claims jwt.MapClaims) map[string]string {
+	out := map[string]string{}
+	for _, name := range slices.Sorted(maps.Keys(claims)) {
+		if v, ok := claims[name].(string); ok && len(v) <= MaxClaimLen && len(name) <= MaxClaimLen {
+			out[name] = v
+			if len(out) == MaxClaims {
+				break
+			}
+		}
+	}
+	return out
 }
 
 // errIdPKID is what the key lookup returns for a kid it will not look up; it

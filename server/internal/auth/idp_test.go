@@ -282,3 +282,20 @@ func TestNewIdPValidatesEverything(t *testing.T) {
 		}
 	}
 }
+
+// A principal keeps the token's top-level string claims, bounded, for
+// named queries' claim-bound parameters.
+func TestStringClaims(t *testing.T) {
+	claims := jwt.MapClaims{"sub": "u", "tenant_id": "acme-7", "groups": []any{"a"}, "exp": 12.0,
+		"long": strings.Repeat("x", MaxClaimLen+1)}
+	got := stringClaims(claims)
+	if len(got) != 2 || got["tenant_id"] != "acme-7" || got["sub"] != "u" {
+		t.Fatalf("string claims: %v, want sub and tenant_id alone", got)
+	}
+	for i := range MaxClaims + 10 {
+		claims[fmt.Sprintf("c%03d", i)] = "v"
+	}
+	if n := len(stringClaims(claims)); n != MaxClaims {
+		t.Errorf("%d claims kept, want the bound %d", n, MaxClaims)
+	}
+}

@@ -40,7 +40,17 @@ type Principal struct {
 	// the clock-skew leeway of its verifier. A revocation must last until
 	// then, or the token would be accepted again within the leeway.
 	SessionExpiry time.Time
+	// Claims are an IdP caller's top-level string claims (at most
+	// MaxClaims, each at most MaxClaimLen bytes; longer ones are left
+	// out), which named queries may bind parameters to. Nil for others.
+	Claims map[string]string
 }
+
+// Bounds of the claims a Principal carries.
+const (
+	MaxClaims   = 64
+	MaxClaimLen = 256
+)
 
 type principalKey struct{}
 

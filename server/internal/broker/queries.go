@@ -200,7 +200,7 @@ func callerOf(p *auth.Principal) namedquery.Caller {
 	if p == nil {
 		return namedquery.Caller{}
 	}
-	return namedquery.Caller{Group: p.Group, User: p.Subject}
+	return namedquery.Caller{Group: p.Group, User: p.Subject, Claims: p.Claims}
 }
 
 // shorten cuts a caller's string for a message.

@@ -13,8 +13,9 @@ import (
 // Caller is who runs a query: the caller's identity, or none for a public
 // query run without credentials.
 type Caller struct {
-	Group string
-	User  string
+	Group  string
+	User   string
+	Claims map[string]string // an IdP caller's string claims, by name
 }
 
 // The kinds of refusal Bind returns (refusal.Error wraps them; the caller's
@@ -24,7 +25,7 @@ var (
 	// bound parameter supplied, a required one missing.
 	ErrInvalidParameter = errors.New("invalid query parameter")
 	// ErrNoIdentity: the caller lacks the identity value a bound
-	// parameter holds (a service has no group, say).
+	// parameter holds (a claim its token does not carry, say).
 	ErrNoIdentity = errors.New("the caller lacks an identity value the query binds")
 )
 
@@ -116,9 +117,14 @@ func (q *Query) describe() string {
 
 // value is the identity value p is bound to.
 func (c Caller) value(p *Param) (string, bool) {
-	v := c.User
-	if p.Bind == BindGroup {
+	var v string
+	switch {
+	case p.Bind == BindGroup:
 		v = c.Group
+	case p.Bind == BindUser:
+		v = c.User
+	default:
+		v = c.Claims[strings.TrimPrefix(p.Bind, BindClaim)]
 	}
 	return v, v != ""
 }

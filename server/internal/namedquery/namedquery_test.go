@@ -59,7 +59,7 @@ func TestNewSetReportsEveryProblem(t *testing.T) {
 			{Name: "y", Type: Integer, Required: true, Default: ptr("1"), Pattern: "[0-9]+", Min: "5", Max: "1"},
 			{Name: "z", Type: String, Allowed: []string{"ok", strings.Repeat("x", 300)}, Default: ptr("no"), Pattern: "[a-z]+"},
 			{Name: "w", Type: Date, Min: "yesterday"},
-			{Name: "v", Bind: "claim:tenant"},
+			{Name: "v", Bind: "claim:"},
 		}},
 		{Name: "public-bound", Connection: "c", SQL: "SELECT 1", APIs: []string{APISQL}, Groups: []string{AllGroups}},
 		{Name: "nobody", Connection: "c", SQL: "SELECT @a", APIs: []string{APIMaps}, Params: []Param{{Name: "a", Type: String}, {Name: "a", Type: String}}},
@@ -80,7 +80,7 @@ func TestNewSetReportsEveryProblem(t *testing.T) {
 		`sql uses @undeclared, which is not declared`,
 		`parameter unused is declared but sql does not use @unused`,
 		`parameter city: a public query has no caller: it cannot bind group`,
-		`parameter x: bind "tenant": bind to group or user`,
+		`parameter x: bind "tenant": bind to group, user or claim:<name>`,
 		`parameter x: a bound parameter holds the caller's tenant: it takes no type but string`,
 		`parameter y: required and default exclude each other`,
 		`parameter y: pattern, min_length and max_length apply to strings only`,
@@ -88,7 +88,7 @@ func TestNewSetReportsEveryProblem(t *testing.T) {
 		`parameter z: allowed value "xxx`,
 		`parameter z: default "no": must be one of`,
 		`parameter w: min "yesterday" must be a date`,
-		`parameter v: bind "claim:tenant": binding to an identity provider's claim is not supported yet`,
+		`parameter v: bind "claim:": bind to group, user or claim:<name>`,
 		`query "public-bound": the name is used by another query`,
 		`query "nobody": groups must name who may run it`,
 		`query "nobody": parameter a is declared twice`,
@@ -276,5 +276,24 @@ func TestAudiencePolicies(t *testing.T) {
 	s2, _ := NewSet([]Query{only})
 	if _, err := s2.Policy(AudienceKey(Caller{Group: "CHICAGO"})); !errors.Is(err, ErrNoQueries) {
 		t.Errorf("an audience without queries got a policy: %v", err)
+	}
+}
+
+func TestBindClaim(t *testing.T) {
+	s, err := NewSet([]Query{{Name: "tenant-stores", Connection: "c", SQL: "SELECT * FROM t WHERE tenant = @tenant", APIs: []string{APISQL},
+		Groups: []string{AllGroups}, Params: []Param{{Name: "tenant", Bind: BindClaim + "tenant_id"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, _ := s.Get("tenant-stores")
+	run, err := q.Bind(Caller{Group: "BOSTON", Claims: map[string]string{"tenant_id": "acme-7"}}, nil)
+	if err != nil || run.Params["tenant"] != "acme-7" {
+		t.Fatalf("Bind = %v, %v; want the claim's value", run.Params, err)
+	}
+	if _, err := q.Bind(Caller{Group: "BOSTON"}, nil); !errors.Is(err, ErrNoIdentity) {
+		t.Fatalf("a caller without the claim: %v, want ErrNoIdentity", err)
+	}
+	if _, err := q.Bind(Caller{Group: "BOSTON", Claims: map[string]string{"tenant_id": "acme-7"}}, map[string]string{"tenant": "acme-8"}); !errors.Is(err, ErrInvalidParameter) {
+		t.Fatalf("the claim supplied by the caller: %v, want ErrInvalidParameter", err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -105,14 +106,11 @@ func (p *Param) check(public bool) []error {
 		add("%q is not a parameter name (letters, digits, _)", p.Name)
 	}
 	if p.Bind != "" {
-		switch {
+		switch claim, isClaim := strings.CutPrefix(p.Bind, BindClaim); {
 		case p.Bind == BindGroup, p.Bind == BindUser:
-		case strings.HasPrefix(p.Bind, "claim:"):
-			// An IdP caller's claims do not reach the broker's principal
-			// yet: such a parameter could never be bound.
-			add("bind %q: binding to an identity provider's claim is not supported yet; bind to %s or %s", p.Bind, BindGroup, BindUser)
+		case isClaim && claim != "" && len(claim) <= 256 && !strings.ContainsFunc(claim, unicode.IsSpace):
 		default:
-			add("bind %q: bind to %s or %s", p.Bind, BindGroup, BindUser)
+			add("bind %q: bind to %s, %s or %s<name> (an identity provider's string claim)", p.Bind, BindGroup, BindUser, BindClaim)
 		}
 		if public {
 			add("a public query has no caller: it cannot bind %s", p.Bind)

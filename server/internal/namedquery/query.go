@@ -1,8 +1,8 @@
 // Package namedquery holds the queries the broker runs itself: each a name,
 // a connection, SQL with named @parameters, the CARTO APIs it is served
 // through, who may run it, and how its results are kept and bounded. Every
-// parameter is declared: bound to the caller's identity (group, user), or
-// supplied by the caller with a type and rules. Values reach
+// parameter is declared: bound to the caller's identity (group, user, an
+// identity provider's claim), or supplied by the caller with a type and rules. Values reach
 // CARTO only as queryParameters, never in the SQL text.
 //
 // A Set is built once from the configuration, reporting every problem at
@@ -63,8 +63,8 @@ type Query struct {
 // Param is a declared parameter.
 type Param struct {
 	Name string
-	// Bind names the identity value the parameter holds: BindGroup or
-	// BindUser. Empty: the caller supplies it.
+	// Bind names the identity value the parameter holds: BindGroup,
+	// BindUser or BindClaim+name. Empty: the caller supplies it.
 	Bind string
 	// The rules of a supplied value.
 	Type      Type
@@ -85,6 +85,7 @@ type Param struct {
 const (
 	BindGroup = "group"
 	BindUser  = "user"
+	BindClaim = "claim:" // an identity provider's string claim: claim:<name>
 )
 
 var (
