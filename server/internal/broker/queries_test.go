@@ -192,3 +192,40 @@ func TestQueryResultsAreCachedShared(t *testing.T) {
 		}
 	})
 }
+
+// A changed query (its SQL, so its audience's grants) never gets the old
+// query's results: they are kept under the grants' hash.
+func TestQueryResultsFollowThePolicy(t *testing.T) {
+	set := func(sql string) *namedquery.Set {
+		s, err := namedquery.NewSet([]namedquery.Query{{
+			Name: "mine", Connection: "carto_dw", SQL: sql, APIs: []string{namedquery.APISQL},
+			Groups: []string{namedquery.AllGroups}, CacheTTL: time.Hour, Params: []namedquery.Param{{Name: "city", Bind: namedquery.BindGroup}},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	before, after := set("SELECT city FROM t WHERE city = @city"), set("SELECT city, zip FROM t WHERE city = @city")
+	r := &countingRunner{}
+	b := New(Config{
+		Policies: policies(t), Queries: before, Runner: r, QueryCacheBytes: 1 << 20,
+		Cache: tokencache.New(tokencache.Config{Store: memstore.New(memstore.Config{}),
+			Upstream: Upstream{Carto: &numberedCarto{}, Policies: Mintable{Groups: policies(t), Queries: before}}}),
+	})
+	p := &auth.Principal{Kind: auth.KindUser, Subject: "u", Group: "BOSTON"}
+	for range 2 {
+		if _, err := b.QueryRows(context.Background(), p, "", "mine", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.cfg.Queries = after // as a new configuration would
+	b.cfg.Cache = tokencache.New(tokencache.Config{Store: memstore.New(memstore.Config{}),
+		Upstream: Upstream{Carto: &numberedCarto{}, Policies: Mintable{Groups: policies(t), Queries: after}}})
+	if _, err := b.QueryRows(context.Background(), p, "", "mine", nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := r.runs.Load(); n != 2 {
+		t.Fatalf("%d runs at CARTO, want 2: one per version of the query", n)
+	}
+}
