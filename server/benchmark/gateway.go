@@ -100,8 +100,9 @@ func gatewayGet(ctx context.Context, hc *http.Client, u, token string) (int, htt
 	return resp.StatusCode, resp.Header, body, err
 }
 
-// mapLoad is one map load: an instantiation answered 200.
-func mapLoad(ctx context.Context, hc *http.Client, u, token string) error {
+// getOK is one GET answered 200 (a map load, a named query's run), its
+// answer read whole.
+func getOK(ctx context.Context, hc *http.Client, u, token string) error {
 	status, _, body, err := gatewayGet(ctx, hc, u, token)
 	if err != nil {
 		return err
@@ -171,12 +172,12 @@ func gatewayThroughput(ctx context.Context, o options, out *gatewayResults) erro
 	bareURL += gatewayPath + "?" + deckGLQuery()
 	bare := func() result {
 		return drive(ctx, "bare net/http handler (the gateway's request, answer and headers)", o.concurrency, o.duration, func(ctx context.Context, _ int) error {
-			return mapLoad(ctx, hc, bareURL, token)
+			return getOK(ctx, hc, bareURL, token)
 		})
 	}
 	hit := func() result {
 		return drive(ctx, "broker gateway GET /carto/v3/maps/carto_dw/query (deck.gl's, cache hit)", o.concurrency, o.duration, func(ctx context.Context, _ int) error {
-			return mapLoad(ctx, hc, gwURL, token)
+			return getOK(ctx, hc, gwURL, token)
 		})
 	}
 	for range o.rounds {
@@ -245,6 +246,26 @@ func gatewayEconomy(ctx context.Context, o options, ttl string, loads int, span 
 
 	// Every caller starts at once, on a cold cache: the first
 	// o.concurrency loads are concurrent misses.
+	e.lat, err = coldLoad(ctx, o.concurrency, loads, span, func(ctx context.Context) error {
+		return getOK(ctx, hc, gwURL, token)
+	})
+	if err != nil {
+		return e, fmt.Errorf("map loads: %w", err)
+	}
+	e.loads = len(e.lat.lat)
+	e.instantiations = b.Emulator.Stats().MapsQueries - before
+	afterCache, err := gatewayCacheCounts(ctx, hc, b.RESTURL)
+	if err != nil {
+		return e, err
+	}
+	e.hit, e.shared, e.miss = afterCache["hit"]-beforeCache["hit"], afterCache["shared"]-beforeCache["shared"], afterCache["miss"]-beforeCache["miss"]
+	return e, nil
+}
+
+// coldLoad has callers call at once, all released together: loads calls in
+// all, or as many as they make in span when loads is 0. It records every
+// latency, and returns an error naming the first failure when any failed.
+func coldLoad(ctx context.Context, callers, loads int, span time.Duration, call func(context.Context) error) (result, error) {
 	var next atomic.Int64
 	var deadline time.Time
 	more := func() bool {
@@ -253,19 +274,19 @@ func gatewayEconomy(ctx context.Context, o options, ttl string, loads int, span 
 		}
 		return time.Now().Before(deadline)
 	}
-	lats := make([][]time.Duration, o.concurrency)
-	errs := make([]int, o.concurrency)
+	lats := make([][]time.Duration, callers)
+	errs := make([]int, callers)
 	var firstErr atomic.Value
 	var ready, wg sync.WaitGroup
 	begin := make(chan struct{})
-	for w := range o.concurrency {
+	for w := range callers {
 		ready.Add(1)
 		wg.Go(func() {
 			ready.Done()
 			<-begin
 			for more() {
 				t0 := time.Now()
-				if err := mapLoad(ctx, hc, gwURL, token); err != nil {
+				if err := call(ctx); err != nil {
 					errs[w]++
 					firstErr.CompareAndSwap(nil, err.Error())
 					continue
@@ -279,29 +300,26 @@ func gatewayEconomy(ctx context.Context, o options, ttl string, loads int, span 
 	deadline = start.Add(span)
 	close(begin)
 	wg.Wait()
-	e.lat = result{took: time.Since(start), callers: o.concurrency}
-	for w := range o.concurrency {
-		e.lat.lat = append(e.lat.lat, lats[w]...)
-		e.lat.errs += errs[w]
+	r := result{took: time.Since(start), callers: callers}
+	for w := range callers {
+		r.lat = append(r.lat, lats[w]...)
+		r.errs += errs[w]
 	}
 	if msg, ok := firstErr.Load().(string); ok {
-		return e, fmt.Errorf("%d map loads failed, the first: %s", e.lat.errs, msg)
+		return r, fmt.Errorf("%d failed, the first: %s", r.errs, msg)
 	}
-	e.loads = len(e.lat.lat)
-	e.instantiations = b.Emulator.Stats().MapsQueries - before
-	afterCache, err := gatewayCacheCounts(ctx, hc, b.RESTURL)
-	if err != nil {
-		return e, err
-	}
-	e.hit, e.shared, e.miss = afterCache["hit"]-beforeCache["hit"], afterCache["shared"]-beforeCache["shared"], afterCache["miss"]-beforeCache["miss"]
-	return e, nil
+	return r, nil
 }
-
-var cacheSeries = regexp.MustCompile(`(?m)^tokenbroker_gateway_instantiations_total\{result="(\w+)"\} (\d+)`)
 
 // gatewayCacheCounts reads the broker's count of instantiations by how
 // they were answered (hit, shared, miss) from its /metrics.
 func gatewayCacheCounts(ctx context.Context, hc *http.Client, restURL string) (map[string]int64, error) {
+	return resultCounts(ctx, hc, restURL, "tokenbroker_gateway_instantiations_total")
+}
+
+// resultCounts reads a counter of the broker's /metrics whose one label is
+// result, by its values.
+func resultCounts(ctx context.Context, hc *http.Client, restURL, counter string) (map[string]int64, error) {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, restURL+"/metrics", nil)
 	resp, err := hc.Do(req)
 	if err != nil {
@@ -312,8 +330,9 @@ func gatewayCacheCounts(ctx context.Context, hc *http.Client, restURL string) (m
 	if err != nil {
 		return nil, err
 	}
+	series := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(counter) + `\{result="(\w+)"\} (\d+)`)
 	out := map[string]int64{}
-	for _, m := range cacheSeries.FindAllSubmatch(text, -1) {
+	for _, m := range series.FindAllSubmatch(text, -1) {
 		out[string(m[1])], _ = strconv.ParseInt(string(m[2]), 10, 64)
 	}
 	return out, nil
@@ -322,20 +341,36 @@ func gatewayCacheCounts(ctx context.Context, hc *http.Client, restURL string) (m
 // bostonCartoToken logs the Boston demo user in over REST and returns the
 // CARTO token the guide's frontend would get.
 func bostonCartoToken(ctx context.Context, hc *http.Client, restURL string) (string, error) {
-	var login, issued struct {
+	session, err := bostonSession(ctx, hc, restURL)
+	if err != nil {
+		return "", err
+	}
+	var issued struct {
 		Token string `json:"token"`
 	}
-	cred, _ := json.Marshal(map[string]string{"username": brokertest.BostonUser, "password": brokertest.BostonPassword})
-	if err := postJSON(ctx, hc, restURL+"/login", "", cred, &login); err != nil {
-		return "", fmt.Errorf("login: %w", err)
-	}
-	if err := postJSON(ctx, hc, restURL+"/carto-token", login.Token, nil, &issued); err != nil {
+	if err := postJSON(ctx, hc, restURL+"/carto-token", session, nil, &issued); err != nil {
 		return "", fmt.Errorf("carto-token: %w", err)
 	}
 	if issued.Token == "" {
 		return "", fmt.Errorf("carto-token: no token")
 	}
 	return issued.Token, nil
+}
+
+// bostonSession logs the Boston demo user in over REST and returns the
+// session token.
+func bostonSession(ctx context.Context, hc *http.Client, restURL string) (string, error) {
+	var login struct {
+		Token string `json:"token"`
+	}
+	cred, _ := json.Marshal(map[string]string{"username": brokertest.BostonUser, "password": brokertest.BostonPassword})
+	if err := postJSON(ctx, hc, restURL+"/login", "", cred, &login); err != nil {
+		return "", fmt.Errorf("login: %w", err)
+	}
+	if login.Token == "" {
+		return "", fmt.Errorf("login: no token")
+	}
+	return login.Token, nil
 }
 
 func postJSON(ctx context.Context, hc *http.Client, u, bearer string, body []byte, out any) error {

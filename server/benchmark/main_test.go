@@ -108,3 +108,50 @@ func TestBenchmarkGateway(t *testing.T) {
 		t.Errorf("400 loads from a cold cache: %s lifetimes, %s instantiations, %s shared; want 1, 1 and some shared", first[4], first[5], first[7])
 	}
 }
+
+// The named-query part runs at a tiny size and prints its rows: every
+// throughput row without errors, the throughput runs costing one SQL API
+// query (the first run's); the identical runs from a cold result cache cost
+// exactly one, the concurrent misses sharing it.
+func TestBenchmarkQueries(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts brokers")
+	}
+	// The emulator's latency is long enough for the callers started at
+	// once to find the first run in flight.
+	o := options{concurrency: 8, duration: 150 * time.Millisecond, rounds: 1, latency: 100 * time.Millisecond, conns: 1,
+		queryTTL: time.Hour, queryLoads: 400, only: map[string]bool{"queries": true}}
+	var out strings.Builder
+	if err := run(context.Background(), o, &out); err != nil {
+		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+	got := out.String()
+	t.Log("\n" + got)
+	for _, name := range []string{
+		"bare net/http handler (the query's request, answer and headers)",
+		"broker REST GET /v1/queries/my-stores?storetype=Supermarket (cache hit)",
+		"bare grpc-go unary (health Check)",
+		"broker gRPC RunQuery my-stores (cache hit)",
+		"bare grpc-go, RunQuery's messages and metadata",
+	} {
+		m := regexp.MustCompile(`(?m)^\| ` + regexp.QuoteMeta(name) + ` \| \d+ \| [^|]+\| [^|]+\| (\d+) \|`).FindStringSubmatch(got)
+		if m == nil {
+			t.Errorf("no row %q", name)
+		} else if m[1] != "0" {
+			t.Errorf("%s: %s errors", name, m[1])
+		}
+	}
+	if !strings.Contains(got, "SQL API queries during the runs: 1)") {
+		t.Error("the throughput runs did not cost exactly 1 SQL API query")
+	}
+	// run | requests | errors | time | TTL | lifetimes begun | queries | per lifetime | hit / shared / miss
+	r := regexp.MustCompile(`(?m)^\| \d+ requests \| (\d+) \| (\d+) \| [\d.]+ s \| \S+ \| (\d+) \| (\d+) \| [\d.]+ \| (\d+) / (\d+) / (\d+) \|`).FindStringSubmatch(got)
+	if r == nil {
+		t.Fatal("no economy row")
+	}
+	n := func(s string) int { i, _ := strconv.Atoi(s); return i }
+	reqs, errs, lifetimes, queries, hit, shared, miss := n(r[1]), n(r[2]), n(r[3]), n(r[4]), n(r[5]), n(r[6]), n(r[7])
+	if reqs != 400 || errs != 0 || hit+shared+miss != reqs || miss != 1 || lifetimes != 1 || queries != 1 || shared == 0 {
+		t.Errorf("400 runs from a cold cache: %d requests, %d errors, %d/%d/%d hit/shared/miss, %d lifetimes, %d SQL API queries; want 400, 0, one miss and some shared, 1, 1", reqs, errs, hit, shared, miss, lifetimes, queries)
+	}
+}

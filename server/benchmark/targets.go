@@ -27,16 +27,21 @@ type throughputResults struct {
 	echo, echoSized, grpcHit, httpBare, restHit result
 }
 
-// sizedEcho answers IssueCartoToken with a fixed message of the broker's
-// size and does nothing else: the transport cost of the broker's messages
-// and metadata, without interceptors or work.
+// sizedEcho answers IssueCartoToken and RunQuery with fixed messages, the
+// broker's own, and does nothing else: the transport cost of the broker's
+// messages and metadata, without interceptors or work.
 type sizedEcho struct {
 	tokenbrokerv1.UnimplementedTokenBrokerServer
 	resp *tokenbrokerv1.IssueCartoTokenResponse
+	rows *tokenbrokerv1.RunQueryResponse
 }
 
 func (e sizedEcho) IssueCartoToken(context.Context, *tokenbrokerv1.IssueCartoTokenRequest) (*tokenbrokerv1.IssueCartoTokenResponse, error) {
 	return e.resp, nil
+}
+
+func (e sizedEcho) RunQuery(context.Context, *tokenbrokerv1.RunQueryRequest) (*tokenbrokerv1.RunQueryResponse, error) {
+	return e.rows, nil
 }
 
 // throughput runs the four closed-loop measurements.
@@ -98,7 +103,7 @@ func throughput(ctx context.Context, o options) (throughputResults, error) {
 	if err != nil {
 		return out, err
 	}
-	sizedAddr, stopSized, err := startSizedEcho(resp)
+	sizedAddr, stopSized, err := startSizedEcho(sizedEcho{resp: resp})
 	if err != nil {
 		return out, err
 	}
@@ -161,13 +166,13 @@ func throughput(ctx context.Context, o options) (throughputResults, error) {
 	return out, nil
 }
 
-func startSizedEcho(resp *tokenbrokerv1.IssueCartoTokenResponse) (string, func(), error) {
+func startSizedEcho(e sizedEcho) (string, func(), error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", nil, err
 	}
 	s := grpc.NewServer()
-	tokenbrokerv1.RegisterTokenBrokerServer(s, sizedEcho{resp: resp})
+	tokenbrokerv1.RegisterTokenBrokerServer(s, e)
 	go func() { _ = s.Serve(ln) }()
 	return ln.Addr().String(), s.Stop, nil
 }
