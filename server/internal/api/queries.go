@@ -72,6 +72,18 @@ func (s *Service) RunQuery(ctx context.Context, req *tokenbrokerv1.RunQueryReque
 	if err != nil {
 		return nil, s.fail(ctx, ev, err)
 	}
+	// Built once per result: every caller a cached result is served to
+	// gets the same answer, which is never changed.
+	out, err := rows.Memo.Do(func() (any, error) { return rowsResponse(rows) })
+	if err != nil {
+		return nil, s.fail(ctx, ev, err)
+	}
+	ev.Count = len(rows.Rows)
+	s.ok(ctx, ev)
+	return out.(*tokenbrokerv1.RunQueryResponse), nil
+}
+
+func rowsResponse(rows broker.Rows) (*tokenbrokerv1.RunQueryResponse, error) {
 	out := &tokenbrokerv1.RunQueryResponse{Columns: make([]*tokenbrokerv1.QueryColumn, len(rows.Columns)), Rows: make([]*structpb.Struct, len(rows.Rows))}
 	for i, c := range rows.Columns {
 		out.Columns[i] = &tokenbrokerv1.QueryColumn{Name: c.Name, Type: c.Type}
@@ -79,12 +91,10 @@ func (s *Service) RunQuery(ctx context.Context, req *tokenbrokerv1.RunQueryReque
 	for i, r := range rows.Rows {
 		st, err := structOf(r)
 		if err != nil {
-			return nil, s.fail(ctx, ev, fmt.Errorf("row %d of CARTO's answer: %w", i, err))
+			return nil, fmt.Errorf("row %d of CARTO's answer: %w", i, err)
 		}
 		out.Rows[i] = st
 	}
-	ev.Count = len(rows.Rows)
-	s.ok(ctx, ev)
 	return out, nil
 }
 
@@ -100,15 +110,22 @@ func (s *Service) RunQueryGeoJSON(ctx context.Context, req *tokenbrokerv1.RunQue
 	if err != nil {
 		return nil, s.fail(ctx, ev, err)
 	}
-	fc := &structpb.Struct{}
-	if err := protojson.Unmarshal(gj, fc); err != nil {
-		return nil, s.fail(ctx, ev, fmt.Errorf("CARTO's GeoJSON: %w", err))
+	out, err := gj.Memo.Do(func() (any, error) {
+		fc := &structpb.Struct{}
+		if err := protojson.Unmarshal(gj.Body, fc); err != nil {
+			return nil, fmt.Errorf("CARTO's GeoJSON: %w", err)
+		}
+		return &tokenbrokerv1.RunQueryGeoJSONResponse{FeatureCollection: fc}, nil
+	})
+	if err != nil {
+		return nil, s.fail(ctx, ev, err)
 	}
-	if f := fc.GetFields()["features"]; f != nil {
+	resp := out.(*tokenbrokerv1.RunQueryGeoJSONResponse)
+	if f := resp.GetFeatureCollection().GetFields()["features"]; f != nil {
 		ev.Count = len(f.GetListValue().GetValues())
 	}
 	s.ok(ctx, ev)
-	return &tokenbrokerv1.RunQueryGeoJSONResponse{FeatureCollection: fc}, nil
+	return resp, nil
 }
 
 // checkQueryRequest bounds a run's request before any work: its strings,

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tokenbroker/tokenbroker/server/internal/auth"
@@ -44,6 +45,29 @@ type Rows struct {
 	Columns []Column
 	Rows    []map[string]any
 	Bytes   int64 // the size of CARTO's answer
+	// Memo keeps what the API builds from these rows, once for every caller
+	// a cached result is served to (set by the broker).
+	Memo *Memo
+}
+
+// GeoJSON is a query's FeatureCollection through the Maps API.
+type GeoJSON struct {
+	Body []byte
+	Memo *Memo // as Rows'
+}
+
+// Memo keeps one value built from a result, once: every caller a result is
+// served to gets the same. What it holds must not be changed.
+type Memo struct {
+	once sync.Once
+	val  any
+	err  error
+}
+
+// Do returns the value build made, building it on the first call.
+func (m *Memo) Do(build func() (any, error)) (any, error) {
+	m.once.Do(func() { m.val, m.err = build() })
+	return m.val, m.err
 }
 
 // QueryRunner runs SQL at CARTO (carto.Client, through an adapter). A token
@@ -75,9 +99,9 @@ func (b *Broker) QueryRows(ctx context.Context, p *auth.Principal, addr, name st
 
 // QueryGeoJSON runs the named query through the Maps API and returns its
 // FeatureCollection.
-func (b *Broker) QueryGeoJSON(ctx context.Context, p *auth.Principal, addr, name string, supplied map[string]string) ([]byte, error) {
+func (b *Broker) QueryGeoJSON(ctx context.Context, p *auth.Principal, addr, name string, supplied map[string]string) (GeoJSON, error) {
 	res, err := b.runQuery(ctx, p, addr, name, supplied, namedquery.APIMaps)
-	return res.geojson, err
+	return GeoJSON{Body: res.geojson, Memo: res.rows.Memo}, err
 }
 
 // result is a named query's answer through one API, as it is kept.
@@ -172,6 +196,9 @@ func (b *Broker) runAtCarto(ctx context.Context, q *namedquery.Query, api string
 			res.geojson, err = b.cfg.Runner.GeoJSON(ctx, dq)
 			res.size = len(res.geojson)
 		}
+		// What the API builds from the result is kept with it (its size
+		// counts the answer's bytes once; the built form is about as big).
+		res.rows.Memo = &Memo{}
 		if b.cfg.QueryObserver != nil {
 			b.cfg.QueryObserver.QueryUpstream(api, time.Since(start), err == nil)
 		}

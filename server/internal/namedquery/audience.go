@@ -51,9 +51,27 @@ func DescribeKey(key string) string {
 
 // Policy is the token policy of the audience key names: the SQL of every
 // query it may run, on their connections, through their APIs.
+//
+// Policies are built once per audience and kept: the audiences are the
+// groups that run queries, few and of trusted origin (as policy.Set's).
 func (s *Set) Policy(key string) (policy.Policy, error) {
+	if s == nil {
+		return policy.Policy{}, fmt.Errorf("%w %q", ErrNoQueries, DescribeKey(key))
+	}
+	if p, ok := s.policies.Load(key); ok {
+		return p.(policy.Policy), nil
+	}
+	p, err := s.buildPolicy(key)
+	if err != nil {
+		return policy.Policy{}, err
+	}
+	s.policies.Store(key, p)
+	return p, nil
+}
+
+func (s *Set) buildPolicy(key string) (policy.Policy, error) {
 	rest, ok := strings.CutPrefix(key, audiencePrefix)
-	if !ok || s == nil {
+	if !ok {
 		return policy.Policy{}, fmt.Errorf("%w %q", ErrNoQueries, DescribeKey(key))
 	}
 	c := Caller{Group: rest}

@@ -1,10 +1,11 @@
 package namedquery
 
 import (
-	"encoding/json"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/tokenbroker/tokenbroker/server/internal/refusal"
@@ -82,14 +83,39 @@ func (q *Query) Bind(c Caller, supplied map[string]string) (Run, error) {
 	if len(params) == 0 {
 		params = nil
 	}
-	key, err := json.Marshal(struct {
-		Q string         `json:"q"`
-		P map[string]any `json:"p"`
-	}{q.Name, params}) // map keys sorted: canonical
-	if err != nil {
-		return Run{}, err
+	return Run{Query: q, Params: params, Key: q.runKey(params)}, nil
+}
+
+// runKey encodes a run canonically: the query's name, then each parameter
+// in declaration order as its quoted name and typed value; quoting keeps
+// every boundary where it is, whatever a value holds.
+func (q *Query) runKey(params map[string]any) string {
+	var b strings.Builder
+	b.WriteString(strconv.Quote(q.Name))
+	for _, p := range q.Params {
+		b.WriteByte(' ')
+		b.WriteString(strconv.Quote(p.Name))
+		switch v := params[p.Name].(type) {
+		case nil:
+			b.WriteString("=null")
+		case string:
+			b.WriteString("=s")
+			b.WriteString(strconv.Quote(v))
+		case int64:
+			b.WriteString("=i")
+			b.WriteString(strconv.FormatInt(v, 10))
+		case float64:
+			b.WriteString("=f")
+			b.WriteString(strconv.FormatFloat(v, 'g', -1, 64))
+		case bool:
+			b.WriteString("=b")
+			b.WriteString(strconv.FormatBool(v))
+		default: // not made by Bind
+			b.WriteString("=?")
+			b.WriteString(strconv.Quote(fmt.Sprint(v)))
+		}
 	}
-	return Run{Query: q, Params: params, Key: string(key)}, nil
+	return b.String()
 }
 
 func (q *Query) param(name string) *Param {

@@ -18,6 +18,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -95,8 +96,9 @@ var (
 
 // Set is the configured queries, checked and ready to bind.
 type Set struct {
-	byName map[string]*Query
-	names  []string // sorted
+	byName   map[string]*Query
+	names    []string // sorted
+	policies sync.Map // audience key -> policy.Policy (Policy)
 }
 
 // NewSet checks the queries, reporting every problem at once.
