@@ -98,6 +98,7 @@ type fileGrant struct {
 	Connection string `yaml:"connection"`
 	Source     string `yaml:"source"`
 	Dialect    string `yaml:"dialect"`
+	Shared     bool   `yaml:"shared"`
 }
 
 // readFile reads the file named by TOKENBROKER_CONFIG, or in demo mode
@@ -172,7 +173,7 @@ func (fc fileConfig) policies() (map[string]policy.Template, *policy.Template) {
 	for g, fp := range fc.Groups {
 		t := policy.Template{AllowedAPIs: fp.AllowedAPIs, Referers: fp.Referers, TokenTTL: fp.TokenTTL, BoundParameters: fp.BoundParameters}
 		for _, gr := range fp.Grants {
-			t.Grants = append(t.Grants, policy.GrantTemplate{Connection: gr.Connection, Source: gr.Source, Dialect: policy.Dialect(gr.Dialect)})
+			t.Grants = append(t.Grants, policy.GrantTemplate{Connection: gr.Connection, Source: gr.Source, Dialect: policy.Dialect(gr.Dialect), Shared: gr.Shared})
 		}
 		if g == DefaultGroup {
 			fallback = &t

@@ -98,7 +98,7 @@ func TestBoundParametersValidation(t *testing.T) {
 			tpl := Reference()
 			tpl.BoundParameters = tt.bound
 			if tt.src != "" {
-				tpl.Grants[0].Source = tt.src
+				tpl.Grants[0].Source, tpl.Grants[0].Shared = tt.src, true
 			}
 			errs := tpl.Validate()
 			if len(errs) != 1 || !strings.Contains(errs[0].Error(), tt.want) {

@@ -50,6 +50,10 @@ type GrantTemplate struct {
 	Connection string
 	Source     string  // may contain Placeholder
 	Dialect    Dialect // how Placeholder is rendered; BigQuery when empty
+	// Shared marks a source without Placeholder as meant: every member of
+	// every group the policy applies to reads the same rows (a lookup
+	// table, say). Without it such a grant is refused at start.
+	Shared bool
 }
 
 // Template is a group's policy as configured.
@@ -99,6 +103,12 @@ func (t Template) Validate() []error {
 		}
 		if rest := strings.ReplaceAll(g.Source, Placeholder, ""); strings.Contains(rest, "{{") {
 			errs = append(errs, fmt.Errorf("grant %d: unknown placeholder in source (only %s is supported)", i+1, Placeholder))
+		}
+		switch has := strings.Contains(g.Source, Placeholder); {
+		case !has && !g.Shared && strings.TrimSpace(g.Source) != "":
+			errs = append(errs, fmt.Errorf("grant %d: its source has no %s, so every member of every group it applies to reads the same rows: write %s where the group's value goes, or set shared: true on the grant if that is meant", i+1, Placeholder, Placeholder))
+		case has && g.Shared:
+			errs = append(errs, fmt.Errorf("grant %d: shared: true, but its source holds %s, which makes its rows each group's own", i+1, Placeholder))
 		}
 	}
 	if len(t.AllowedAPIs) == 0 {

@@ -89,7 +89,16 @@ func TestTemplateValidate(t *testing.T) {
 			AllowedAPIs: []string{"maps", "tiles"},
 			Referers:    []string{"https://app.example.com/", "app.example.com", "https://ok.example.com"},
 			TokenTTL:    time.Minute,
-		}, []string{"connection is required", "unknown dialect", "unknown placeholder", "unknown API \"tiles\"", "trailing slash", "must be an origin", "token_ttl"}},
+		}, []string{"connection is required", "unknown dialect", "unknown placeholder", "has no {{group}}", "unknown API \"tiles\"", "trailing slash", "must be an origin", "token_ttl"}},
+		{"the same rows for every group", Template{
+			Grants: []GrantTemplate{{Connection: "carto_dw", Source: "SELECT * FROM stores"}}, AllowedAPIs: []string{"maps"},
+		}, []string{"its source has no {{group}}, so every member of every group it applies to reads the same rows"}},
+		{"shared, as meant", Template{
+			Grants: []GrantTemplate{{Connection: "carto_dw", Source: "SELECT * FROM lookup", Shared: true}, {Connection: "carto_dw", Source: ReferenceSource}}, AllowedAPIs: []string{"maps"},
+		}, nil},
+		{"shared, but the group's own", Template{
+			Grants: []GrantTemplate{{Connection: "carto_dw", Source: ReferenceSource, Shared: true}}, AllowedAPIs: []string{"maps"},
+		}, []string{"shared: true, but its source holds {{group}}"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
