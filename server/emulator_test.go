@@ -5,7 +5,6 @@ import (
 	"context"
 	"io"
 	"net/http"
-	"path/filepath"
 	"regexp"
 	"testing"
 	"time"
@@ -83,7 +82,7 @@ func checkControl(t *testing.T, token, base string) {
 func TestDemoPrintsEmulatorControlToken(t *testing.T) {
 	env := func(string) (string, bool) { return "", false }
 	token, base := runPrinting(t, func(ctx context.Context, stdout io.Writer) error {
-		return serve(ctx, []string{"--demo", "--port", "0", "--grpc-port", "0", "--emulator-port", "0", "--env-file", filepath.Join(t.TempDir(), "none")},
+		return serve(ctx, []string{"--demo", "--port", "0", "--grpc-port", "0", "--emulator-port", "0", "--env-file="},
 			env, stdout, io.Discard)
 	})
 	checkControl(t, token, base)

@@ -135,7 +135,7 @@ func prepare(dir string, opts []Option) (_ Setup, _ settings, closeEmulator func
 		"LOG_FORMAT": "json",
 	}
 	// No .env file of the working directory is read.
-	args := []string{"--env-file", filepath.Join(dir, "none.env")}
+	args := []string{"--env-file="}
 	emu := s.emulator
 	switch {
 	case !s.configured() && emu != nil:

@@ -249,12 +249,14 @@ type Env func(key string) (string, bool)
 // in the flags is returned as is (flag.ErrHelp for -h); configuration
 // problems as a *ValidationError listing all of them.
 func Load(args []string, env Env) (Config, error) {
-	given, err := parseFlags(args)
+	given, explicit, err := parseFlags(args)
 	if err != nil {
 		return Config{}, err
 	}
 	envFile := given[envFileFlag]
-	dotenv, err := readDotenv(envFile)
+	// The default .env is read if it is there; one named on the command
+	// line must be; --env-file= reads none.
+	dotenv, err := readDotenv(envFile, explicit[envFileFlag])
 	if err != nil {
 		return Config{}, &ValidationError{Errs: []error{fmt.Errorf("env file %s (--env-file): %w", envFile, err)}}
 	}
@@ -292,9 +294,12 @@ func Load(args []string, env Env) (Config, error) {
 }
 
 // readDotenv reads the .env file, if there is one.
-func readDotenv(path string) (map[string]string, error) {
+func readDotenv(path string, required bool) (map[string]string, error) {
+	if path == "" {
+		return map[string]string{}, nil
+	}
 	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
+	if errors.Is(err, fs.ErrNotExist) && !required {
 		return map[string]string{}, nil
 	}
 	if err != nil {

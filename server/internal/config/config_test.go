@@ -74,12 +74,12 @@ func TestCartoAPIBaseURLAlias(t *testing.T) {
 	env := valid(t, dir)
 	delete(env, "CARTO_BASE_URL")
 	env["CARTO_API_BASE_URL"] = "https://gcp-europe-west1.api.carto.com"
-	c, err := Load([]string{"--env-file", filepath.Join(dir, "none")}, envOf(env))
+	c, err := Load([]string{"--env-file="}, envOf(env))
 	if err != nil || c.Carto.BaseURL != env["CARTO_API_BASE_URL"] {
 		t.Fatalf("alias: %v %v", c.Carto.BaseURL, err)
 	}
 	env["CARTO_BASE_URL"] = "https://gcp-us-east1.api.carto.com"
-	if _, err := Load([]string{"--env-file", filepath.Join(dir, "none")}, envOf(env)); err == nil || !strings.Contains(err.Error(), "both set") {
+	if _, err := Load([]string{"--env-file="}, envOf(env)); err == nil || !strings.Contains(err.Error(), "both set") {
 		t.Fatalf("conflicting base URLs: %v", err)
 	}
 }
@@ -157,7 +157,7 @@ groups:
 			if tt.yaml != "" {
 				env["TOKENBROKER_CONFIG"] = write(t, t.TempDir(), "tb.yaml", tt.yaml)
 			}
-			_, err := Load([]string{"--env-file", filepath.Join(dir, "none")}, envOf(env))
+			_, err := Load([]string{"--env-file="}, envOf(env))
 			var verr *ValidationError
 			if !errors.As(err, &verr) {
 				t.Fatalf("err = %v, want a ValidationError", err)
@@ -172,7 +172,7 @@ groups:
 }
 
 func TestDemo(t *testing.T) {
-	c, err := Load([]string{"--demo", "--env-file", filepath.Join(t.TempDir(), "none")}, envOf(map[string]string{"CARTO_CLIENT_SECRET": "ignored"}))
+	c, err := Load([]string{"--demo", "--env-file="}, envOf(map[string]string{"CARTO_CLIENT_SECRET": "ignored"}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +197,7 @@ func TestDemo(t *testing.T) {
 	if c.Gateway.URL != "" || c.Gateway.Path(c.Demo) != "/carto" || c.Gateway.CacheTTL != time.Minute {
 		t.Fatalf("demo gateway: %+v at %q", c.Gateway, c.Gateway.Path(c.Demo))
 	}
-	d2, _ := Load([]string{"--demo", "--env-file", filepath.Join(t.TempDir(), "none")}, envOf(nil))
+	d2, _ := Load([]string{"--demo", "--env-file="}, envOf(nil))
 	if string(d2.JWTSecret) == string(c.JWTSecret) {
 		t.Fatal("demo secrets repeat")
 	}
@@ -221,7 +221,6 @@ func TestParseDotenv(t *testing.T) {
 
 func TestStoreSelection(t *testing.T) {
 	dir := t.TempDir()
-	none := filepath.Join(dir, "none")
 	tests := []struct {
 		name     string
 		args     []string
@@ -240,7 +239,7 @@ func TestStoreSelection(t *testing.T) {
 			for k, v := range tt.env {
 				env[k] = v
 			}
-			c, err := Load(append([]string{"--env-file", none}, tt.args...), envOf(env))
+			c, err := Load(append([]string{"--env-file="}, tt.args...), envOf(env))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -282,5 +281,23 @@ func TestGatewayPath(t *testing.T) {
 		if got := (GatewayConfig{URL: tt.url}).Path(tt.demo); got != tt.want {
 			t.Errorf("Path of %q (demo %v) = %q, want %q", tt.url, tt.demo, got, tt.want)
 		}
+	}
+}
+
+// The default .env is read when it is there; a file named with --env-file
+// must be there; --env-file= reads none.
+func TestEnvFileGivenMustExist(t *testing.T) {
+	dir := t.TempDir()
+	env := valid(t, dir)
+	missing := filepath.Join(dir, "missing.env")
+	if _, err := Load([]string{"--env-file", missing}, envOf(env)); err == nil || !strings.Contains(err.Error(), "missing.env (--env-file)") {
+		t.Fatalf("a missing --env-file: %v, want an error naming it", err)
+	}
+	if _, err := Load([]string{"--env-file="}, envOf(env)); err != nil {
+		t.Fatalf("--env-file= : %v", err)
+	}
+	t.Chdir(dir) // no .env here: the default is not required
+	if _, err := Load(nil, envOf(env)); err != nil {
+		t.Fatalf("no .env, none named: %v", err)
 	}
 }

@@ -13,8 +13,8 @@ import (
 type flagValues map[string]string
 
 // parseFlags reads the flags of the settings table from args.
-func parseFlags(args []string) (flagValues, error) {
-	given := flagValues{}
+func parseFlags(args []string) (flagValues, map[string]bool, error) {
+	given, explicit := flagValues{}, map[string]bool{}
 	flags := flag.NewFlagSet("tokenbroker", flag.ContinueOnError)
 	flags.SetOutput(io.Discard)
 	for _, s := range settings {
@@ -27,12 +27,13 @@ func parseFlags(args []string) (flagValues, error) {
 		flags.Var(flagValue{given, s.flag, s.isBool}, s.flag, s.doc)
 	}
 	if err := flags.Parse(args); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if flags.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q", flags.Arg(0))
+		return nil, nil, fmt.Errorf("unexpected argument %q", flags.Arg(0))
 	}
-	return given, nil
+	flags.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
+	return given, explicit, nil
 }
 
 // flagValue is one flag, kept in the given map.

@@ -39,7 +39,7 @@ var settings = []setting{
 	{flag: "demo", def: "false", defDoc: "off", isBool: true,
 		doc:   "demo mode: the CARTO emulator, demo users, a random secret; CARTO_BASE_URL, CARTO_AUTH_URL and the CARTO client are ignored",
 		parse: into(func(c *Config) *bool { return &c.Demo }, boolean)},
-	{flag: envFileFlag, def: ".env", doc: "the dotenv file of KEY=VALUE lines read under the environment, if it exists"},
+	{flag: envFileFlag, def: ".env", doc: "the dotenv file of KEY=VALUE lines read under the environment: .env if it exists; a file named here must exist (--env-file= reads none)"},
 
 	{env: "HOST", flag: "host", defDoc: "all interfaces (`127.0.0.1` in demo mode)", doc: "listen host",
 		defFor: func(c *Config) string { return demoOr(c, "127.0.0.1", "") },
