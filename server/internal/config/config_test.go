@@ -102,7 +102,9 @@ func TestValidationReportsEverything(t *testing.T) {
 			"", []string{"MAX_MINTS_PER_GROUP_PER_HOUR 200 is above MAX_MINTS_PER_HOUR 100", "MAX_TOKEN_REVOCATIONS_PER_GROUP_PER_HOUR: \"x\"", "REFRESH_RESERVE_PERCENT 60 is above 50", "CARTO_TOKEN_REVOKERS: \"everyone\""}},
 		{"bad scalars", map[string]string{"PORT": "http", "GRPC_PORT": "70000", "SESSION_TTL": "forever", "LOG_LEVEL": "loud", "LOG_FORMAT": "xml", "JWT_SECRET": "short", "CARTO_BASE_URL": "gcp-us-east1", "CARTO_AUTH_URL": "ftp://x"},
 			"", []string{"PORT: \"http\"", "GRPC_PORT: \"70000\"", "SESSION_TTL", "LOG_LEVEL", "LOG_FORMAT", "JWT_SECRET is 5 bytes", "CARTO_BASE_URL: \"gcp-us-east1\"", "CARTO_AUTH_URL"}},
-		{"unknown YAML field", nil, "users:\n  - {username: a, passwd: x, group: G}\n", []string{"field passwd not found"}},
+		{"unknown YAML field", nil, "users:\n  - {username: a, passwd: x, group: G}\n", []string{"line 2: unknown key passwd under users:"}},
+		{"unknown YAML fields in several places", nil, "users:\n  - {username: a, password_hash: x, group: G}\ngroups:\n  G:\n    grant: []\nqueries:\n  - {name: q, sqll: x}\n",
+			[]string{"line 5: unknown key grant under a group of groups:", "line 7: unknown key sqll under queries:"}},
 		{"bad users and groups", nil, `
 users:
   - {username: a@acme.com, password_hash: plain, group: BOSTON}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -148,9 +150,33 @@ func parseFile(r io.Reader) (fileConfig, error) {
 	dec := yaml.NewDecoder(r)
 	dec.KnownFields(true)
 	if err := dec.Decode(&fc); err != nil && !errors.Is(err, io.EOF) {
-		return fileConfig{}, err
+		return fileConfig{}, readableYAMLError(err)
 	}
 	return fc, nil
+}
+
+// sections names where each of the file's Go types sits, for messages.
+var sections = map[string]string{
+	"fileConfig": "at the top level", "fileUser": "under users:", "filePolicy": "under a group of groups:",
+	"fileGrant": "under grants:", "fileIdP": "under identity_providers:", "fileService": "under services:",
+	"fileQuery": "under queries:", "fileParam": "under a query's params:",
+}
+
+var unknownField = regexp.MustCompile(`field (\S+) not found in type config\.(\w+)`)
+
+// readableYAMLError says "unknown key passwd under users:" where the YAML
+// decoder says "field passwd not found in type config.fileUser".
+func readableYAMLError(err error) error {
+	msg := unknownField.ReplaceAllStringFunc(err.Error(), func(m string) string {
+		sub := unknownField.FindStringSubmatch(m)
+		where, ok := sections[sub[2]]
+		if !ok {
+			return m
+		}
+		return "unknown key " + sub[1] + " " + where
+	})
+	msg = strings.ReplaceAll(msg, "yaml: unmarshal errors:\n  ", "")
+	return errors.New(strings.ReplaceAll(msg, "\n  ", "; "))
 }
 
 func (fc fileConfig) users() []auth.User {
