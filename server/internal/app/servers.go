@@ -73,7 +73,8 @@ type servers struct {
 // one interceptor chain that authenticates with id.
 func (a *App) newServers(ctx context.Context, svc *api.Service, id identity) (servers, error) {
 	cfg, log := a.cfg, a.log
-	chain := transport.NewChain(transport.ChainConfig{Authenticator: id.authn, Services: id.services, Logger: log, ErrorStatus: svc.Status, Metrics: a.metrics.GRPC, Draining: a.draining})
+	chain := transport.NewChain(transport.ChainConfig{Authenticator: id.authn, Services: id.services, Logger: log, ErrorStatus: svc.Status, Metrics: a.metrics.GRPC, Draining: a.draining,
+		TrustedProxies: cfg.TrustedProxies})
 	s := servers{httpLn: a.httpLn}
 	grpcOpts := a.grpcOpts
 	if a.tracing.Enabled {

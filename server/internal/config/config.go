@@ -15,6 +15,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"strconv"
@@ -75,9 +76,11 @@ type Config struct {
 	DefaultPolicy *policy.Template           // for groups not named; nil if none
 
 	CORSOrigins []string
-	Gateway     GatewayConfig
-	LogFormat   string // "text" or "json"
-	LogLevel    slog.Level
+	// TrustedProxies are the peers whose X-Forwarded-For names the client.
+	TrustedProxies []netip.Prefix
+	Gateway        GatewayConfig
+	LogFormat      string // "text" or "json"
+	LogLevel       slog.Level
 
 	// IdentityProviders whose tokens are accepted, and internal Services
 	// identified by client certificates (TOKENBROKER_CONFIG).

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -141,4 +142,30 @@ func (c *Config) applyDemo() {
 	_, _ = rand.Read(secret)
 	c.JWTSecret = secret
 	c.Carto = CartoConfig{CallTimeout: c.Carto.CallTimeout, BreakerCooldown: c.Carto.BreakerCooldown}
+}
+
+// trustedProxies reads TRUSTED_PROXIES: addresses (a single host) or CIDRs.
+func trustedProxies(c *Config, name, v string) error {
+	var errs []error
+	for _, item := range strings.Split(v, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		if !strings.Contains(item, "/") {
+			a, err := netip.ParseAddr(item)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %q is not an address or a CIDR", name, item))
+				continue
+			}
+			item = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()).String()
+		}
+		p, err := netip.ParsePrefix(item)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %q is not an address or a CIDR", name, item))
+			continue
+		}
+		c.TrustedProxies = append(c.TrustedProxies, p.Masked())
+	}
+	return errors.Join(errs...)
 }

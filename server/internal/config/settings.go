@@ -100,6 +100,8 @@ var settings = []setting{
 		parse: into(func(c *Config) *int { return &c.PublicQueriesPerMinute }, count)},
 	{env: "QUERY_CACHE_BYTES", def: "67108864", defDoc: "64 MiB", doc: "bound of the named queries' result cache, per replica (0: no cache; a query's cache_ttl says how long its results are kept)",
 		parse: into(func(c *Config) *int { return &c.QueryCacheBytes }, count)},
+	{env: "TRUSTED_PROXIES", doc: "comma-separated addresses or CIDRs of the proxies (load balancers) whose X-Forwarded-For names the client; from any other peer it is ignored",
+		parse: trustedProxies},
 	{env: "LOG_FORMAT", flag: "log-format", def: "text", doc: "text or json",
 		parse: into(func(c *Config) *string { return &c.LogFormat }, lower)},
 	{env: "LOG_LEVEL", flag: "log-level", def: "info", doc: "debug, info, warn or error",

@@ -37,6 +37,10 @@ type ChainConfig struct {
 	// Metrics, when set, counts every call by method and code (before
 	// authentication, so refused calls are counted too).
 	Metrics *grpcprom.ServerMetrics
+	// TrustedProxies are the peers whose x-forwarded-for names the client
+	// (TRUSTED_PROXIES); empty: none, the connection's address is the
+	// client's.
+	TrustedProxies TrustedProxies
 	// Draining ends when the server starts to shut down. Streams (health
 	// Watch, reflection) are ended then: they never finish by themselves and
 	// would hold a graceful stop until its timeout. Nil means never.
@@ -47,6 +51,8 @@ type ChainConfig struct {
 type Chain struct {
 	Unary  grpc.UnaryServerInterceptor
 	Stream grpc.StreamServerInterceptor
+	// trusted are the chain's trusted proxies, which the REST front uses too.
+	trusted TrustedProxies
 }
 
 // NewChain builds the chain: recovery outermost, so a panic anywhere becomes
@@ -74,7 +80,7 @@ func NewChain(cfg ChainConfig) Chain {
 		toStatus = internalUnlessStatus
 	}
 	authFn := authenticate(cfg.Authenticator, cfg.Services, toStatus)
-	unary := []grpc.UnaryServerInterceptor{recovery.UnaryServerInterceptor(onPanic), requestIDUnary}
+	unary := []grpc.UnaryServerInterceptor{recovery.UnaryServerInterceptor(onPanic), requestIDUnary, cfg.TrustedProxies.unaryClientAddr}
 	stream := []grpc.StreamServerInterceptor{recovery.StreamServerInterceptor(onPanic), endOnDrain(cfg.Draining), requestIDStream}
 	if cfg.Metrics != nil {
 		unary = append(unary, cfg.Metrics.UnaryServerInterceptor())
@@ -86,7 +92,7 @@ func NewChain(cfg ChainConfig) Chain {
 	stream = append(stream,
 		streamUnless(notLogged, logging.StreamServerInterceptor(logger, logOpts...)),
 		streamUnless(public, grpcauth.StreamServerInterceptor(authFn)))
-	return Chain{Unary: chainUnary(unary...), Stream: chainStream(stream...)}
+	return Chain{Unary: chainUnary(unary...), Stream: chainStream(stream...), trusted: cfg.TrustedProxies}
 }
 
 // optionalAuth runs auth, except for an Optional method called without

@@ -90,7 +90,7 @@ func NewGateway(ctx context.Context, cfg GatewayConfig) (http.Handler, error) {
 		}
 		inner = top
 	}
-	var h http.Handler = withCORS(cfg.CORSOrigins, limitBody(withPeer(inner)))
+	var h http.Handler = withCORS(cfg.CORSOrigins, limitBody(withPeer(cfg.Chain.trusted, inner)))
 	if cfg.Wrap != nil {
 		h = cfg.Wrap(h)
 	}
@@ -158,11 +158,15 @@ func invoke[Req, Resp any](ctx context.Context, s intercepted, method string, re
 }
 
 // withPeer records the client's address and TLS state as the gRPC peer, so
-// the chain sees who a REST call came from as it does for gRPC.
-func withPeer(next http.Handler) http.Handler {
+// the chain sees who a REST call came from as it does for gRPC: the
+// connection's address, or the client a trusted proxy names.
+func withPeer(tp TrustedProxies, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if addr, err := net.ResolveTCPAddr("tcp", r.RemoteAddr); err == nil {
 			p := &peer.Peer{Addr: addr}
+			if c := tp.fromProxy(r.RemoteAddr, r.Header.Values("X-Forwarded-For")); c != nil {
+				p.Addr = c
+			}
 			if r.TLS != nil {
 				p.AuthInfo = credentials.TLSInfo{State: *r.TLS}
 			}
