@@ -12,6 +12,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -62,8 +64,15 @@ type App struct {
 	// rotation, IdP key refresh).
 	bg     context.Context
 	stopBg context.CancelFunc
-	// serving is closed once Run serves (health says SERVING).
+	// serving is closed once Run serves (health reports readiness).
 	serving chan struct{}
+	// started is set once Run serves: readiness may then be reported.
+	started atomic.Bool
+	// readyEvery is how often readiness is re-evaluated (0: ReadinessInterval).
+	readyEvery time.Duration
+	// readyMu orders readiness reports; lastReady is the last one (nil: none).
+	readyMu   sync.Mutex
+	lastReady *readiness
 
 	// demo mode only
 	sim    *cartosim.Sim
@@ -195,6 +204,6 @@ func (a *App) Config() config.Config { return a.cfg }
 func (a *App) Warm(ctx context.Context) error { return a.carto.Warm(ctx) }
 
 // Serving is closed once Run serves: its servers accept calls and its health
-// says SERVING. A caller starting Run in a goroutine waits on it (and on
-// Run returning early with an error).
+// reports its readiness (SERVING when ready, as /readyz). A caller starting
+// Run in a goroutine waits on it (and on Run returning early with an error).
 func (a *App) Serving() <-chan struct{} { return a.serving }

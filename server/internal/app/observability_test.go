@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"google.golang.org/grpc"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 
 	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
@@ -167,6 +168,7 @@ func TestProbesAndOpenAPI(t *testing.T) {
 	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body["checks"].(map[string]any)["carto"].(string), "no token cached") {
 		t.Fatalf("readyz with CARTO down and nothing cached: %d %v", resp.StatusCode, body)
 	}
+	b.checkHealth(healthpb.HealthCheckResponse_NOT_SERVING) // gRPC health agrees
 }
 
 // An OTLP collector (a real gRPC server implementing the trace service)

@@ -62,28 +62,3 @@ func (a *App) routes() map[string]http.Handler {
 	}
 	return r
 }
-
-// readyz answers whether this replica can serve: its token store answers and
-// its views are fresh, and CARTO is reachable or tokens are cached (which it
-// serves while CARTO is down).
-func (a *App) readyz(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-	defer cancel()
-	checks := map[string]string{"store": "ok", "carto": "ok"}
-	ready := true
-	if err := a.cache.Ready(ctx); err != nil {
-		checks["store"], ready = "unavailable", false
-	}
-	if !a.carto.Reachable() {
-		if a.cache.HasTokens(ctx) {
-			checks["carto"] = "unreachable; serving cached tokens"
-		} else {
-			checks["carto"], ready = "unreachable and no token cached", false
-		}
-	}
-	status, code := "ready", http.StatusOK
-	if !ready {
-		status, code = "not ready", http.StatusServiceUnavailable
-	}
-	transport.WriteJSON(w, code, map[string]any{"status": status, "checks": checks})
-}

@@ -10,7 +10,6 @@ import (
 
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
 // Run serves until ctx ends, then stops taking requests, lets in-flight ones
@@ -70,7 +69,11 @@ func (a *App) Run(ctx context.Context) error {
 		a.log.Warn("not in sync with the shared token store yet; requests fail closed until it is", "error", err)
 	}
 	cancelSync()
-	a.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	// Health (gRPC and /readyz alike) reports readiness from now on, and
+	// is re-evaluated until the drain.
+	a.started.Store(true)
+	a.checkReadiness(gctx)
+	bgWG.Go(func() { a.watchReadiness(a.bg) })
 	close(a.serving)
 	a.log.Info("tokenbroker serving", "grpc", a.GRPCAddr(), "rest", a.HTTPAddr(), "config", a.cfg)
 

@@ -277,3 +277,34 @@ func TestNewValidates(t *testing.T) {
 		}
 	}
 }
+
+// CredentialsRefused says whether CARTO refused the client credentials on
+// the last OAuth fetch: an outage does not set it, nor clear it.
+func TestCredentialsRefused(t *testing.T) {
+	e := newEnv(t, cartosim.Config{})
+	if e.client.CredentialsRefused() {
+		t.Fatal("refused before any fetch")
+	}
+	e.sim.SetFaults(cartosim.Faults{Outage: cartosim.OutageUnavailable})
+	if err := e.client.Warm(context.Background()); !errors.Is(err, ErrUnavailable) || e.client.CredentialsRefused() {
+		t.Fatalf("outage: %v, refused %v", err, e.client.CredentialsRefused())
+	}
+	e.sim.SetFaults(cartosim.Faults{})
+	e.clk.Advance(time.Hour) // past the backoff
+	if err := e.client.Warm(context.Background()); err != nil || e.client.CredentialsRefused() {
+		t.Fatalf("good secret: %v, refused %v", err, e.client.CredentialsRefused())
+	}
+
+	wrong, err := New(Config{BaseURL: e.srv.URL, AuthURL: e.srv.URL + "/oauth/token", ClientID: "client-1", ClientSecret: "wrong", Now: e.clk.Now, BreakerThreshold: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wrong.Warm(context.Background()); !errors.Is(err, ErrCredentials) || !wrong.CredentialsRefused() {
+		t.Fatalf("wrong secret: %v, refused %v", err, wrong.CredentialsRefused())
+	}
+	e.sim.SetFaults(cartosim.Faults{Outage: cartosim.OutageUnavailable})
+	e.clk.Advance(time.Hour)
+	if err := wrong.Warm(context.Background()); !errors.Is(err, ErrUnavailable) || !wrong.CredentialsRefused() {
+		t.Fatalf("wrong secret, then an outage: %v, refused %v", err, wrong.CredentialsRefused())
+	}
+}

@@ -39,6 +39,9 @@ type oauthSource struct {
 	usableUntil time.Time // expiry minus a margin for clock skew
 	refreshAt   time.Time
 	nextAttempt time.Time // after a failed background refresh, when to try again
+	// refused: CARTO refused the client credentials on the last fetch that
+	// got an answer on them (ErrCredentials); a token obtained clears it.
+	refused bool
 }
 
 // refreshBackoff spaces background refresh attempts after a failure, while the
@@ -83,6 +86,16 @@ func (o *oauthSource) token(ctx context.Context) (string, error) {
 func (c *Client) Warm(ctx context.Context) error {
 	_, err := c.oauth.token(ctx)
 	return err
+}
+
+// CredentialsRefused reports whether CARTO refused the broker's OAuth client
+// credentials (ErrCredentials) on the last token fetch, and no token has been
+// obtained since: only an operator can fix it. A fetch that fails otherwise
+// (CARTO down, rate limited) leaves the answer as it was.
+func (c *Client) CredentialsRefused() bool {
+	c.oauth.mu.Lock()
+	defer c.oauth.mu.Unlock()
+	return c.oauth.refused
 }
 
 // KeepOAuthFresh gets the OAuth token if there is none, then refreshes it
@@ -148,6 +161,9 @@ func (o *oauthSource) fetch(ctx context.Context) <-chan singleflight.Result {
 			}
 			o.mu.Lock()
 			o.nextAttempt = o.c.cfg.Now().Add(wait)
+			if errors.Is(err, ErrCredentials) {
+				o.refused = true
+			}
 			o.mu.Unlock()
 			o.c.cfg.Logger.Warn("CARTO OAuth token fetch failed", "error", err)
 			return "", err
@@ -234,6 +250,7 @@ func (o *oauthSource) set(tok string, obtained time.Time, lifetime time.Duration
 	o.usableUntil = obtained.Add(lifetime - skewMargin(lifetime))
 	o.refreshAt = obtained.Add(lifetime * 8 / 10)
 	o.nextAttempt = time.Time{}
+	o.refused = false
 }
 
 // invalidate drops tok, here and for every replica, if it is still current.

@@ -63,10 +63,16 @@ type GRPCConfig struct {
 	Options []grpc.ServerOption
 }
 
+// HealthServices are the names the health service answers for: "" (the
+// server as a whole, what grpc-health-probe asks by default) and the
+// TokenBroker service (-service=tokenbroker.v1.TokenBroker). Both always
+// carry the same status; any other name is NOT_FOUND.
+var HealthServices = []string{"", tokenbrokerv1.TokenBroker_ServiceDesc.ServiceName}
+
 // NewGRPCServer returns a gRPC server with the TokenBroker service, health
-// and reflection, within cfg.Limits. Health starts NOT_SERVING (grpc's
-// default is SERVING): the caller reports SERVING through the returned
-// server once it is ready.
+// and reflection, within cfg.Limits. Health starts NOT_SERVING for every
+// name of HealthServices (grpc's default is SERVING): the caller reports
+// SERVING through the returned server once it is ready.
 func NewGRPCServer(cfg GRPCConfig) (*grpc.Server, *health.Server) {
 	chain, lim := cfg.Chain, cfg.Limits
 	s := grpc.NewServer(append([]grpc.ServerOption{
@@ -93,7 +99,9 @@ func NewGRPCServer(cfg GRPCConfig) (*grpc.Server, *health.Server) {
 	}, cfg.Options...)...)
 	tokenbrokerv1.RegisterTokenBrokerServer(s, cfg.Service)
 	hs := health.NewServer()
-	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	for _, svc := range HealthServices {
+		hs.SetServingStatus(svc, healthpb.HealthCheckResponse_NOT_SERVING)
+	}
 	healthpb.RegisterHealthServer(s, hs)
 	reflection.Register(s)
 	return s, hs
