@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel"
 
 	"github.com/tokenbroker/tokenbroker/server/internal/app"
 	"github.com/tokenbroker/tokenbroker/server/internal/config"
@@ -35,9 +36,7 @@ func serve(ctx context.Context, args []string, env func(string) (string, bool), 
 	logOut := telemetry.NewBufferedWriter(stderr, 100*time.Millisecond)
 	defer logOut.Close()
 	log := newLogger(cfg, logOut)
-	// go-redis reports each failed dial on stderr by itself; the broker's own
-	// errors and logs say what matters, in its log format.
-	redis.SetLogger(redisLogger{log})
+	routeLibraryLogs(log)
 	tracing, err := telemetry.Setup(ctx, telemetry.Env(env))
 	if err != nil {
 		return err
@@ -52,15 +51,20 @@ func serve(ctx context.Context, args []string, env func(string) (string, bool), 
 	return a.Run(ctx)
 }
 
-// redisLogger writes go-redis's internal messages to the log at debug level.
-type redisLogger struct{ log *slog.Logger }
-
-func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
-	l.log.DebugContext(ctx, "redis client: "+fmt.Sprintf(format, v...))
+// routeLibraryLogs sends what go-redis and OpenTelemetry log by themselves
+// (a failed dial, a failed trace export) to the broker's log, in its format:
+// left alone they write raw lines on stderr, which break LOG_FORMAT=json.
+// Their loggers are process-global, which the broker's own code never is, so
+// they are set here, at the composition root, once per serve.
+func routeLibraryLogs(log *slog.Logger) {
+	redis.SetLogger(telemetry.RedisLogger{Log: log})
+	otel.SetLogger(telemetry.OTelLogger(log.Handler()))
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(telemetry.OTelErrors(log)))
 }
 
 func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	// Durations are written as text ("1h0m0s") in both formats.
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel, ReplaceAttr: telemetry.DurationsAsText}
 	var h slog.Handler = slog.NewTextHandler(w, opts)
 	if cfg.LogFormat == "json" {
 		h = slog.NewJSONHandler(w, opts)

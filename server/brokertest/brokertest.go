@@ -119,7 +119,7 @@ func New(opts ...Option) (_ *Broker, err error) {
 		b.Logs = &logtest.Buffer{}
 		logs = b.Logs
 	}
-	log := slog.New(telemetry.LogHandler{Handler: slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})})
+	log := slog.New(telemetry.LogHandler{Handler: slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug, ReplaceAttr: telemetry.DurationsAsText})})
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := app.New(ctx, cfg, log, s.appOpts...)
 	if err != nil {
