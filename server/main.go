@@ -3,6 +3,7 @@
 // group, over gRPC and REST.
 //
 //	tokenbroker [flags]               serve (configured by environment, .env and flags)
+//	tokenbroker --version             print the version, commit and Go version
 //	tokenbroker --demo                serve with the CARTO emulator and demo users
 //	tokenbroker hash-password         print a bcrypt hash for a users: entry
 //	tokenbroker cartosim [flags]      run the CARTO emulator on its own
@@ -41,6 +42,7 @@ const usageText = `usage:
   tokenbroker --demo             run it with the CARTO emulator and demo users
   tokenbroker hash-password      read a password on stdin, print its bcrypt hash
   tokenbroker cartosim [flags]   run the CARTO emulator on its own
+  tokenbroker --version          print the version, commit and Go version
   tokenbroker help               this text; "tokenbroker -h" lists the flags and variables
 `
 

@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel"
 
+	"github.com/tokenbroker/tokenbroker/internal/version"
 	"github.com/tokenbroker/tokenbroker/server/internal/app"
 	"github.com/tokenbroker/tokenbroker/server/internal/config"
 	"github.com/tokenbroker/tokenbroker/server/internal/telemetry"
@@ -26,6 +27,9 @@ func serve(ctx context.Context, args []string, env func(string) (string, bool), 
 	case errors.Is(err, flag.ErrHelp):
 		_, err = fmt.Fprint(stdout, usageText, "\nflags:\n", config.FlagUsage(),
 			"\nenvironment variables (also read from the --env-file; a flag overrides its variable):\n", config.EnvUsage())
+		return err
+	case errors.Is(err, config.ErrVersion):
+		_, err = fmt.Fprintln(stdout, version.Get().String("tokenbroker"))
 		return err
 	case errors.As(err, &verr):
 		return err

@@ -21,6 +21,7 @@ type globals struct {
 	ca, cert, key  string
 	timeout        time.Duration
 	json           bool
+	version        bool
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	stdinTerminal  bool
@@ -47,6 +48,7 @@ func (g *globals) flagSet(getenv func(string) string) *flag.FlagSet {
 	fs.StringVar(&g.key, "key", "", "PEM private key `file` of --cert")
 	fs.DurationVar(&g.timeout, "timeout", 10*time.Second, "time allowed for the whole command (0: none)")
 	fs.BoolVar(&g.json, "json", false, "machine-readable (JSON) output")
+	fs.BoolVar(&g.version, "version", false, "print the version, commit and Go version, and exit")
 	return fs
 }
 

@@ -26,6 +26,7 @@
 //	--cert, --key FILE a PEM client certificate and key (a service's identity); enables TLS
 //	--timeout D        for the whole command (default 10s; 0: none)
 //	--json             machine-readable output
+//	--version          print the version, commit and Go version, and exit
 //
 // The password of login is read as one line from standard input, never from
 // the command line. Pipe it in (from a password manager or a file): on a
@@ -58,6 +59,8 @@ import (
 	"syscall"
 
 	"google.golang.org/grpc/status"
+
+	"github.com/tokenbroker/tokenbroker/internal/version"
 )
 
 func main() {
@@ -109,6 +112,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			return exitOK
 		}
 		return exitUsage // flag has printed the problem and the usage
+	}
+	if g.version {
+		fmt.Fprintln(stdout, version.Get().String("tokenbroker-cli"))
+		return exitOK
 	}
 	if g.token == "" {
 		g.token = getenv("TOKENBROKER_TOKEN")

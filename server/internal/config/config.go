@@ -249,8 +249,9 @@ type Env func(key string) (string, bool)
 
 // Load reads flags from args, then the environment (with .env file values
 // under real ones), then the YAML file, and validates the result. A mistake
-// in the flags is returned as is (flag.ErrHelp for -h); configuration
-// problems as a *ValidationError listing all of them.
+// in the flags is returned as is (flag.ErrHelp for -h, ErrVersion for
+// --version); configuration problems as a *ValidationError listing all of
+// them.
 func Load(args []string, env Env) (Config, error) {
 	given, explicit, err := parseFlags(args)
 	if err != nil {

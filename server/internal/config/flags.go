@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -12,7 +13,16 @@ import (
 // flag alone (--demo, --env-file) starts at its default.
 type flagValues map[string]string
 
-// parseFlags reads the flags of the settings table from args.
+// ErrVersion is returned by Load for --version: the caller prints the
+// version and exits. Like -h, --version is not a setting, so it is not in
+// the settings table (nor the README's configuration table).
+var ErrVersion = errors.New("version requested")
+
+// versionFlag is the flag that asks for the version.
+const versionFlag = "version"
+
+// parseFlags reads the flags of the settings table from args, and
+// --version. It also returns which flags were given explicitly.
 func parseFlags(args []string) (flagValues, map[string]bool, error) {
 	given, explicit := flagValues{}, map[string]bool{}
 	flags := flag.NewFlagSet("tokenbroker", flag.ContinueOnError)
@@ -26,8 +36,12 @@ func parseFlags(args []string) (flagValues, map[string]bool, error) {
 		}
 		flags.Var(flagValue{given, s.flag, s.isBool}, s.flag, s.doc)
 	}
+	wantVersion := flags.Bool(versionFlag, false, "print the version and exit")
 	if err := flags.Parse(args); err != nil {
 		return nil, nil, err
+	}
+	if *wantVersion {
+		return nil, nil, ErrVersion
 	}
 	if flags.NArg() > 0 {
 		return nil, nil, fmt.Errorf("unexpected argument %q", flags.Arg(0))
@@ -72,7 +86,7 @@ func FlagUsage() string {
 			doc += " (default " + d + ")"
 		}
 		return head, doc, s.flag != ""
-	})
+	}) + "  -" + versionFlag + "\n    \tprint the version and exit\n"
 }
 
 // EnvUsage describes the environment variables Load reads, with their
