@@ -22,10 +22,10 @@ func DurationsAsText(_ []string, a slog.Attr) slog.Attr {
 // RedisLogger forwards go-redis's internal messages (redis.SetLogger) to a
 // slog logger, so that they come out in the broker's log format rather than
 // as raw lines on stderr. go-redis speaks only when something went wrong, at
-// the level the message implies: a failed dial at debug, since the same
-// error reaches the caller, which reports it (a start-up failure, the store's
-// own warnings, /readyz); a recovered panic at error; anything else, which
-// nobody else reports, at warn.
+// the level the message implies: a failed dial or Sentinel lookup at debug,
+// since the same error reaches the caller, which reports it (a start-up
+// failure, the store's own warnings, /readyz); a recovered panic at error;
+// anything else, which nobody else reports, at warn.
 type RedisLogger struct{ Log *slog.Logger }
 
 // Printf implements go-redis's internal.Logging.
@@ -35,7 +35,7 @@ func (l RedisLogger) Printf(ctx context.Context, format string, v ...any) {
 	switch {
 	case strings.Contains(msg, "panic"):
 		level = slog.LevelError
-	case strings.Contains(msg, "failed to dial"):
+	case strings.Contains(msg, "failed to dial"), strings.HasPrefix(msg, "sentinel: "):
 		level = slog.LevelDebug
 	}
 	l.Log.Log(ctx, level, "redis client: "+msg)

@@ -47,7 +47,8 @@ func TestOTelLoggerLevels(t *testing.T) {
 func TestRedisLogger(t *testing.T) {
 	for _, tc := range []struct{ format, want, level string }{
 		{"redis: connection pool: failed to dial after %d attempts", "redis client: connection pool: failed to dial after 1 attempts", "DEBUG"},
-		{"sentinel: GetMasterAddrByName name=%d failed", "redis client: sentinel: GetMasterAddrByName name=1 failed", "WARN"},
+		{"sentinel: GetMasterAddrByName name=%d failed", "redis client: sentinel: GetMasterAddrByName name=1 failed", "DEBUG"},
+		{"pubsub: unexpected message %d", "redis client: pubsub: unexpected message 1", "WARN"},
 		{"addIdleConn panic: %v", "redis client: addIdleConn panic: 1", "ERROR"},
 	} {
 		var out bytes.Buffer
