@@ -63,15 +63,22 @@ queries:
       - {name: storetype, type: string, required: true, allowed: [Supermarket, Drugstore]}
 `
 
-// restQuery runs GET path with the bearer (if any) and returns the status,
-// the content type and the body.
-func restQuery(t *testing.T, b *broker, path, bearer string) (int, string, []byte) {
+// restAnswer is an answer to a GET.
+type restAnswer struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// restQuery runs GET path with the bearer (if any) and reads its answer,
+// which must never show the SQL.
+func restQuery(t *testing.T, b *broker, path, bearer string) restAnswer {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, b.rest+path, nil)
 	if bearer != "" {
 		req.Header.Set("Authorization", "Bearer "+bearer)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := b.http.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +87,7 @@ func restQuery(t *testing.T, b *broker, path, bearer string) (int, string, []byt
 	if strings.Contains(string(body), "SELECT") {
 		t.Errorf("GET %s: the answer shows the SQL: %s", path, body)
 	}
-	return resp.StatusCode, resp.Header.Get("Content-Type"), body
+	return restAnswer{status: resp.StatusCode, header: resp.Header, body: body}
 }
 
 func TestNamedQueriesOverREST(t *testing.T) {
@@ -115,7 +122,8 @@ func TestNamedQueriesOverREST(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			code, ctype, body := restQuery(t, b, tt.path, tt.bearer)
+			a := restQuery(t, b, tt.path, tt.bearer)
+			code, ctype, body := a.status, a.header.Get("Content-Type"), a.body
 			if code != tt.status {
 				t.Fatalf("%d %s, want %d", code, body, tt.status)
 			}
@@ -143,22 +151,17 @@ func TestNamedQueriesOverREST(t *testing.T) {
 	path := "/v1/queries/stores-by-city?" + url.Values{"city": {"BOSTON"}, "storetype": {"Drugstore"}}.Encode()
 	var last int
 	for range 3 {
-		if last, _, _ = restQuery(t, b, path, ""); last == http.StatusTooManyRequests {
+		if last = restQuery(t, b, path, "").status; last == http.StatusTooManyRequests {
 			break
 		}
 	}
-	req, _ := http.NewRequest(http.MethodGet, b.rest+path, nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if last != http.StatusTooManyRequests || resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
-		t.Fatalf("past the public rate: %d, then %d with Retry-After %q", last, resp.StatusCode, resp.Header.Get("Retry-After"))
+	again := restQuery(t, b, path, "")
+	if last != http.StatusTooManyRequests || again.status != http.StatusTooManyRequests || again.header.Get("Retry-After") == "" {
+		t.Fatalf("past the public rate: %d, then %d with Retry-After %q", last, again.status, again.header.Get("Retry-After"))
 	}
 	// A caller with credentials is not held to it.
-	if code, _, body := restQuery(t, b, path, boston); code != 200 {
-		t.Fatalf("an authenticated caller of the public query: %d %s", code, body)
+	if a := restQuery(t, b, path, boston); a.status != 200 {
+		t.Fatalf("an authenticated caller of the public query: %d %s", a.status, a.body)
 	}
 }
 
@@ -257,8 +260,8 @@ func TestNamedQueryResultsAreShared(t *testing.T) {
 	var wg sync.WaitGroup
 	for range callers {
 		wg.Go(func() {
-			if code, _, body := restQuery(t, b, "/v1/queries/my-stores?storetype=Department%20Store", boston); code != 200 {
-				t.Errorf("%d %s", code, body)
+			if a := restQuery(t, b, "/v1/queries/my-stores?storetype=Department%20Store", boston); a.status != 200 {
+				t.Errorf("%d %s", a.status, a.body)
 			}
 		})
 	}
@@ -266,7 +269,7 @@ func TestNamedQueryResultsAreShared(t *testing.T) {
 	if n := b.sim.Stats().SQLQueries - before; n != 1 {
 		t.Fatalf("%d identical requests cost CARTO %d queries, want 1", callers, n)
 	}
-	_, _, metrics := restQuery(t, b, "/metrics", "")
+	metrics := restQuery(t, b, "/metrics", "").body
 	hits := 0
 	for _, how := range []string{"hit", "shared"} {
 		m := regexp.MustCompile(`tokenbroker_query_results_total\{result="` + how + `"\} (\d+)`).FindSubmatch(metrics)
@@ -299,11 +302,12 @@ queries:
 `, 1)
 	b := startBroker(t, brokertest.Config(withAdmin))
 	boston := b.login("user.boston@acme.com", "boston")
-	if code, _, body := restQuery(t, b, "/v1/queries/my-stores", boston); code != 200 {
-		t.Fatalf("%d %s", code, body)
+	if a := restQuery(t, b, "/v1/queries/my-stores", boston); a.status != 200 {
+		t.Fatalf("%d %s", a.status, a.body)
 	}
 	admin := b.login("admin@acme.com", "admin")
-	code, _, body := restQuery(t, b, "/v1/tokens", admin)
+	a := restQuery(t, b, "/v1/tokens", admin)
+	code, body := a.status, a.body
 	if code != 200 || !strings.Contains(string(body), `"group":"queries/BOSTON"`) {
 		t.Fatalf("the tokens held: %d %s", code, body)
 	}
@@ -322,8 +326,8 @@ func TestNamedQueryCartoFaults(t *testing.T) {
 		brokertest.Env(map[string]string{"CARTO_CALL_TIMEOUT": "500ms", "CARTO_BREAKER_COOLDOWN": "100ms"}))
 	boston := b.login("user.boston@acme.com", "boston")
 	// Mint the query token while CARTO answers.
-	if code, _, body := restQuery(t, b, "/v1/queries/my-stores", boston); code != 200 {
-		t.Fatalf("%d %s", code, body)
+	if a := restQuery(t, b, "/v1/queries/my-stores", boston); a.status != 200 {
+		t.Fatalf("%d %s", a.status, a.body)
 	}
 	tests := []struct {
 		name       string
@@ -340,16 +344,9 @@ func TestNamedQueryCartoFaults(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			b.sim.SetFaults(tt.faults)
 			defer b.sim.SetFaults(cartosim.Faults{})
-			req, _ := http.NewRequest(http.MethodGet, b.rest+"/v1/queries/my-stores?storetype=Drugstore", nil)
-			req.Header.Set("Authorization", "Bearer "+boston)
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != tt.status || (resp.Header.Get("Retry-After") != "") != tt.retryAfter || !strings.Contains(string(body), tt.says) || strings.Contains(string(body), "SELECT") {
-				t.Fatalf("%d (Retry-After %q) %s; want %d saying %q", resp.StatusCode, resp.Header.Get("Retry-After"), body, tt.status, tt.says)
+			a := restQuery(t, b, "/v1/queries/my-stores?storetype=Drugstore", boston)
+			if a.status != tt.status || (a.header.Get("Retry-After") != "") != tt.retryAfter || !strings.Contains(string(a.body), tt.says) {
+				t.Fatalf("%d (Retry-After %q) %s; want %d saying %q", a.status, a.header.Get("Retry-After"), a.body, tt.status, tt.says)
 			}
 		})
 	}
