@@ -265,6 +265,22 @@ func (c *Client) ListTokens(ctx context.Context) ([]APIToken, error) {
 	return out, nil
 }
 
+// jsonRequest is a call to CARTO with a bearer token: it accepts JSON and
+// sends body (nil: none) as JSON. Its error never quotes the URL, which may
+// hold a token or a query.
+func jsonRequest(ctx context.Context, method, target, bearer string, body []byte) (*http.Request, error) {
+	r, err := http.NewRequestWithContext(ctx, method, target, bytes.NewReader(body))
+	if err != nil {
+		return nil, errors.New("cannot build the request")
+	}
+	r.Header.Set("Authorization", "Bearer "+bearer)
+	r.Header.Set("Accept", "application/json")
+	if body != nil {
+		r.Header.Set("Content-Type", "application/json")
+	}
+	return r, nil
+}
+
 // tokensCall makes one Tokens API call with the OAuth token. A 401 means the
 // OAuth token is no longer good (revoked, or the clock disagrees): it is
 // dropped and the call is made once more with a fresh one. A 401 creates
@@ -276,16 +292,7 @@ func (c *Client) tokensCall(ctx context.Context, op string, policy retryPolicy, 
 			return nil, err
 		}
 		status, respBody, hdr, err := c.send(ctx, op, policy, func(ctx context.Context) (*http.Request, error) {
-			req, err := http.NewRequestWithContext(ctx, method, c.base.String()+"/v3/tokens"+path, bytes.NewReader(body))
-			if err != nil {
-				return nil, err
-			}
-			req.Header.Set("Authorization", "Bearer "+bearer)
-			req.Header.Set("Accept", "application/json")
-			if body != nil {
-				req.Header.Set("Content-Type", "application/json")
-			}
-			return req, nil
+			return jsonRequest(ctx, method, c.base.String()+"/v3/tokens"+path, bearer, body)
 		}, nil)
 		if err != nil {
 			return nil, err

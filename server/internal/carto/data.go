@@ -1,7 +1,6 @@
 package carto
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -206,16 +205,7 @@ func (c *Client) queryCall(ctx context.Context, op string, req QueryRequest, api
 		method, target, payload = http.MethodPost, endpoint, b
 	}
 	status, body, hdr, err := c.send(ctx, op, idempotent, func(ctx context.Context) (*http.Request, error) {
-		r, err := http.NewRequestWithContext(ctx, method, target, bytes.NewReader(payload))
-		if err != nil {
-			return nil, errors.New("cannot build the request") // its error would quote the URL
-		}
-		r.Header.Set("Authorization", "Bearer "+req.Token)
-		r.Header.Set("Accept", "application/json")
-		if payload != nil {
-			r.Header.Set("Content-Type", "application/json")
-		}
-		return r, nil
+		return jsonRequest(ctx, method, target, req.Token, payload)
 	}, read)
 	if err != nil {
 		return nil, scrubError(err, req)
