@@ -131,7 +131,7 @@ func (b *Broker) runQuery(ctx context.Context, p *auth.Principal, addr, name str
 		q, ok = b.cfg.Queries.Get(name)
 	}
 	if !ok {
-		return result{}, refusal.Newf(ErrNoSuchQuery, "no query is named %q", shorten(name))
+		return result{}, refusal.Newf(ErrNoSuchQuery, "no query is named %q", refusal.Echo(name))
 	}
 	c := callerOf(p)
 	if !q.Allows(c) {
@@ -228,12 +228,4 @@ func callerOf(p *auth.Principal) namedquery.Caller {
 		return namedquery.Caller{}
 	}
 	return namedquery.Caller{Group: p.Group, User: p.Subject, Claims: p.Claims}
-}
-
-// shorten cuts a caller's string for a message.
-func shorten(s string) string {
-	if len(s) <= 64 {
-		return s
-	}
-	return strings.ToValidUTF8(s[:64], "") + "…"
 }

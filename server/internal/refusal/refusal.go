@@ -5,7 +5,10 @@
 // wrapped on its way up, and a sentinel never has to be cut off a message.
 package refusal
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // Error is a refusal. It wraps Kind, the sentinel the API maps to a status
 // code (broker.ErrInvalidArgument, auth.ErrUnauthenticated...).
@@ -29,3 +32,16 @@ func (e *Error) Unwrap() error { return e.Kind }
 
 // CallerMessage is the reason.
 func (e *Error) CallerMessage() string { return e.Reason }
+
+// maxEcho bounds how much of a caller's string a reason repeats.
+const maxEcho = 64
+
+// Echo cuts a string the caller sent (a name, a key) for its reason: at
+// most 64 bytes of whole characters, marked "…" when cut, so that no reason
+// grows with what a caller sends.
+func Echo(s string) string {
+	if len(s) <= maxEcho {
+		return s
+	}
+	return strings.ToValidUTF8(s[:maxEcho], "") + "…"
+}

@@ -3,6 +3,7 @@ package refusal
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -18,5 +19,18 @@ func TestError(t *testing.T) {
 	}
 	if New(kind, "x").Error() != fmt.Errorf("%w: x", kind).Error() {
 		t.Fatal("a refusal's text differs from the fmt.Errorf it replaces")
+	}
+}
+
+func TestEcho(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"short", "short"},
+		{strings.Repeat("a", 64), strings.Repeat("a", 64)},
+		{strings.Repeat("a", 65), strings.Repeat("a", 64) + "…"},
+		{strings.Repeat("a", 63) + "é", strings.Repeat("a", 63) + "…"}, // a character cut in two is dropped
+	} {
+		if got := Echo(tt.in); got != tt.want {
+			t.Errorf("Echo(%q) = %q, want %q", tt.in, got, tt.want)
+		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
+	"github.com/tokenbroker/tokenbroker/server/internal/refusal"
 )
 
 var geoJSONResponse = (&tokenbrokerv1.RunQueryGeoJSONResponse{}).ProtoReflect().Descriptor().FullName()
@@ -45,7 +46,7 @@ func queryParamsInQueryString(next http.Handler) http.Handler {
 				k = "params[" + k + "]"
 			}
 			if len(vs) > 1 || form.Has(k) {
-				writeJSONError(w, http.StatusBadRequest, codes.InvalidArgument, "query parameter "+shortName(k)+" is given more than once; give it once")
+				writeJSONError(w, http.StatusBadRequest, codes.InvalidArgument, "query parameter "+refusal.Echo(k)+" is given more than once; give it once")
 				return
 			}
 			form[k] = vs
@@ -54,14 +55,6 @@ func queryParamsInQueryString(next http.Handler) http.Handler {
 		r2.Form = form
 		next.ServeHTTP(w, &r2)
 	})
-}
-
-// shortName cuts a caller's parameter name for a message.
-func shortName(s string) string {
-	if len(s) <= 64 {
-		return s
-	}
-	return strings.ToValidUTF8(s[:64], "") + "…"
 }
 
 // geoJSONContentType serves a query's GeoJSON as application/geo+json (the
