@@ -94,14 +94,16 @@ func (b *Broker) Queries(p *auth.Principal) []*namedquery.Query {
 // supplied.
 func (b *Broker) QueryRows(ctx context.Context, p *auth.Principal, addr, name string, supplied map[string]string) (Rows, error) {
 	res, err := b.runQuery(ctx, p, addr, name, supplied, namedquery.APISQL)
-	return res.rows, err
+	rows := res.rows
+	rows.Memo = res.memo
+	return rows, err
 }
 
 // QueryGeoJSON runs the named query through the Maps API and returns its
 // FeatureCollection.
 func (b *Broker) QueryGeoJSON(ctx context.Context, p *auth.Principal, addr, name string, supplied map[string]string) (GeoJSON, error) {
 	res, err := b.runQuery(ctx, p, addr, name, supplied, namedquery.APIMaps)
-	return GeoJSON{Body: res.geojson, Memo: res.rows.Memo}, err
+	return GeoJSON{Body: res.geojson, Memo: res.memo}, err
 }
 
 // result is a named query's answer through one API, as it is kept.
@@ -109,6 +111,7 @@ type result struct {
 	rows    Rows
 	geojson []byte
 	size    int
+	memo    *Memo // for the API's answer built from it
 }
 
 // QueryObserver is told how named queries are answered, for metrics.
@@ -198,7 +201,7 @@ func (b *Broker) runAtCarto(ctx context.Context, q *namedquery.Query, api string
 		}
 		// What the API builds from the result is kept with it (its size
 		// counts the answer's bytes once; the built form is about as big).
-		res.rows.Memo = &Memo{}
+		res.memo = &Memo{}
 		if b.cfg.QueryObserver != nil {
 			b.cfg.QueryObserver.QueryUpstream(api, time.Since(start), err == nil)
 		}
